@@ -1,0 +1,216 @@
+"""The one error classifier: what kind of failure an exception is.
+
+Classification looks at exception classes, errno values, SQLSTATE codes and SQLite result codes,
+walking the chain of causes (requests wraps urllib3 which wraps the socket error; Django wraps
+the driver's error). English message text is consulted only where a driver offers nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+import sqlite3
+import ssl
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+    CRITICAL = "critical"
+
+
+class ErrorCategory(StrEnum):
+    TIMEOUT = "timeout"
+    REFUSED = "refused"
+    RESET = "reset"
+    DNS = "dns"
+    TLS = "tls"
+    HTTP_4XX = "http_4xx"
+    HTTP_5XX = "http_5xx"
+    DB_LOCKED = "db_locked"
+    DB_DISCONNECTED = "db_disconnected"
+    CHANNEL_FULL = "channel_full"
+    CLIENT_GONE = "client_gone"
+    UNKNOWN = "unknown"
+
+    @property
+    def severity(self) -> Severity:
+        return _TRAITS[self].severity
+
+    @property
+    def retryable(self) -> bool:
+        return _TRAITS[self].retryable
+
+
+@dataclass(frozen=True)
+class _Traits:
+    severity: Severity
+    retryable: bool
+
+
+_TRAITS = {
+    ErrorCategory.TIMEOUT: _Traits(Severity.WARNING, True),
+    ErrorCategory.REFUSED: _Traits(Severity.ERROR, True),
+    ErrorCategory.RESET: _Traits(Severity.WARNING, True),
+    ErrorCategory.DNS: _Traits(Severity.ERROR, True),
+    ErrorCategory.TLS: _Traits(Severity.ERROR, False),
+    ErrorCategory.HTTP_4XX: _Traits(Severity.WARNING, False),
+    ErrorCategory.HTTP_5XX: _Traits(Severity.ERROR, True),
+    ErrorCategory.DB_LOCKED: _Traits(Severity.WARNING, True),
+    ErrorCategory.DB_DISCONNECTED: _Traits(Severity.ERROR, True),
+    ErrorCategory.CHANNEL_FULL: _Traits(Severity.WARNING, True),
+    ErrorCategory.CLIENT_GONE: _Traits(Severity.INFO, False),
+    ErrorCategory.UNKNOWN: _Traits(Severity.ERROR, True),
+}
+
+_REFUSED_ERRNOS = {errno.ECONNREFUSED}
+_RESET_ERRNOS = {errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ESHUTDOWN}
+_TIMEOUT_ERRNOS = {errno.ETIMEDOUT}
+_UNREACHABLE_ERRNOS = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL}
+
+# SQLite primary result codes (sqlite3.h): BUSY, LOCKED, CANTOPEN.
+_SQLITE_LOCKED_CODES = {5, 6}
+_SQLITE_CANTOPEN = 14
+# SQLSTATE classes and codes that mean "the connection is gone, the statement did not run".
+_PG_DISCONNECT_CLASSES = ("08",)
+_PG_DISCONNECT_CODES = {"57P01", "57P02", "57P03"}
+_PG_LOCK_CODES = {"55P03", "40P01", "40001"}
+
+
+def classify(exc: BaseException) -> ErrorCategory:
+    """The category of ``exc``, looking through its causes until one is recognised.
+
+    The lowest-level evidence wins: an errno or a driver code anywhere in the chain is more
+    precise than a wrapper's class (urllib3's ``NewConnectionError`` is a subclass of its
+    timeout error even when the socket said "connection refused").
+    """
+    links = _chain(exc)
+    for check in (_by_os_error, _by_database, _by_http_status, _by_library):
+        for link in links:
+            category = check(link)
+            if category is not None:
+                return category
+    return ErrorCategory.UNKNOWN
+
+
+def http_status_category(status: int) -> ErrorCategory | None:
+    if 400 <= status < 500:
+        return ErrorCategory.HTTP_4XX
+    if 500 <= status < 600:
+        return ErrorCategory.HTTP_5XX
+    return None
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and everything it wraps, outermost first, without loops."""
+    seen: list[BaseException] = []
+    pending: list[BaseException] = [exc]
+    while pending and len(seen) < 16:
+        current = pending.pop(0)
+        if any(current is s for s in seen):
+            continue
+        seen.append(current)
+        for inner in _wrapped(current):
+            if isinstance(inner, BaseException):
+                pending.append(inner)
+    return seen
+
+
+def _wrapped(exc: BaseException) -> list[object]:
+    inner: list[object] = [exc.__cause__, exc.__context__]
+    # urllib3 keeps the socket error in .reason; aiohttp in .os_error; requests in args[0].
+    inner += [getattr(exc, "reason", None), getattr(exc, "os_error", None)]
+    inner += [a for a in getattr(exc, "args", ()) if isinstance(a, BaseException)]
+    return [i for i in inner if i is not None]
+
+
+def _by_library(exc: BaseException) -> ErrorCategory | None:
+    name = _qualified_names(exc)
+    if "channels.exceptions.ChannelFull" in name:
+        return ErrorCategory.CHANNEL_FULL
+    if name & {
+        "websockets.exceptions.ConnectionClosed",
+        "channels.exceptions.StopConsumer",
+        "channels.exceptions.DenyConnection",
+    }:
+        return ErrorCategory.CLIENT_GONE
+    if "aiohttp.client_exceptions.ServerDisconnectedError" in name:
+        return ErrorCategory.RESET
+    if name & {
+        "aiohttp.client_exceptions.ClientSSLError",
+        "requests.exceptions.SSLError",
+        "urllib3.exceptions.SSLError",
+    } or isinstance(exc, (ssl.SSLError, ssl.CertificateError)):
+        return ErrorCategory.TLS
+    if name & {"urllib3.exceptions.NameResolutionError"} or isinstance(exc, socket.gaierror):
+        return ErrorCategory.DNS
+    if name & {
+        "requests.exceptions.Timeout",
+        "urllib3.exceptions.TimeoutError",
+        "aiohttp.client_exceptions.ServerTimeoutError",
+    } or isinstance(exc, (TimeoutError, asyncio.TimeoutError, socket.timeout)):
+        return ErrorCategory.TIMEOUT
+    return None
+
+
+def _by_http_status(exc: BaseException) -> ErrorCategory | None:
+    status = getattr(exc, "status", None)
+    response = getattr(exc, "response", None)
+    if status is None and response is not None:
+        status = getattr(response, "status_code", None)
+    if isinstance(status, int):
+        return http_status_category(status)
+    return None
+
+
+def _by_database(exc: BaseException) -> ErrorCategory | None:
+    if isinstance(exc, sqlite3.OperationalError):
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code is not None and code & 0xFF in _SQLITE_LOCKED_CODES:
+            return ErrorCategory.DB_LOCKED
+        if code is not None and code & 0xFF == _SQLITE_CANTOPEN:
+            return ErrorCategory.DB_DISCONNECTED
+        return None
+    if isinstance(exc, sqlite3.ProgrammingError) and "closed database" in str(exc):
+        return ErrorCategory.DB_DISCONNECTED
+    return _by_psycopg(exc)
+
+
+def _by_psycopg(exc: BaseException) -> ErrorCategory | None:
+    if not _qualified_names(exc) & {"psycopg.OperationalError", "psycopg.InterfaceError"}:
+        return None
+    sqlstate = getattr(exc, "sqlstate", None)
+    if sqlstate in _PG_LOCK_CODES:
+        return ErrorCategory.DB_LOCKED
+    if sqlstate is None or sqlstate in _PG_DISCONNECT_CODES:
+        # psycopg gives no SQLSTATE when the socket itself failed or the connection is closed.
+        return ErrorCategory.DB_DISCONNECTED
+    if sqlstate.startswith(_PG_DISCONNECT_CLASSES):
+        return ErrorCategory.DB_DISCONNECTED
+    return None
+
+
+def _by_os_error(exc: BaseException) -> ErrorCategory | None:
+    if isinstance(exc, ConnectionRefusedError):
+        return ErrorCategory.REFUSED
+    if isinstance(exc, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)):
+        return ErrorCategory.RESET
+    if isinstance(exc, OSError) and exc.errno is not None:
+        if exc.errno in _REFUSED_ERRNOS or exc.errno in _UNREACHABLE_ERRNOS:
+            return ErrorCategory.REFUSED
+        if exc.errno in _RESET_ERRNOS:
+            return ErrorCategory.RESET
+        if exc.errno in _TIMEOUT_ERRNOS:
+            return ErrorCategory.TIMEOUT
+    return None
+
+
+def _qualified_names(exc: BaseException) -> set[str]:
+    """Every class ``exc`` is an instance of, by module and name: no import of the library."""
+    return {f"{cls.__module__}.{cls.__qualname__}" for cls in type(exc).__mro__} | {
+        f"{cls.__module__.split('.')[0]}.{cls.__qualname__}" for cls in type(exc).__mro__
+    }

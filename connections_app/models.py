@@ -1,0 +1,290 @@
+"""Health checks, their results and aggregated error statistics.
+
+Status is never stored: it is derived from the latest results (``HealthCheck.status`` for one
+check, ``HealthCheck.objects.with_status()`` for a list in one query).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Count, Exists, OuterRef, Q, Subquery
+from django.utils import timezone
+
+KIND_HTTP = "http"
+KIND_TCP = "tcp"
+KIND_DATABASE = "database"
+KIND_REDIS = "redis"
+KIND_CHANNEL_LAYER = "channel_layer"
+KIND_CHOICES = [
+    (KIND_HTTP, "HTTP(S) endpoint"),
+    (KIND_TCP, "TCP host:port"),
+    (KIND_DATABASE, "Django database alias"),
+    (KIND_REDIS, "Redis URL"),
+    (KIND_CHANNEL_LAYER, "Channels layer alias"),
+]
+
+UP = "up"
+DEGRADED = "degraded"
+DOWN = "down"
+PAUSED = "paused"
+UNKNOWN = "unknown"
+STATUS_CHOICES = [
+    (UP, "Up"),
+    (DEGRADED, "Degraded"),
+    (DOWN, "Down"),
+    (PAUSED, "Paused"),
+    (UNKNOWN, "Unknown"),
+]
+#: Worst first: the overall status is the first of these any check has.
+STATUS_ORDER = [DOWN, DEGRADED, UNKNOWN, UP, PAUSED]
+
+SEVERITY_CHOICES = [(s, s.title()) for s in ("info", "warning", "error", "critical")]
+
+
+def derive_status(
+    enabled: bool, last_checked_at, failures_in_a_row: int, failures_before_down: int
+) -> str:
+    """The status a check has, from what its results say."""
+    if not enabled:
+        return PAUSED
+    if last_checked_at is None:
+        return UNKNOWN
+    if failures_in_a_row == 0:
+        return UP
+    if failures_in_a_row >= failures_before_down:
+        return DOWN
+    return DEGRADED
+
+
+def overall_status(statuses: list[str]) -> str:
+    present = set(statuses)
+    for status in STATUS_ORDER:
+        if status in present:
+            return status
+    return UNKNOWN
+
+
+def split_tags(raw: str) -> list[str]:
+    """``"db, Critical  api"`` -> ``["api", "critical", "db"]``: sorted, lower case, unique."""
+    parts = raw.replace(",", " ").split()
+    return sorted({p.strip().lower() for p in parts if p.strip()})
+
+
+class HealthCheckQuerySet(models.QuerySet):
+    def with_status(self) -> HealthCheckQuerySet:
+        """Annotate the latest result and the failures since the last success, in one query."""
+        results = CheckResult.objects.filter(health_check=OuterRef("pk")).order_by("-checked_at")
+        last_ok = results.filter(ok=True).values("checked_at")[:1]
+        failures = (
+            CheckResult.objects.filter(health_check=OuterRef("pk"), ok=False)
+            .filter(Q(checked_at__gt=Subquery(last_ok)) | ~Exists(last_ok))
+            .order_by()
+            .values("health_check")
+            .annotate(n=Count("pk"))
+            .values("n")
+        )
+        return self.annotate(
+            last_checked_at=Subquery(results.values("checked_at")[:1]),
+            last_latency_ms=Subquery(results.values("latency_ms")[:1]),
+            last_error_category=Subquery(results.values("error_category")[:1]),
+            failures_in_a_row=Subquery(failures),
+        )
+
+    def with_tag(self, tag: str) -> HealthCheckQuerySet:
+        tag = tag.strip().lower()
+        return self.filter(
+            Q(tags=tag)
+            | Q(tags__startswith=f"{tag},")
+            | Q(tags__endswith=f",{tag}")
+            | Q(tags__contains=f",{tag},")
+        )
+
+
+class HealthCheck(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=20, choices=KIND_CHOICES, default=KIND_HTTP)
+    target = models.CharField(
+        max_length=500,
+        help_text="URL for http; host:port for tcp; alias for database and channel_layer; "
+        "redis://host:port/db for redis.",
+    )
+    interval = models.FloatField(default=30.0, help_text="Seconds between checks (1 or more).")
+    timeout = models.FloatField(default=5.0, help_text="Seconds; must be below the interval.")
+    failures_before_down = models.PositiveSmallIntegerField(
+        default=3, help_text="Failures in a row before the check is DOWN (DEGRADED before)."
+    )
+    expected_status_min = models.PositiveSmallIntegerField(default=200)
+    expected_status_max = models.PositiveSmallIntegerField(default=399)
+    expected_body = models.CharField(
+        max_length=200, blank=True, help_text="HTTP only: text the body must contain."
+    )
+    enabled = models.BooleanField(default=True)
+    critical = models.BooleanField(
+        default=True, help_text="A critical check that is DOWN makes /health/ answer 503."
+    )
+    tags = models.CharField(max_length=200, blank=True, help_text="Comma or space separated.")
+    next_due_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = HealthCheckQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        indexes = [
+            # runchecks: "which enabled checks are due?"
+            models.Index(fields=["enabled", "next_due_at"], name="check_due_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        self.tags = ",".join(split_tags(self.tags or ""))
+        if self.interval is not None and self.interval < 1:
+            errors["interval"] = "The interval must be at least 1 second."
+        if self.timeout is not None and self.timeout <= 0:
+            errors["timeout"] = "The timeout must be above 0 seconds."
+        elif self.timeout is not None and self.interval and self.timeout >= self.interval:
+            errors["timeout"] = "The timeout must be shorter than the interval."
+        if self.failures_before_down is not None and self.failures_before_down < 1:
+            errors["failures_before_down"] = "At least 1 failure is needed before DOWN."
+        errors.update(self._status_range_errors())
+        target_error = validate_target(self.kind, self.target or "")
+        if target_error:
+            errors["target"] = target_error
+        if errors:
+            raise ValidationError(errors)
+
+    def _status_range_errors(self) -> dict[str, str]:
+        low, high = self.expected_status_min, self.expected_status_max
+        errors = {}
+        for field, value in (("expected_status_min", low), ("expected_status_max", high)):
+            if value is not None and not 100 <= value <= 599:
+                errors[field] = "An HTTP status is between 100 and 599."
+        if not errors and low is not None and high is not None and low > high:
+            errors["expected_status_max"] = "The highest status must not be below the lowest."
+        return errors
+
+    @property
+    def tag_list(self) -> list[str]:
+        return split_tags(self.tags)
+
+    @property
+    def status(self) -> str:
+        if hasattr(self, "failures_in_a_row"):
+            return derive_status(
+                self.enabled,
+                self.last_checked_at,
+                self.failures_in_a_row or 0,
+                self.failures_before_down,
+            )
+        annotated = HealthCheck.objects.with_status().get(pk=self.pk)
+        return annotated.status
+
+    def uptime(self, since: timedelta = timedelta(hours=24)) -> float | None:
+        """Share of successful results in the window, 0..1, or None without results."""
+        window = self.results.filter(checked_at__gte=timezone.now() - since)
+        counts = window.aggregate(total=Count("pk"), ok=Count("pk", filter=Q(ok=True)))
+        if not counts["total"]:
+            return None
+        return counts["ok"] / counts["total"]
+
+
+def validate_target(kind: str, target: str) -> str | None:
+    """A sentence naming what is wrong with ``target`` for ``kind``, or None when it is fine."""
+    target = target.strip()
+    if not target:
+        return "A target is required."
+    if kind == KIND_HTTP:
+        parts = urlsplit(target)
+        if parts.scheme not in ("http", "https"):
+            return f"The URL scheme must be http or https, not {parts.scheme or 'empty'!r}."
+        if not parts.hostname:
+            return "The URL has no host."
+        return _port_error(parts)
+    if kind == KIND_REDIS:
+        parts = urlsplit(target)
+        if parts.scheme not in ("redis", "rediss", "unix"):
+            return f"A Redis URL starts with redis://, rediss:// or unix://, not {parts.scheme!r}."
+        return _port_error(parts)
+    if kind == KIND_TCP:
+        return _host_port_error(target)
+    return None
+
+
+def _port_error(parts) -> str | None:
+    try:
+        port = parts.port
+    except ValueError:
+        return "The port must be a number from 1 to 65535."
+    if port is not None and not 1 <= port <= 65535:
+        return "The port must be a number from 1 to 65535."
+    return None
+
+
+def _host_port_error(target: str) -> str | None:
+    host, sep, port = target.rpartition(":")
+    if not sep or not host:
+        return "A TCP target is host:port, for example db.internal:5432."
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        return "The port must be a number from 1 to 65535."
+    host = host.strip("[]")
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return f"{host!r} is not a valid IPv6 address."
+    return None
+
+
+class CheckResult(models.Model):
+    health_check = models.ForeignKey(HealthCheck, on_delete=models.CASCADE, related_name="results")
+    checked_at = models.DateTimeField(default=timezone.now)
+    ok = models.BooleanField()
+    latency_ms = models.FloatField(null=True, blank=True)
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    error_category = models.CharField(max_length=30, blank=True)
+    error_message = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-checked_at"]
+        constraints = [
+            # Makes the batch insert idempotent: a retried batch ignores rows already written.
+            models.UniqueConstraint(fields=["health_check", "checked_at"], name="result_once"),
+        ]
+        indexes = [
+            # Status derivation: "last success of this check".
+            models.Index(fields=["health_check", "ok", "-checked_at"], name="result_check_ok_idx"),
+            # Retention pruning: "results older than N days".
+            models.Index(fields=["checked_at"], name="result_age_idx"),
+        ]
+
+    def __str__(self) -> str:
+        state = "ok" if self.ok else self.error_category or "failed"
+        return f"{self.health_check_id} {self.checked_at:%Y-%m-%d %H:%M:%S} {state}"
+
+
+class ErrorStat(models.Model):
+    fingerprint = models.CharField(max_length=64, unique=True)
+    category = models.CharField(max_length=30)
+    operation = models.CharField(max_length=200)
+    endpoint = models.CharField(max_length=500, blank=True)
+    count = models.BigIntegerField(default=0)
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField()
+    severity = models.CharField(max_length=10, choices=SEVERITY_CHOICES)
+    last_message = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-last_seen"]
+        indexes = [models.Index(fields=["-last_seen"], name="errorstat_recent_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.category} in {self.operation} ({self.count})"

@@ -1,0 +1,12 @@
+"""HTTP views: thin, they ask the models and answer."""
+
+from django.http import JsonResponse
+from django.views.decorators.http import require_GET
+
+from connections_app.summary import health_summary
+
+
+@require_GET
+def health(request):
+    summary = health_summary()
+    return JsonResponse(summary, status=503 if summary["critical_down"] else 200)

@@ -1,0 +1,111 @@
+"""Connection Health settings: everything from the environment (and an optional ``.env``).
+
+With no variable set this is the embedded default: SQLite in the repo folder, the in-memory
+channel layer, DEBUG on. ``.env.example`` documents every variable.
+"""
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+from connections_app.logging_config import build_logging_config
+from project.config import channel_layers, database_config
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+
+def _read(name: str, cast, default):
+    try:
+        return env(name, cast=cast, default=default)
+    except (ValueError, ImproperlyConfigured) as exc:
+        raise ImproperlyConfigured(f"{name}: {exc}") from None
+
+
+DEBUG = _read("DEBUG", bool, True)
+SECRET_KEY = env.str("SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY: required when DEBUG is false")
+    SECRET_KEY = "insecure-development-key-set-SECRET_KEY-in-production"
+
+ALLOWED_HOSTS = _read("ALLOWED_HOSTS", list, ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = _read("CSRF_TRUSTED_ORIGINS", list, [])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "connections_app",
+    "realtime",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "project.urls"
+ASGI_APPLICATION = "project.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": database_config(env.str("DATABASE_URL", default=""), BASE_DIR)}
+CHANNEL_LAYERS = channel_layers(env.str("REDIS_URL", default=""))
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = _read("TIME_ZONE", str, "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "staticfiles"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+LOGIN_URL = "admin:login"
+
+# Connection Health's own knobs.
+RESULT_RETENTION_DAYS = _read("RESULT_RETENTION_DAYS", int, 14)
+RUNCHECKS_IN_SERVER = _read("RUNCHECKS_IN_SERVER", bool, False)
+
+LOGGING = build_logging_config(
+    log_level=_read("LOG_LEVEL", str, "INFO"),
+    log_file=_read("LOG_FILE", str, "") or None,
+    enable_console=True,
+    enable_file=bool(_read("LOG_FILE", str, "")),
+    json_lines=_read("LOG_JSON", bool, False),
+    max_bytes=_read("LOG_MAX_BYTES", int, 10 * 1024 * 1024),
+    backup_count=_read("LOG_BACKUP_COUNT", int, 5),
+    third_party_level=_read("LOG_THIRD_PARTY_LEVEL", str, "WARNING"),
+)

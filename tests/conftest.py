@@ -1,0 +1,50 @@
+"""Shared fixtures: real servers, reachable or skipped with a reason (failed when CI=true)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from urllib.parse import urlsplit
+
+import pytest
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _reachable(url: str) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname, parts.port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require_server(url: str, what: str) -> None:
+    """Skip the test when the server is down; in CI that is a failure, not a skip."""
+    if _reachable(url):
+        return
+    reason = f"{what} at {urlsplit(url).hostname}:{urlsplit(url).port} is unreachable"
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: tests must not skip)")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    require_server(TEST_DATABASE_URL, "PostgreSQL (TEST_DATABASE_URL)")
+    return TEST_DATABASE_URL
+
+
+@pytest.fixture
+def redis_url() -> str:
+    require_server(TEST_REDIS_URL, "Redis (TEST_REDIS_URL)")
+    return TEST_REDIS_URL
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
