@@ -10,9 +10,11 @@ import ipaddress
 from datetime import timedelta
 from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Count, Exists, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 KIND_HTTP = "http"
@@ -79,7 +81,9 @@ class HealthCheckQuerySet(models.QuerySet):
     def with_status(self) -> HealthCheckQuerySet:
         """Annotate the latest result and the failures since the last success, in one query."""
         results = CheckResult.objects.filter(health_check=OuterRef("pk")).order_by("-checked_at")
-        last_ok = results.filter(ok=True).values("checked_at")[:1]
+        # Inside ``failures`` the outer row is a CheckResult: match on its health_check.
+        last_ok = CheckResult.objects.filter(health_check=OuterRef("health_check"), ok=True)
+        last_ok = last_ok.order_by("-checked_at").values("checked_at")[:1]
         failures = (
             CheckResult.objects.filter(health_check=OuterRef("pk"), ok=False)
             .filter(Q(checked_at__gt=Subquery(last_ok)) | ~Exists(last_ok))
@@ -92,8 +96,33 @@ class HealthCheckQuerySet(models.QuerySet):
             last_checked_at=Subquery(results.values("checked_at")[:1]),
             last_latency_ms=Subquery(results.values("latency_ms")[:1]),
             last_error_category=Subquery(results.values("error_category")[:1]),
-            failures_in_a_row=Subquery(failures),
+            failures_in_a_row=Coalesce(Subquery(failures), 0),
         )
+
+    def with_uptime(self, since: timedelta = timedelta(hours=24)) -> HealthCheckQuerySet:
+        """Annotate ``results_total`` and ``results_ok`` over the window, for uptime."""
+        window = CheckResult.objects.filter(
+            health_check=OuterRef("pk"), checked_at__gte=timezone.now() - since
+        )
+
+        def count(results):
+            counted = results.order_by().values("health_check").annotate(n=Count("pk"))
+            return Coalesce(Subquery(counted.values("n")), 0)
+
+        return self.annotate(results_total=count(window), results_ok=count(window.filter(ok=True)))
+
+    def with_derived_status(self, status: str) -> HealthCheckQuerySet:
+        """Only checks whose derived status is ``status`` (call after ``with_status()``)."""
+        down = Q(failures_in_a_row__gte=models.F("failures_before_down"))
+        running = Q(enabled=True, last_checked_at__isnull=False)
+        conditions = {
+            PAUSED: Q(enabled=False),
+            UNKNOWN: Q(enabled=True, last_checked_at__isnull=True),
+            UP: running & Q(failures_in_a_row=0),
+            DOWN: running & Q(failures_in_a_row__gt=0) & down,
+            DEGRADED: running & Q(failures_in_a_row__gt=0) & ~down,
+        }
+        return self.filter(conditions[status])
 
     def with_tag(self, tag: str) -> HealthCheckQuerySet:
         tag = tag.strip().lower()
@@ -190,11 +219,13 @@ class HealthCheck(models.Model):
 
     def uptime(self, since: timedelta = timedelta(hours=24)) -> float | None:
         """Share of successful results in the window, 0..1, or None without results."""
-        window = self.results.filter(checked_at__gte=timezone.now() - since)
-        counts = window.aggregate(total=Count("pk"), ok=Count("pk", filter=Q(ok=True)))
-        if not counts["total"]:
-            return None
-        return counts["ok"] / counts["total"]
+        if hasattr(self, "results_total"):
+            total, ok = self.results_total, self.results_ok
+        else:
+            window = self.results.filter(checked_at__gte=timezone.now() - since)
+            counts = window.aggregate(total=Count("pk"), ok=Count("pk", filter=Q(ok=True)))
+            total, ok = counts["total"], counts["ok"]
+        return ok / total if total else None
 
 
 def validate_target(kind: str, target: str) -> str | None:
@@ -216,6 +247,11 @@ def validate_target(kind: str, target: str) -> str | None:
         return _port_error(parts)
     if kind == KIND_TCP:
         return _host_port_error(target)
+    if kind == KIND_DATABASE and target not in settings.DATABASES:
+        return f"No database alias {target!r}; known: {', '.join(sorted(settings.DATABASES))}."
+    if kind == KIND_CHANNEL_LAYER and target not in settings.CHANNEL_LAYERS:
+        known = ", ".join(sorted(settings.CHANNEL_LAYERS))
+        return f"No channel layer alias {target!r}; known: {known}."
     return None
 
 

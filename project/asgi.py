@@ -8,9 +8,12 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 from django.core.exceptions import ImproperlyConfigured
 
 try:
+    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
     from django.core.asgi import get_asgi_application
 
-    django_asgi_app = get_asgi_application()
+    # Static files are served by the app itself in every mode: the dashboard has a handful of
+    # small files and a new user runs no separate web server.
+    django_asgi_app = ASGIStaticFilesHandler(get_asgi_application())
 except ImproperlyConfigured as exc:
     print(f"configuration error: {exc}", file=sys.stderr)
     sys.exit(3)

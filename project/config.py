@@ -30,6 +30,20 @@ def _safe(url: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
+TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off"}
+
+
+def strict_bool(name: str, raw: str, default: bool) -> bool:
+    """``true``/``false`` (or 1/0, yes/no, on/off); anything else is an error, not False."""
+    word = raw.strip().lower()
+    if not word:
+        return default
+    if word in TRUE_WORDS | FALSE_WORDS:
+        return word in TRUE_WORDS
+    raise ImproperlyConfigured(f"{name}: expected true or false, got {raw!r}")
+
+
 def database_config(url: str | None, base_dir: Path) -> dict:
     """Django's DATABASES["default"] for ``DATABASE_URL`` (SQLite in ``base_dir`` when unset)."""
     if not url:

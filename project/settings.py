@@ -10,7 +10,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from connections_app.logging_config import build_logging_config
-from project.config import channel_layers, database_config
+from project.config import channel_layers, database_config, strict_bool
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -19,6 +19,8 @@ environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 
 def _read(name: str, cast, default):
+    if cast is bool:
+        return strict_bool(name, env.str(name, default=""), default)
     try:
         return env(name, cast=cast, default=default)
     except (ValueError, ImproperlyConfigured) as exc:

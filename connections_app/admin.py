@@ -1,0 +1,232 @@
+"""What staff see: status in colour, filters, actions, read-only results and error statistics."""
+
+from __future__ import annotations
+
+import asyncio
+
+from asgiref.sync import async_to_sync
+from django import forms
+from django.contrib import admin, messages
+from django.core.paginator import Paginator
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.timesince import timesince
+
+from connections_app.models import (
+    STATUS_CHOICES,
+    CheckResult,
+    ErrorStat,
+    HealthCheck,
+    split_tags,
+)
+from connections_app.redaction import redact
+
+STATUS_COLOURS = {
+    "up": "#1a7f37",
+    "degraded": "#9a6700",
+    "down": "#cf222e",
+    "paused": "#57606a",
+    "unknown": "#6e7781",
+}
+RESULTS_PER_PAGE = 25
+
+
+def status_badge(status: str):
+    return format_html(
+        '<span class="ch-status" style="background:{};color:#fff;padding:2px 8px;'
+        'border-radius:10px;font-weight:600">{}</span>',
+        STATUS_COLOURS.get(status, "#6e7781"),
+        status.upper(),
+    )
+
+
+class StatusFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return STATUS_CHOICES
+
+    def queryset(self, request, queryset):
+        return queryset.with_derived_status(self.value()) if self.value() else queryset
+
+
+class TagFilter(admin.SimpleListFilter):
+    title = "tag"
+    parameter_name = "tag"
+
+    def lookups(self, request, model_admin):
+        tags = set()
+        for raw in HealthCheck.objects.values_list("tags", flat=True):
+            tags.update(split_tags(raw))
+        return [(t, t) for t in sorted(tags)]
+
+    def queryset(self, request, queryset):
+        return queryset.with_tag(self.value()) if self.value() else queryset
+
+
+class HealthCheckForm(forms.ModelForm):
+    """Shows the target with any password masked; an unchanged masked value keeps the stored one."""
+
+    class Meta:
+        model = HealthCheck
+        fields = "__all__"
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.initial["target"] = redact(self.instance.target)
+
+    def clean_target(self) -> str:
+        target = self.cleaned_data["target"].strip()
+        if self.instance.pk and target == redact(self.instance.target):
+            return self.instance.target
+        return target
+
+
+@admin.register(HealthCheck)
+class HealthCheckAdmin(admin.ModelAdmin):
+    form = HealthCheckForm
+    list_display = (
+        "name",
+        "status_display",
+        "kind",
+        "target_display",
+        "latency_display",
+        "last_checked_display",
+        "uptime_display",
+        "last_error_display",
+        "enabled",
+    )
+    list_filter = (StatusFilter, "kind", TagFilter, "enabled", "critical")
+    search_fields = ("name", "target", "tags")
+    actions = ("run_now", "pause", "resume")
+    readonly_fields = ("created_at", "updated_at", "next_due_at")
+    fieldsets = (
+        (None, {"fields": ("name", "kind", "target", "enabled", "critical", "tags")}),
+        ("Timing", {"fields": ("interval", "timeout", "failures_before_down")}),
+        (
+            "HTTP expectations",
+            {"fields": ("expected_status_min", "expected_status_max", "expected_body")},
+        ),
+        ("Record", {"fields": ("next_due_at", "created_at", "updated_at")}),
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).with_status().with_uptime()
+
+    @admin.display(description="status")
+    def status_display(self, obj: HealthCheck):
+        return status_badge(obj.status)
+
+    @admin.display(description="target", ordering="target")
+    def target_display(self, obj: HealthCheck) -> str:
+        return redact(obj.target)
+
+    @admin.display(description="latency", ordering="last_latency_ms")
+    def latency_display(self, obj: HealthCheck) -> str:
+        return "-" if obj.last_latency_ms is None else f"{obj.last_latency_ms:.0f} ms"
+
+    @admin.display(description="last checked", ordering="last_checked_at")
+    def last_checked_display(self, obj: HealthCheck) -> str:
+        if obj.last_checked_at is None:
+            return "never"
+        return f"{timesince(obj.last_checked_at, timezone.now())} ago"
+
+    @admin.display(description="uptime 24 h")
+    def uptime_display(self, obj: HealthCheck) -> str:
+        uptime = obj.uptime()
+        return "-" if uptime is None else f"{uptime * 100:.2f} %"
+
+    @admin.display(description="last error")
+    def last_error_display(self, obj: HealthCheck) -> str:
+        return obj.last_error_category or "-"
+
+    @admin.action(description="Run selected checks now")
+    def run_now(self, request: HttpRequest, queryset: QuerySet) -> None:
+        outcomes = async_to_sync(_run_now)(list(queryset))
+        failed = [o.check.name for o in outcomes if not o.result.ok]
+        level = messages.WARNING if failed else messages.SUCCESS
+        text = f"Ran {len(outcomes)} checks"
+        text += f"; failing: {', '.join(failed)}" if failed else "; all passed"
+        self.message_user(request, text, level)
+
+    @admin.action(description="Pause selected checks")
+    def pause(self, request: HttpRequest, queryset: QuerySet) -> None:
+        count = HealthCheck.objects.filter(pk__in=queryset.values("pk")).update(enabled=False)
+        self.message_user(request, f"Paused {count} checks.", messages.SUCCESS)
+
+    @admin.action(description="Resume selected checks")
+    def resume(self, request: HttpRequest, queryset: QuerySet) -> None:
+        count = HealthCheck.objects.filter(pk__in=queryset.values("pk")).update(
+            enabled=True, next_due_at=None
+        )
+        self.message_user(request, f"Resumed {count} checks.", messages.SUCCESS)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = extra_context or {}
+        results = CheckResult.objects.filter(health_check_id=object_id).order_by("-checked_at")
+        page = Paginator(results, RESULTS_PER_PAGE).get_page(request.GET.get("results_page"))
+        extra_context["results_page"] = page
+        return super().change_view(request, object_id, form_url, extra_context)
+
+
+async def _run_now(checks: list[HealthCheck]) -> list:
+    # Imported here: the runner pulls in aiohttp and the probes, which the admin needs only
+    # when this action is used.
+    from connections_app.connection_manager import ConnectionManager
+    from connections_app.monitor import Monitor
+
+    async with ConnectionManager() as manager:
+        return await Monitor(manager).run_once(checks, asyncio.Event())
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Log-like rows: written by the runner, read by staff."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(CheckResult)
+class CheckResultAdmin(ReadOnlyAdmin):
+    list_display = (
+        "checked_at",
+        "health_check",
+        "ok",
+        "latency_display",
+        "http_status",
+        "error_category",
+        "error_message",
+    )
+    list_filter = ("ok", "error_category", "health_check")
+    list_select_related = ("health_check",)
+    date_hierarchy = "checked_at"
+    search_fields = ("health_check__name", "error_message")
+    show_full_result_count = False
+
+    @admin.display(description="latency", ordering="latency_ms")
+    def latency_display(self, obj: CheckResult) -> str:
+        return "-" if obj.latency_ms is None else f"{obj.latency_ms:.1f} ms"
+
+
+@admin.register(ErrorStat)
+class ErrorStatAdmin(ReadOnlyAdmin):
+    list_display = (
+        "category",
+        "severity",
+        "operation",
+        "endpoint",
+        "count",
+        "first_seen",
+        "last_seen",
+        "last_message",
+    )
+    list_filter = ("category", "severity")
+    date_hierarchy = "last_seen"
+    search_fields = ("operation", "endpoint", "last_message")

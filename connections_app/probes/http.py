@@ -1,0 +1,37 @@
+"""HTTP(S) probe: status in the expected range and, optionally, a text in the body."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from connections_app.connection_manager import ConnectionManager
+from connections_app.errors import ErrorCategory, http_status_category
+from connections_app.probes.result import ProbeResult
+from connections_app.probes.timing import Stopwatch
+
+# Enough of a body to find the expected text in a health page; never the whole of a large one.
+BODY_LIMIT = 64 * 1024
+
+
+async def probe_http(check, manager: ConnectionManager) -> ProbeResult:
+    clock = Stopwatch()
+    timeout = aiohttp.ClientTimeout(total=check.timeout)
+    async with manager.get_connection() as session:
+        async with session.get(check.target, timeout=timeout, allow_redirects=True) as response:
+            body = await response.content.read(BODY_LIMIT) if check.expected_body else b""
+    latency = clock.ms()
+    status = response.status
+    if not check.expected_status_min <= status <= check.expected_status_max:
+        category = http_status_category(status) or ErrorCategory.UNKNOWN
+        expected = f"{check.expected_status_min}-{check.expected_status_max}"
+        return ProbeResult.failure(
+            category, f"HTTP {status}, expected {expected}", latency, http_status=status
+        )
+    if check.expected_body and check.expected_body.encode() not in body:
+        return ProbeResult.failure(
+            ErrorCategory.UNKNOWN,
+            f"body does not contain {check.expected_body!r}",
+            latency,
+            http_status=status,
+        )
+    return ProbeResult.success(latency, http_status=status)

@@ -1,0 +1,81 @@
+"""Start-up configuration: embedded defaults, and one clear line for every bad variable."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from project.config import channel_layers, database_config
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=REPO,
+        env=clean | env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_no_variables_means_sqlite_and_the_in_memory_layer():
+    config = database_config(None, Path("/srv/app"))
+    assert config["ENGINE"] == "connections_app.db.backends.sqlite3"
+    assert config["NAME"] == "/srv/app/db.sqlite3"
+    assert channel_layers(None)["default"]["BACKEND"] == "channels.layers.InMemoryChannelLayer"
+
+
+def test_database_url_switches_to_postgresql():
+    config = database_config("postgres://app:pw@db.internal:5433/health", Path("."))
+    assert config["ENGINE"] == "connections_app.db.backends.postgresql"
+    assert (config["HOST"], config["PORT"], config["NAME"]) == ("db.internal", 5433, "health")
+
+
+def test_redis_url_switches_to_channels_redis():
+    layer = channel_layers("redis://127.0.0.1:6379/0")["default"]
+    assert layer["BACKEND"].startswith("channels_redis.")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "words"),
+    [
+        ("DATABASE_URL", "mysql://root:hunter2@db/x", "unsupported scheme 'mysql'"),
+        ("DATABASE_URL", "postgres://app:hunter2@db:notaport/x", "Port"),
+        ("DATABASE_URL", "postgres://app:hunter2@db:5432/", "no database name"),
+        ("REDIS_URL", "http://:hunter2@cache:6379", "unsupported scheme 'http'"),
+        ("REDIS_URL", "redis://:hunter2@cache:port/0", "Port"),
+        ("DEBUG", "maybe", "DEBUG"),
+    ],
+)
+def test_a_bad_variable_stops_start_up_with_one_line(variable, value, words):
+    run = manage("check", **{variable: value})
+    assert run.returncode == 3
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1, run.stderr
+    assert lines[0].startswith(f"configuration error: {variable}")
+    assert words.lower() in lines[0].lower()
+    assert "hunter2" not in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_secret_key_is_required_without_debug():
+    run = manage("check", DEBUG="false", SECRET_KEY="")
+    assert run.returncode == 3
+    assert run.stderr.strip() == "configuration error: SECRET_KEY: required when DEBUG is false"
+
+
+def test_debug_allows_a_missing_secret_key():
+    run = manage("check", DEBUG="true", SECRET_KEY="")
+    assert run.returncode == 0, run.stderr
+
+
+def test_config_errors_are_improperly_configured():
+    with pytest.raises(ImproperlyConfigured, match="^DATABASE_URL: "):
+        database_config("oracle://x/y", Path("."))

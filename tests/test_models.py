@@ -1,0 +1,153 @@
+from datetime import timedelta
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+from connections_app.models import (
+    DEGRADED,
+    DOWN,
+    PAUSED,
+    UNKNOWN,
+    UP,
+    CheckResult,
+    HealthCheck,
+    overall_status,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def make_check(**fields) -> HealthCheck:
+    defaults = {"name": "api", "kind": "http", "target": "http://127.0.0.1:8080/health"}
+    return HealthCheck.objects.create(**(defaults | fields))
+
+
+def add_results(check: HealthCheck, oks: list[bool]) -> None:
+    """Results oldest first, one second apart, ending now."""
+    now = timezone.now()
+    for age, ok in enumerate(reversed(oks)):
+        CheckResult.objects.create(
+            health_check=check, ok=ok, checked_at=now - timedelta(seconds=age), latency_ms=5.0
+        )
+
+
+def errors_of(**fields) -> dict:
+    check = HealthCheck(**({"name": "x", "kind": "http", "target": "http://a.example"} | fields))
+    with pytest.raises(ValidationError) as caught:
+        check.full_clean()
+    return caught.value.message_dict
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "words"),
+    [
+        ({"target": "ftp://files.example/x"}, "target", "scheme must be http or https"),
+        ({"target": "http://"}, "target", "no host"),
+        ({"target": "http://a.example:70000/"}, "target", "port"),
+        ({"kind": "tcp", "target": "db.internal"}, "target", "host:port"),
+        ({"kind": "tcp", "target": "db.internal:0"}, "target", "port"),
+        ({"kind": "tcp", "target": "db.internal:99999"}, "target", "port"),
+        ({"kind": "tcp", "target": "[zz::1]:80"}, "target", "IPv6"),
+        ({"kind": "redis", "target": "http://cache:6379"}, "target", "redis://"),
+        ({"kind": "database", "target": "nosuch"}, "target", "No database alias"),
+        ({"kind": "channel_layer", "target": "nosuch"}, "target", "No channel layer alias"),
+        ({"kind": "carrier_pigeon"}, "kind", "not a valid choice"),
+        ({"target": ""}, "target", "cannot be blank"),
+        ({"interval": 0.5}, "interval", "at least 1 second"),
+        ({"interval": 10, "timeout": 10}, "timeout", "shorter than the interval"),
+        ({"timeout": 0}, "timeout", "above 0"),
+        ({"failures_before_down": 0}, "failures_before_down", "At least 1"),
+        ({"expected_status_min": 99}, "expected_status_min", "between 100 and 599"),
+        ({"expected_status_max": 600}, "expected_status_max", "between 100 and 599"),
+        ({"expected_status_min": 300, "expected_status_max": 200}, "expected_status_max", "below"),
+        ({"name": ""}, "name", "cannot be blank"),
+    ],
+)
+def test_it_names_the_bad_field(fields, field, words):
+    errors = errors_of(**fields)
+    assert field in errors, errors
+    assert words in " ".join(errors[field])
+
+
+def test_it_rejects_a_duplicate_name():
+    make_check(name="api")
+    assert "name" in errors_of(name="api")
+
+
+def test_it_accepts_every_kind_of_good_target():
+    good = [
+        ("http", "https://api.example.com/health?x=1"),
+        ("tcp", "127.0.0.1:5432"),
+        ("tcp", "[::1]:6379"),
+        ("redis", "redis://:secret@127.0.0.1:6379/0"),
+        ("database", "default"),
+        ("channel_layer", "default"),
+    ]
+    for i, (kind, target) in enumerate(good):
+        HealthCheck(name=f"c{i}", kind=kind, target=target).full_clean()
+
+
+def test_it_normalises_tags():
+    check = HealthCheck(name="t", target="http://a.example", tags="DB, critical  db api")
+    check.full_clean()
+    assert check.tags == "api,critical,db"
+    assert check.tag_list == ["api", "critical", "db"]
+
+
+def test_with_tag_matches_whole_tags_only():
+    make_check(name="a", tags="db,prod")
+    make_check(name="b", tags="dbx")
+    make_check(name="c", tags="prod")
+    names = lambda tag: sorted(HealthCheck.objects.with_tag(tag).values_list("name", flat=True))  # noqa: E731
+    assert names("db") == ["a"]
+    assert names("prod") == ["a", "c"]
+    assert names("PROD") == ["a", "c"]
+
+
+@pytest.mark.parametrize(
+    ("results", "threshold", "enabled", "expected"),
+    [
+        ([], 3, True, UNKNOWN),
+        ([True], 3, True, UP),
+        ([False, False, True], 3, True, UP),
+        ([True, False], 3, True, DEGRADED),
+        ([True, False, False], 3, True, DEGRADED),
+        ([True, False, False, False], 3, True, DOWN),
+        ([False], 1, True, DOWN),
+        ([False, False, False, False, False], 3, True, DOWN),
+        ([False, False, False], 3, False, PAUSED),
+    ],
+)
+def test_status_is_derived_from_results(results, threshold, enabled, expected):
+    check = make_check(failures_before_down=threshold, enabled=enabled)
+    add_results(check, results)
+    assert check.status == expected
+    annotated = HealthCheck.objects.with_status().get(pk=check.pk)
+    assert annotated.status == expected
+    selected = HealthCheck.objects.exclude(tags="self").with_status()
+    assert list(selected.with_derived_status(expected).values_list("pk", flat=True)) == [check.pk]
+
+
+def test_uptime_counts_the_last_24_hours_only():
+    check = make_check()
+    add_results(check, [True, True, True, False])
+    CheckResult.objects.create(
+        health_check=check, ok=False, checked_at=timezone.now() - timedelta(days=2)
+    )
+    assert check.uptime() == pytest.approx(0.75)
+    annotated = HealthCheck.objects.with_uptime().get(pk=check.pk)
+    assert annotated.uptime() == pytest.approx(0.75)
+    assert make_check(name="fresh").uptime() is None
+
+
+def test_overall_status_is_the_worst():
+    assert overall_status([UP, DEGRADED, UP]) == DEGRADED
+    assert overall_status([UP, DOWN, DEGRADED]) == DOWN
+    assert overall_status([PAUSED, UP]) == UP
+    assert overall_status([]) == UNKNOWN
+
+
+def test_first_start_has_the_two_self_checks():
+    names = set(HealthCheck.objects.values_list("name", flat=True))
+    assert {"self: database", "self: channel layer"} <= names
