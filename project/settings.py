@@ -99,7 +99,6 @@ LOGIN_URL = "admin:login"
 
 # Connection Health's own knobs.
 RESULT_RETENTION_DAYS = _read("RESULT_RETENTION_DAYS", int, 14)
-RUNCHECKS_IN_SERVER = _read("RUNCHECKS_IN_SERVER", bool, False)
 
 LOGGING = build_logging_config(
     log_level=_read("LOG_LEVEL", str, "INFO"),

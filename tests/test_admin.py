@@ -1,0 +1,158 @@
+"""The admin as staff use it, through Django's test client."""
+
+import pytest
+from django.urls import reverse
+
+from connections_app.models import CheckResult, ErrorStat, HealthCheck
+from tests.test_models import add_results
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = reverse("admin:connections_app_healthcheck_changelist")
+ADD = reverse("admin:connections_app_healthcheck_add")
+
+
+@pytest.fixture
+def staff(admin_client):
+    return admin_client
+
+
+@pytest.fixture
+def checks():
+    HealthCheck.objects.all().delete()
+    up = HealthCheck.objects.create(
+        name="api", target="http://127.0.0.1:9/health", tags="prod,api", failures_before_down=1
+    )
+    down = HealthCheck.objects.create(
+        name="cache",
+        kind="redis",
+        target="redis://:hunter2@127.0.0.1:6379/0",
+        tags="prod",
+        failures_before_down=1,
+    )
+    add_results(up, [True, True])
+    add_results(down, [True, False])
+    CheckResult.objects.filter(health_check=down, ok=False).update(
+        error_category="refused", error_message="ConnectionRefusedError: refused"
+    )
+    return up, down
+
+
+def test_changelist_shows_status_latency_and_uptime(staff, checks):
+    page = staff.get(CHANGELIST).content.decode()
+    assert "UP" in page and "DOWN" in page
+    assert "5 ms" in page
+    assert "50.00 %" in page  # cache: one of two results ok
+    assert "refused" in page
+
+
+def test_changelist_never_shows_a_password(staff, checks):
+    page = staff.get(CHANGELIST).content.decode()
+    assert "hunter2" not in page
+    change = reverse("admin:connections_app_healthcheck_change", args=[checks[1].pk])
+    assert "hunter2" not in staff.get(change).content.decode()
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("status=down", ["cache"]),
+        ("status=up", ["api"]),
+        ("status=paused", []),
+        ("kind__exact=redis", ["cache"]),
+        ("tag=api", ["api"]),
+        ("tag=prod", ["api", "cache"]),
+        ("q=cach", ["cache"]),
+    ],
+)
+def test_filters_and_search(staff, checks, query, expected):
+    response = staff.get(f"{CHANGELIST}?{query}")
+    assert response.status_code == 200
+    shown = sorted(c.name for c in response.context["cl"].result_list)
+    assert shown == expected
+
+
+def test_pause_and_resume(staff, checks):
+    ids = [str(c.pk) for c in checks]
+    staff.post(CHANGELIST, {"action": "pause", "_selected_action": ids})
+    assert not HealthCheck.objects.filter(enabled=True).exists()
+    assert HealthCheck.objects.get(name="api").status == "paused"
+    staff.post(CHANGELIST, {"action": "resume", "_selected_action": ids})
+    assert HealthCheck.objects.filter(enabled=True).count() == 2
+
+
+def test_run_now_stores_a_result_and_reports_failures(staff, checks):
+    api = checks[0]  # port 9 on loopback: nothing listens, refused at once
+    before = api.results.count()
+    response = staff.post(
+        CHANGELIST, {"action": "run_now", "_selected_action": [str(api.pk)]}, follow=True
+    )
+    assert api.results.count() == before + 1
+    latest = api.results.order_by("-checked_at").first()
+    assert not latest.ok and latest.error_category == "refused"
+    messages = [str(m) for m in response.context["messages"]]
+    assert any("failing: api" in m for m in messages)
+
+
+def test_change_form_pages_through_recent_results(staff, checks):
+    api = checks[0]
+    add_results(api, [True] * 60)
+    url = reverse("admin:connections_app_healthcheck_change", args=[api.pk])
+    first = staff.get(url).content.decode()
+    assert "Recent results" in first and "page 1 of 3" in first
+    assert "page 3 of 3" in staff.get(url + "?results_page=3").content.decode()
+
+
+def test_an_unchanged_masked_target_keeps_the_stored_password(staff, checks):
+    cache = checks[1]
+    url = reverse("admin:connections_app_healthcheck_change", args=[cache.pk])
+    form = staff.get(url).context["adminform"].form
+    data = {k: v for k, v in form.initial.items() if v is not None and k in form.fields}
+    data |= {"tags": "prod", "interval": 60}
+    response = staff.post(url, data)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    cache.refresh_from_db()
+    assert cache.target == "redis://:hunter2@127.0.0.1:6379/0"
+    assert cache.interval == 60
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "words"),
+    [
+        ("target", "gopher://x", "scheme"),
+        ("interval", "0.2", "at least 1 second"),
+        ("timeout", "99", "shorter than the interval"),
+        ("interval", "soon", "Enter a number"),
+        ("expected_status_min", "42", "between 100 and 599"),
+        ("failures_before_down", "0", "At least 1"),
+        ("kind", "smoke", "valid choice"),
+    ],
+)
+def test_bad_input_names_the_field(staff, field, value, words):
+    data = {
+        "name": "new",
+        "kind": "http",
+        "target": "http://127.0.0.1:8080/",
+        "interval": "30",
+        "timeout": "5",
+        "failures_before_down": "3",
+        "expected_status_min": "200",
+        "expected_status_max": "399",
+        "enabled": "on",
+        field: value,
+    }
+    response = staff.post(ADD, data)
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert field in errors
+    assert words in " ".join(errors[field])
+    assert not HealthCheck.objects.filter(name="new").exists()
+
+
+def test_results_and_error_stats_are_read_only(staff, checks):
+    assert staff.get(reverse("admin:connections_app_checkresult_add")).status_code == 403
+    assert staff.get(reverse("admin:connections_app_errorstat_add")).status_code == 403
+    page = staff.get(reverse("admin:connections_app_checkresult_changelist"))
+    assert page.status_code == 200
+    assert staff.get(reverse("admin:connections_app_errorstat_changelist")).status_code == 200
+    assert ErrorStat.objects.count() == 0
