@@ -1,9 +1,12 @@
 from django.contrib import admin
 from django.urls import path
+from django.views.generic import RedirectView
 
 from connections_app import views
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("health/", views.health, name="health"),
+    path("dashboard/", views.dashboard, name="dashboard"),
+    path("", RedirectView.as_view(pattern_name="dashboard", permanent=False)),
 ]

@@ -48,3 +48,36 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="session")
+def migrated_sqlite_template(tmp_path_factory) -> str:
+    """A migrated SQLite file, made once per session; copy it, never write to it."""
+    import subprocess
+    import sys
+
+    path = tmp_path_factory.mktemp("template") / "template.sqlite3"
+    env = os.environ | {"DATABASE_URL": f"sqlite:///{path}"}
+    env.pop("REDIS_URL", None)
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+        cwd=REPO,
+        env=env,
+        check=True,
+        timeout=120,
+    )
+    return str(path)
+
+
+@pytest.fixture
+def sqlite_file_env(migrated_sqlite_template, tmp_path) -> dict[str, str]:
+    """Environment for a child process on its own fresh copy of the migrated SQLite file."""
+    import shutil
+
+    path = tmp_path / "db.sqlite3"
+    shutil.copy(migrated_sqlite_template, path)
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    return env | {"DATABASE_URL": f"sqlite:///{path}", "PYTHONUNBUFFERED": "1"}

@@ -1,0 +1,339 @@
+// Connection Health live dashboard: one WebSocket, a snapshot on every (re)connect, live events
+// after it. Plain JavaScript, no build step. The frame schema is in docs/EVENTS.md.
+"use strict";
+
+(function () {
+  const config = window.CH_CONFIG;
+  const SPARK_POINTS = 30;
+  const BACKOFF = { base: 500, factor: 2, cap: 30000 };
+  const PING_EVERY = 20000;
+  const STATUS_ORDER = ["down", "degraded", "unknown", "up", "paused"];
+
+  const state = {
+    checks: new Map(),   // name -> check (summary fields + spark + uptime)
+    errors: [],
+    clients: null,
+    filter: { status: "", tag: "", text: "" },
+    lastSeq: 0,
+  };
+  const $ = (id) => document.getElementById(id);
+
+  // ---- connection -------------------------------------------------------------------------
+  let socket = null;
+  let attempt = 0;
+  let reconnectTimer = null;
+  let pingTimer = null;
+  let everConnected = false;
+
+  function wsUrl() {
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    return `${scheme}//${location.host}${config.wsPath}`;
+  }
+
+  function connect() {
+    clearTimeout(reconnectTimer);
+    setConnection(everConnected ? "reconnecting" : "connecting");
+    socket = new WebSocket(wsUrl());
+    socket.addEventListener("open", onOpen);
+    socket.addEventListener("message", onMessage);
+    socket.addEventListener("close", onClose);
+  }
+
+  function onOpen() {
+    attempt = 0;
+    everConnected = true;
+    setConnection("connected");
+    clearInterval(pingTimer);
+    pingTimer = setInterval(() => send({ type: "ping" }), PING_EVERY);
+    if (state.filter.tag) send({ type: "filter", tags: [state.filter.tag] });
+  }
+
+  function onClose(event) {
+    clearInterval(pingTimer);
+    socket = null;
+    if (event.code === 4401 || event.code === 4403) {
+      setConnection("offline", "signed out: log in again");
+      showBanner("Your session has ended. Log in to the admin again, then reload this page.");
+      return;
+    }
+    scheduleReconnect();
+  }
+
+  function scheduleReconnect() {
+    // Full jitter: many browsers that lost the same server do not come back in lockstep.
+    const ceiling = Math.min(BACKOFF.cap, BACKOFF.base * BACKOFF.factor ** attempt);
+    const wait = Math.round(Math.random() * ceiling);
+    attempt += 1;
+    setConnection("reconnecting", `reconnecting in ${Math.ceil(wait / 1000)} s (attempt ${attempt})`);
+    reconnectTimer = setTimeout(connect, wait);
+  }
+
+  function send(message) {
+    if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message));
+  }
+
+  function onMessage(event) {
+    let frame;
+    try { frame = JSON.parse(event.data); } catch (e) { return; }
+    if (typeof frame.seq === "number") {
+      state.lastSeq = frame.seq;
+      // Ack at once, from the message handler: timers are throttled in background tabs, and
+      // the server closes a client that falls too far behind its acks.
+      send({ type: "ack", seq: frame.seq });
+    }
+    handle(frame);
+  }
+
+  // ---- frames -----------------------------------------------------------------------------
+  function handle(frame) {
+    const data = frame.data || {};
+    switch (frame.type) {
+      case "snapshot": return applySnapshot(data);
+      case "check.result": return applyResult(data);
+      case "check.status": return applyStatus(data);
+      case "checks.changed": return send({ type: "resync" });
+      case "errors.updated": state.errors = data.errors || state.errors; return render();
+      case "clients": state.clients = data.count; return renderHeader();
+      default: return undefined;  // pong, error and frames of newer versions
+    }
+  }
+
+  function applySnapshot(data) {
+    state.checks = new Map((data.checks || []).map((c) => [c.name, normaliseCheck(c)]));
+    state.errors = data.errors || [];
+    if (typeof data.clients === "number") state.clients = data.clients;
+    hideBanner();
+    render();
+  }
+
+  function normaliseCheck(c) {
+    const spark = (c.sparkline || c.recent || []).map((p) => ({ ok: p.ok, ms: p.latency_ms }));
+    return { ...c, spark: spark.slice(-SPARK_POINTS), uptime: c.uptime_24h ?? c.uptime ?? null };
+  }
+
+  function applyResult(data) {
+    const summary = data.check;
+    if (!summary) return;
+    const old = state.checks.get(summary.name) || { spark: [], uptime: null };
+    const spark = old.spark.concat([{ ok: data.result.ok, ms: data.result.latency_ms }]);
+    const next = { ...old, ...summary, spark: spark.slice(-SPARK_POINTS) };
+    if (data.uptime_24h !== undefined) next.uptime = data.uptime_24h;
+    state.checks.set(summary.name, next);
+    if (old.status && old.status !== next.status) announce(next.name, old.status, next.status);
+    render(summary.name);
+  }
+
+  function applyStatus(data) {
+    const check = state.checks.get(data.name);
+    if (!check) return;
+    if (check.status !== data.to) announce(data.name, data.from, data.to);
+    check.status = data.to;
+    render(data.name);
+  }
+
+  function announce(name, from, to) {
+    $("announcer").textContent = `${name}: ${from} to ${to}`;
+  }
+
+  // ---- rendering --------------------------------------------------------------------------
+  let renderPending = false;
+  const flashNames = new Set();
+
+  function render(changedName) {
+    if (changedName) flashNames.add(changedName);
+    if (renderPending) return;
+    renderPending = true;
+    // In a background tab animation frames stop; a timeout still renders, so the page is
+    // current the moment it is shown again.
+    const run = () => { if (renderPending) { renderPending = false; draw(); } };
+    requestAnimationFrame(run);
+    setTimeout(run, 250);
+  }
+
+  function draw() {
+    renderHeader();
+    renderFilters();
+    renderChecks();
+    renderErrors();
+    flashNames.clear();
+  }
+
+  function overall() {
+    const statuses = new Set([...state.checks.values()].map((c) => c.status));
+    return STATUS_ORDER.find((s) => statuses.has(s)) || "unknown";
+  }
+
+  function renderHeader() {
+    const status = overall();
+    const pill = $("overall");
+    pill.className = `pill pill-${status}`;
+    pill.textContent = status.toUpperCase();
+    document.title = `${status === "up" ? "" : `(${status.toUpperCase()}) `}Connection Health`;
+    $("clients").textContent = state.clients == null ? "" :
+      `${state.clients} ${state.clients === 1 ? "viewer" : "viewers"}`;
+  }
+
+  function renderFilters() {
+    const counts = { "": state.checks.size };
+    const tags = new Set();
+    for (const c of state.checks.values()) {
+      counts[c.status] = (counts[c.status] || 0) + 1;
+      (c.tags || []).forEach((t) => tags.add(t));
+    }
+    document.querySelectorAll("[data-count]").forEach((el) => {
+      el.textContent = counts[el.dataset.count] || 0;
+    });
+    const select = $("tag-filter");
+    const wanted = ["", ...[...tags].sort()];
+    const have = [...select.options].map((o) => o.value);
+    if (wanted.join("\u0000") !== have.join("\u0000")) {
+      select.replaceChildren(...wanted.map((t) => new Option(t || "all tags", t)));
+      select.value = tags.has(state.filter.tag) ? state.filter.tag : "";
+    }
+  }
+
+  function visibleChecks() {
+    const { status, tag, text } = state.filter;
+    const needle = text.trim().toLowerCase();
+    return [...state.checks.values()]
+      .filter((c) => !status || c.status === status)
+      .filter((c) => !tag || (c.tags || []).includes(tag))
+      .filter((c) => !needle || `${c.name} ${c.kind}`.toLowerCase().includes(needle))
+      .sort((a, b) => STATUS_ORDER.indexOf(a.status) - STATUS_ORDER.indexOf(b.status)
+        || a.name.localeCompare(b.name));
+  }
+
+  function renderChecks() {
+    const list = $("checks");
+    const checks = visibleChecks();
+    const existing = new Map([...list.children].map((li) => [li.dataset.name, li]));
+    const items = checks.map((c) => {
+      const li = existing.get(c.name) || createItem();
+      fillItem(li, c);
+      return li;
+    });
+    list.replaceChildren(...items);
+    $("empty").hidden = items.length > 0 || state.checks.size === 0;
+  }
+
+  function createItem() {
+    return $("check-template").content.firstElementChild.cloneNode(true);
+  }
+
+  function fillItem(li, c) {
+    li.dataset.name = c.name;
+    li.dataset.status = c.status;
+    li.className = `check status-${c.status}`;
+    li.setAttribute("aria-label", `${c.name}: ${c.status}`);
+    const badge = li.querySelector(".badge");
+    badge.className = `badge badge-${c.status}`;
+    badge.textContent = c.status.toUpperCase();
+    li.querySelector(".name").textContent = c.name;
+    li.querySelector(".name").title = c.name;
+    li.querySelector(".kind").textContent = c.kind;
+    li.querySelector(".latency").textContent = c.latency_ms == null ? "–" : `${Math.round(c.latency_ms)} ms`;
+    li.querySelector(".uptime").textContent = c.uptime == null ? "–" : `${(c.uptime * 100).toFixed(2)} %`;
+    const since = li.querySelector(".since");
+    since.dataset.at = c.last_checked_at || "";
+    since.textContent = ago(c.last_checked_at);
+    li.querySelector(".error").textContent = c.error_category || "–";
+    li.querySelector(".tags").replaceChildren(...(c.tags || []).map((t) => {
+      const span = document.createElement("span");
+      span.textContent = t;
+      return span;
+    }));
+    drawSpark(li.querySelector(".spark"), c.spark || [], c.name);
+    if (flashNames.has(c.name)) {
+      li.classList.remove("flash");
+      void li.offsetWidth;  // restart the animation
+      li.classList.add("flash");
+    }
+  }
+
+  function drawSpark(svg, points, name) {
+    const ns = "http://www.w3.org/2000/svg";
+    const values = points.map((p) => (p.ms == null ? 0 : p.ms));
+    const max = Math.max(1, ...values);
+    const step = points.length > 1 ? 120 / (points.length - 1) : 0;
+    const xy = values.map((v, i) => [i * step, 26 - (v / max) * 24]);
+    const line = document.createElementNS(ns, "polyline");
+    line.setAttribute("points", xy.map(([x, y]) => `${x.toFixed(1)},${y.toFixed(1)}`).join(" "));
+    const fails = points.map((p, i) => [p, xy[i]]).filter(([p]) => !p.ok).map(([, [x, y]]) => {
+      const dot = document.createElementNS(ns, "circle");
+      dot.setAttribute("class", "fail");
+      dot.setAttribute("cx", x.toFixed(1));
+      dot.setAttribute("cy", y.toFixed(1));
+      dot.setAttribute("r", "2.2");
+      return dot;
+    });
+    svg.replaceChildren(line, ...fails);
+    const failed = points.filter((p) => !p.ok).length;
+    svg.setAttribute("aria-label",
+      `${name}: last ${points.length} results, ${failed} failed, slowest ${Math.round(max)} ms`);
+  }
+
+  function renderErrors() {
+    const body = $("errors-table").querySelector("tbody");
+    body.replaceChildren(...state.errors.slice(0, 20).map((e) => {
+      const tr = document.createElement("tr");
+      const where = [e.operation, e.endpoint].filter(Boolean).join(" ");
+      [e.category, where, Number(e.count).toLocaleString(), ago(e.last_seen)].forEach((text, i) => {
+        const td = document.createElement("td");
+        td.textContent = text;
+        if (i === 2) td.className = "num";
+        tr.appendChild(td);
+      });
+      return tr;
+    }));
+    $("errors-empty").hidden = state.errors.length > 0;
+    $("errors-table").hidden = state.errors.length === 0;
+  }
+
+  function ago(iso) {
+    if (!iso) return "never";
+    const seconds = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
+    if (seconds < 60) return `${seconds} s ago`;
+    if (seconds < 3600) return `${Math.floor(seconds / 60)} min ago`;
+    if (seconds < 86400) return `${Math.floor(seconds / 3600)} h ago`;
+    return `${Math.floor(seconds / 86400)} d ago`;
+  }
+
+  // ---- status line and banner ---------------------------------------------------------------
+  function setConnection(kind, text) {
+    const el = $("connection");
+    el.className = `conn conn-${kind}`;
+    $("connection-text").textContent = text || kind;
+  }
+
+  function showBanner(text) { const b = $("banner"); b.textContent = text; b.hidden = false; }
+  function hideBanner() { $("banner").hidden = true; }
+
+  // ---- controls -----------------------------------------------------------------------------
+  $("status-filters").addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-status]");
+    if (!button) return;
+    state.filter.status = button.dataset.status;
+    document.querySelectorAll("#status-filters button").forEach((b) => {
+      b.setAttribute("aria-pressed", String(b === button));
+    });
+    render();
+  });
+  $("tag-filter").addEventListener("change", (event) => {
+    state.filter.tag = event.target.value;
+    send({ type: "filter", tags: state.filter.tag ? [state.filter.tag] : [] });
+    render();
+  });
+  $("search").addEventListener("input", (event) => { state.filter.text = event.target.value; render(); });
+
+  // "3 s ago" keeps counting between events.
+  setInterval(() => {
+    document.querySelectorAll(".since[data-at]").forEach((el) => { el.textContent = ago(el.dataset.at); });
+  }, 1000);
+  // A tab that comes back from the background reconnects at once instead of waiting out a
+  // long backoff.
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible" && !socket) { attempt = 0; connect(); }
+  });
+
+  connect();
+})();
