@@ -136,6 +136,8 @@ class ResultWriter:
             logger.warning("could not store %d results; will retry", len(batch), exc_info=True)
             return []
         self.written += len(batch)
+        failed = sum(not o.result.ok for o in batch)
+        logger.debug("stored %d results (%d failed)", len(batch), failed)
         await self._announce(batch, checks)
         return batch
 

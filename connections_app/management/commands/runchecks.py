@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import sys
 
@@ -15,6 +16,10 @@ from connections_app.connection_manager import ConnectionManager
 from connections_app.models import HealthCheck
 from connections_app.monitor import Monitor
 from connections_app.redaction import redact
+
+
+#: --verbosity 0 logs only problems; 2 and 3 add a line per stored batch and per retry.
+VERBOSITY_LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG, 3: logging.DEBUG}
 
 
 class UsageError(CommandError):
@@ -43,6 +48,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         if options["concurrency"] < 1:
             raise UsageError("--concurrency must be 1 or more")
+        logging.getLogger("connections_app").setLevel(VERBOSITY_LEVELS[options["verbosity"]])
         try:
             self._run(options)
         except DatabaseError as exc:

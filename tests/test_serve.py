@@ -1,0 +1,87 @@
+"""``manage.py serve``: the embedded default, web server and checks in one process."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from tests.conftest import REPO, free_port
+
+
+@pytest.fixture
+def server(sqlite_file_env):
+    port = free_port()
+    child = subprocess.Popen(
+        [sys.executable, "manage.py", "serve", "--port", str(port)],
+        cwd=REPO,
+        env=sqlite_file_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until(lambda: _get(base + "/health/") is not None, child)
+        yield child, base, sqlite_file_env["DATABASE_URL"].removeprefix("sqlite:///")
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate(timeout=10)
+
+
+def _get(url: str):
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except OSError:
+        return None
+
+
+def _wait_until(condition, child: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if child.poll() is not None:
+            raise AssertionError(f"server exited: {child.communicate()}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not ready within {timeout} s")
+        time.sleep(0.05)
+
+
+def _result_count(path: str) -> int:
+    with sqlite3.connect(path) as db:
+        return db.execute("select count(*) from connections_app_checkresult").fetchone()[0]
+
+
+def test_it_serves_pages_and_runs_the_checks_live(server):
+    child, base, db_path = server
+    _wait_until(lambda: _result_count(db_path) >= 2, child)  # both self-checks ran
+    status, body = _get(base + "/health/")
+    summary = json.loads(body)
+    assert status == 200
+    assert {c["name"]: c["status"] for c in summary["checks"]} == {
+        "self: database": "up",
+        "self: channel layer": "up",
+    }
+    status, _ = _get(base + "/static/dashboard.js")
+    assert status == 200
+    status, body = _get(base + "/dashboard/")
+    assert status == 200 and b"Log in" in body  # anonymous users land on the admin login
+
+
+def test_sigterm_stops_it_cleanly(server):
+    child, _base, _db = server
+    child.send_signal(signal.SIGTERM)
+    out, err = child.communicate(timeout=30)
+    assert child.returncode == 0, err
+    assert "Traceback" not in err
+    assert "/dashboard/" in out and "createsuperuser" in out
