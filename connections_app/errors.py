@@ -138,7 +138,11 @@ def _by_library(exc: BaseException) -> ErrorCategory | None:
         "channels.exceptions.DenyConnection",
     }:
         return ErrorCategory.CLIENT_GONE
-    if "aiohttp.client_exceptions.ServerDisconnectedError" in name:
+    # aiohttp keeps a reset after the headers only as text inside ClientPayloadError.
+    if name & {
+        "aiohttp.client_exceptions.ServerDisconnectedError",
+        "aiohttp.client_exceptions.ClientPayloadError",
+    }:
         return ErrorCategory.RESET
     if name & {
         "aiohttp.client_exceptions.ClientSSLError",

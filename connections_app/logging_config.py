@@ -1,54 +1,198 @@
-"""Logging set-up: redaction on every handler, quiet third-party loggers, rotation."""
+"""Logging set-up: redaction on every handler, quiet third-party loggers, rotation by size.
+
+``build_logging_config`` returns a ``dictConfig`` dict (Django's ``LOGGING`` in settings);
+``setup_logging`` applies the same dict outside Django. Every handler carries the redaction
+filter, and every formatter redacts exception and stack text again: a filter runs before the
+formatter renders ``exc_info``, so without that second step a traceback would go out raw.
+Logs go to stderr: stdout belongs to commands such as ``runchecks --json``.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import logging.config
+import logging.handlers
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
 
 from connections_app.redaction import redact
 
+#: Libraries that log every request or reconnect at INFO: WARNING and above by default.
+NOISY_LOGGERS = (
+    "urllib3",
+    "aiohttp.access",
+    "daphne",
+    "asyncio",
+    "channels_redis",
+    "django.channels.server",
+)
+PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
 
 class RedactionFilter(logging.Filter):
+    """Secrets out of a record's message, %-arguments, exception and stack text."""
+
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = redact(record.getMessage())
+        record.msg = redact(_message(record))
         record.args = None
+        if record.exc_info and not record.exc_text:
+            # Rendered here so that every handler, ours or not, reuses the redacted text.
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
         return True
 
 
-NOISY_LOGGERS = ("urllib3", "aiohttp.access", "daphne", "asyncio", "channels_redis")
+class RedactingFormatter(logging.Formatter):
+    """A plain formatter whose exception and stack text are redacted, filter or not."""
+
+    def formatException(self, ei) -> str:
+        return redact(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return redact(super().formatStack(stack_info))
+
+
+class JsonLinesFormatter(RedactingFormatter):
+    """One JSON object per line: time, level, logger, message and, if any, exception."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": redact(record.getMessage()),
+        }
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exception"] = redact(record.exc_text)
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+class StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record arrives, not when configured.
+
+    A stream captured at configuration goes stale when a test runner or a daemoniser swaps
+    ``sys.stderr``: the summaries logged at interpreter exit would hit a closed file.
+    """
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+
+class RotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """The standard size-based rotation, creating the log directory first."""
+
+    def __init__(self, filename: str, *args, **kwargs) -> None:
+        Path(filename).parent.mkdir(parents=True, exist_ok=True)
+        super().__init__(filename, *args, **kwargs)
 
 
 def build_logging_config(
     log_level: str = "INFO",
     log_file: str | None = None,
     enable_console: bool = True,
-    enable_file: bool = False,
+    enable_file: bool | None = None,
     json_lines: bool = False,
     max_bytes: int = 10 * 1024 * 1024,
     backup_count: int = 5,
     third_party_level: str = "WARNING",
+    noisy_loggers: tuple[str, ...] = NOISY_LOGGERS,
 ) -> dict:
-    handlers: dict = {}
+    """The ``dictConfig`` dict for these options.
+
+    ``enable_file=None`` means "when ``log_file`` is given". Django's own ``django`` and
+    ``django.server`` loggers lose the handlers Django gives them by default (which would
+    bypass redaction and print twice) and propagate to ours instead.
+    """
+    if enable_file is None:
+        enable_file = bool(log_file)
+    if enable_file and not log_file:
+        raise ValueError("enable_file=True needs a log_file path")
+    formatter = "json" if json_lines else "plain"
+    handlers: dict[str, dict] = {}
     if enable_console:
         handlers["console"] = {
-            "class": "logging.StreamHandler",
+            "class": f"{__name__}.StderrHandler",
             "filters": ["redact"],
-            "formatter": "plain",
+            "formatter": formatter,
         }
+    if enable_file:
+        handlers["file"] = {
+            "class": f"{__name__}.RotatingFileHandler",
+            "filename": str(log_file),
+            "maxBytes": max_bytes,
+            "backupCount": backup_count,
+            "encoding": "utf-8",
+            "delay": True,
+            "filters": ["redact"],
+            "formatter": formatter,
+        }
+    quiet = {"level": third_party_level.upper(), "handlers": [], "propagate": True}
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"redact": {"()": RedactionFilter}},
-        "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+        "filters": {"redact": {"()": f"{__name__}.RedactionFilter"}},
+        "formatters": {
+            "plain": {"class": f"{__name__}.RedactingFormatter", "format": PLAIN_FORMAT},
+            "json": {"class": f"{__name__}.JsonLinesFormatter"},
+        },
         "handlers": handlers,
         "root": {"level": log_level.upper(), "handlers": list(handlers)},
-        "loggers": {name: {"level": third_party_level.upper()} for name in NOISY_LOGGERS},
+        "loggers": {
+            "django": {"level": "NOTSET", "handlers": [], "propagate": True},
+            "django.server": {"level": "NOTSET", "handlers": [], "propagate": True},
+            **{name: dict(quiet) for name in noisy_loggers},
+        },
     }
 
 
-def setup_logging(**options) -> None:
-    logging.config.dictConfig(build_logging_config(**options))
+def setup_logging(
+    log_level: str = "INFO",
+    log_file: str | None = None,
+    enable_console: bool = True,
+    enable_file: bool | None = None,
+    json_lines: bool = False,
+    max_bytes: int = 10 * 1024 * 1024,
+    backup_count: int = 5,
+    third_party_level: str = "WARNING",
+    noisy_loggers: tuple[str, ...] = NOISY_LOGGERS,
+) -> None:
+    """Configure the process's logging (outside Django, which applies ``LOGGING`` itself)."""
+    logging.config.dictConfig(
+        build_logging_config(
+            log_level=log_level,
+            log_file=log_file,
+            enable_console=enable_console,
+            enable_file=enable_file,
+            json_lines=json_lines,
+            max_bytes=max_bytes,
+            backup_count=backup_count,
+            third_party_level=third_party_level,
+            noisy_loggers=noisy_loggers,
+        )
+    )
 
 
 def get_logger(name: str) -> logging.Logger:
     return logging.getLogger(name)
+
+
+def _message(record: logging.LogRecord) -> str:
+    """The record's text; a broken %-format must not leak its raw arguments either."""
+    try:
+        return record.getMessage()
+    except Exception:
+        # logging.Handler.handleError would print msg and args raw to stderr: avoid it.
+        return f"unformattable log message {record.msg!r} with arguments {record.args!r}"

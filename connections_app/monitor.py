@@ -18,7 +18,6 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.db.models import F, Q
 from django.utils import timezone
-from realtime.publish import publish_event
 
 from connections_app.connection_manager import ConnectionManager
 from connections_app.db.transactions import retry_transaction
@@ -26,6 +25,7 @@ from connections_app.error_stats import flush_error_stats
 from connections_app.models import CheckResult, HealthCheck
 from connections_app.probes import ProbeResult, run_probe
 from connections_app.summary import check_summary
+from realtime.publish import publish_event
 
 logger = logging.getLogger(__name__)
 
@@ -189,6 +189,7 @@ class Monitor:
         timeout), the ones still waiting for their turn are skipped, and results are written."""
         outcomes = await asyncio.gather(*(self.run_check(c, stop) for c in checks))
         await self.writer.flush()
+        await _quietly(flush_error_stats, "flush error stats")
         return [o for o in outcomes if o is not None]
 
     async def run_forever(self, stop: asyncio.Event) -> None:
@@ -201,7 +202,7 @@ class Monitor:
                 await asyncio.wait(self._tasks)
             await flusher
             await self.writer.flush()
-            await sync_to_async(flush_error_stats)()
+            await _quietly(flush_error_stats, "flush error stats")
 
     async def _schedule_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

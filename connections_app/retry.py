@@ -124,15 +124,19 @@ def call_with_retry(
     should_retry: Callable[[BaseException], bool],
     on_retry: Callable[[BaseException, RetryPolicy, float], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    delay: Callable[[BaseException, float], float] | None = None,
 ) -> T:
-    """Call ``func`` until it succeeds, the error is not retryable, or the policy runs out."""
+    """Call ``func`` until it succeeds, the error is not retryable, or the policy runs out.
+
+    ``delay(exc, backoff)`` may stretch a wait (a server's ``Retry-After``, say).
+    """
     while True:
         try:
             return func()
         except Exception as exc:
             if policy.is_exhausted() or not should_retry(exc):
                 raise
-            wait = policy.next_delay()
+            wait = policy.next_delay() if delay is None else delay(exc, policy.next_delay())
             policy = policy.next()
             if on_retry is not None:
                 on_retry(exc, policy, wait)
@@ -144,6 +148,7 @@ async def acall_with_retry(
     policy: RetryPolicy,
     should_retry: Callable[[BaseException], bool],
     on_retry: Callable[[BaseException, RetryPolicy, float], None] | None = None,
+    delay: Callable[[BaseException, float], float] | None = None,
 ) -> T:
     """The async twin of ``call_with_retry``; each try is bounded by ``policy.timeout()``."""
     while True:
@@ -152,7 +157,7 @@ async def acall_with_retry(
         except Exception as exc:
             if policy.is_exhausted() or not should_retry(exc):
                 raise
-            wait = policy.next_delay()
+            wait = policy.next_delay() if delay is None else delay(exc, policy.next_delay())
             policy = policy.next()
             if on_retry is not None:
                 on_retry(exc, policy, wait)

@@ -8,6 +8,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
+# The loopback HTTP target (fixture ``http_target``) is available to every test.
+pytest_plugins = ["tests.http_targets"]
+
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 IN_CI = os.environ.get("CI", "").lower() == "true"

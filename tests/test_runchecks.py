@@ -18,9 +18,8 @@ from tests.http_targets import HttpTarget
 
 
 @pytest.fixture
-def target():
-    with HttpTarget() as server:
-        yield server
+def target(http_target: HttpTarget) -> HttpTarget:
+    return http_target
 
 
 def manage(env: dict, *args: str, stdin: str | None = None, timeout: float = 60):

@@ -17,7 +17,6 @@ from connections_app.models import HealthCheck
 from connections_app.monitor import Monitor
 from connections_app.redaction import redact
 
-
 #: --verbosity 0 logs only problems; 2 and 3 add a line per stored batch and per retry.
 VERBOSITY_LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG, 3: logging.DEBUG}
 

@@ -1,0 +1,392 @@
+"""Errors become counts and one log line: classify, fingerprint, suppress repeats, keep stats.
+
+The first occurrence of a fingerprint (category, operation, endpoint) in a window is logged in
+full; repeats inside the window are only counted, and one summary line reports them when the
+window closes: at the next error after it, at ``flush_summaries()``, or at ``close()`` (the
+global handler closes at interpreter exit). A connection that fails 4,000 times a minute
+costs two log lines a minute, not 4,000 tracebacks.
+
+Memory is bounded: at most ``max_fingerprints`` are tracked (least recently seen evicted, its
+pending summary logged first) and at most ``max_pending`` wait for ``flush_error_stats`` (the
+rest are folded into one "(other errors)" count per category, so totals stay exact).
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import hashlib
+import inspect
+import logging
+import threading
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from connections_app.errors import ErrorCategory, Severity, classify
+from connections_app.redaction import redact, redact_mapping, redact_url
+
+MAX_MESSAGE = 500
+MAX_ENDPOINT = 500
+OVERFLOW_OPERATION = "(other errors)"
+_LEVELS = {
+    Severity.INFO: logging.INFO,
+    Severity.WARNING: logging.WARNING,
+    Severity.ERROR: logging.ERROR,
+    Severity.CRITICAL: logging.CRITICAL,
+}
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """What ``handle_error`` made of one exception."""
+
+    category: ErrorCategory
+    severity: Severity
+    retryable: bool
+    fingerprint: str
+    #: The exception's type and text, secrets removed, on one line.
+    message: str
+    #: True when this occurrence was only counted, False when it was logged.
+    suppressed: bool
+
+
+class ErrorContext:
+    """Where an error happened: an operation, an endpoint, and any extra detail to log."""
+
+    __slots__ = ("operation", "endpoint", "extra")
+
+    def __init__(self, operation: str, endpoint: str = "", **extra: object) -> None:
+        self.operation = operation
+        self.endpoint = endpoint
+        self.extra = extra
+
+    def __repr__(self) -> str:
+        return redact(
+            f"ErrorContext(operation={self.operation!r}, endpoint={self.endpoint!r}, "
+            f"extra={redact_mapping(self.extra)!r})"
+        )
+
+
+@dataclass(slots=True)
+class PendingCount:
+    """Occurrences of one fingerprint not yet written to ``ErrorStat`` (see error_stats)."""
+
+    category: str
+    severity: str
+    operation: str
+    endpoint: str
+    count: int
+    first_seen: float
+    last_seen: float
+    last_message: str
+
+    def absorb(self, other: PendingCount) -> None:
+        """Add ``other``'s occurrences; the later of the two supplies the last message."""
+        if other.last_seen >= self.last_seen:
+            self.last_seen, self.last_message = other.last_seen, other.last_message
+        self.count += other.count
+        self.first_seen = min(self.first_seen, other.first_seen)
+
+
+@dataclass(slots=True, eq=False)
+class _Tracked:
+    category: ErrorCategory
+    operation: str
+    endpoint: str
+    count: int = 0
+    first_seen: float = 0.0
+    last_seen: float = 0.0
+    raw_message: str = ""
+    last_message: str = ""
+    window_start: float = 0.0
+    repeats: int = 0
+
+
+class ErrorHandler:
+    """Classifies, counts and logs connection errors; safe to share between threads."""
+
+    def __init__(
+        self,
+        *,
+        window: float = 60.0,
+        max_fingerprints: int = 1000,
+        max_pending: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        if window <= 0 or max_fingerprints < 1 or max_pending < 1:
+            raise ValueError("window must be above 0, max_fingerprints and max_pending 1 or more")
+        self.window = window
+        self.max_fingerprints = max_fingerprints
+        self.max_pending = max_pending
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._logger = logger or logging.getLogger(__name__)
+        self._lock = threading.Lock()
+        self._tracked: OrderedDict[str, _Tracked] = OrderedDict()  # least recently seen first
+        self._open: OrderedDict[str, _Tracked] = OrderedDict()  # open windows, oldest first
+        self._pending: dict[str, PendingCount] = {}
+        self._total = 0
+        self._by_category: Counter[str] = Counter()
+
+    def handle_error(self, exc: BaseException, context: ErrorContext) -> ErrorInfo:
+        """Count ``exc``; log it unless its fingerprint was already logged in this window."""
+        category = classify(exc)
+        endpoint = _safe_endpoint(context.endpoint)
+        fingerprint = _fingerprint(category, context.operation, endpoint)
+        raw_message = _describe(exc)
+        with self._lock:
+            now = self._clock()
+            summaries = self._close_windows(now)
+            entry = self._tracked.get(fingerprint)
+            if entry is None:
+                entry = _Tracked(category, context.operation, endpoint)
+                summaries += self._track(fingerprint, entry, now)
+            suppressed = self._record(fingerprint, entry, raw_message, now)
+            message = entry.last_message
+        self._log_summaries(summaries)
+        info = ErrorInfo(
+            category, category.severity, category.retryable, fingerprint, message, suppressed
+        )
+        if not suppressed:
+            self._log_first(info, exc, _where(entry), context.extra)
+        return info
+
+    def flush_summaries(self) -> int:
+        """Close every open window now, logging one summary per fingerprint with repeats."""
+        with self._lock:
+            now = self._clock()
+            summaries = [_summary(e, now, self.window) for e in self._open.values() if e.repeats]
+            for entry in self._open.values():
+                entry.repeats = 0
+            self._open.clear()
+        self._log_summaries(summaries)
+        return len(summaries)
+
+    def close(self) -> None:
+        self.flush_summaries()
+
+    def get_error_stats(self) -> dict:
+        """Totals since start: overall, by category, and per tracked fingerprint."""
+        with self._lock:
+            return {
+                "total": self._total,
+                "by_category": dict(self._by_category),
+                "by_fingerprint": {fp: _stat(e) for fp, e in self._tracked.items()},
+            }
+
+    def take_pending(self) -> dict[str, PendingCount]:
+        """The counts accumulated since the last call, handed over (and forgotten here)."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        return pending
+
+    def restore_pending(self, pending: dict[str, PendingCount]) -> None:
+        """Give back counts that could not be written, merged with any that came since."""
+        with self._lock:
+            for fingerprint, count in pending.items():
+                newer = self._pending.get(fingerprint)
+                if newer is not None:
+                    count.absorb(newer)
+                self._pending[fingerprint] = count
+
+    def _track(self, fingerprint: str, entry: _Tracked, now: float) -> list[tuple[int, str]]:
+        """Start tracking ``entry``; evict the least recently seen one if over the limit."""
+        self._tracked[fingerprint] = entry
+        if len(self._tracked) <= self.max_fingerprints:
+            return []
+        evicted_fingerprint, evicted = self._tracked.popitem(last=False)
+        self._open.pop(evicted_fingerprint, None)
+        if not evicted.repeats:
+            return []
+        return [_summary(evicted, now, self.window)]
+
+    def _close_windows(self, now: float) -> list[tuple[int, str]]:
+        """Summaries of the windows that have ended; ``_open`` is ordered by start time."""
+        summaries = []
+        while self._open:
+            fingerprint, entry = next(iter(self._open.items()))
+            if now - entry.window_start < self.window:
+                break
+            del self._open[fingerprint]
+            if entry.repeats:
+                summaries.append(_summary(entry, now, self.window))
+                entry.repeats = 0
+        return summaries
+
+    def _record(self, fingerprint: str, entry: _Tracked, raw_message: str, now: float) -> bool:
+        """Count one occurrence; whether it falls in an open window (and so is suppressed)."""
+        wall = self._wall_clock()
+        self._tracked.move_to_end(fingerprint)
+        if entry.raw_message != raw_message:
+            # Redact once per distinct message, not once per occurrence.
+            entry.raw_message, entry.last_message = raw_message, _clean(raw_message)
+        entry.first_seen = entry.first_seen or wall
+        entry.last_seen = wall
+        entry.count += 1
+        self._total += 1
+        self._by_category[entry.category.value] += 1
+        pending = self._pending.get(fingerprint) or self._new_pending(fingerprint, entry, wall)
+        pending.count += 1
+        pending.last_seen = wall
+        pending.last_message = entry.last_message
+        if fingerprint in self._open:
+            entry.repeats += 1
+            return True
+        entry.window_start = now
+        self._open[fingerprint] = entry
+        return False
+
+    def _new_pending(self, fingerprint: str, entry: _Tracked, wall: float) -> PendingCount:
+        operation, endpoint = entry.operation, entry.endpoint
+        if len(self._pending) >= self.max_pending:
+            # Too many distinct errors between flushes: fold the newcomers into one count per
+            # category, so memory stays bounded and the totals stay exact.
+            operation, endpoint = OVERFLOW_OPERATION, ""
+            fingerprint = _fingerprint(entry.category, operation, endpoint)
+            if fingerprint in self._pending:
+                return self._pending[fingerprint]
+        severity = entry.category.severity
+        pending = PendingCount(entry.category, severity, operation, endpoint, 0, wall, wall, "")
+        self._pending[fingerprint] = pending
+        return pending
+
+    def _log_first(self, info: ErrorInfo, exc: BaseException, where: str, extra: dict) -> None:
+        line = f"{where}: {info.category}: {info.message}"
+        if extra:
+            # Last on the line: a redacted value swallows what follows it up to a space.
+            line += " | " + " ".join(f"{k}={v!r}" for k, v in redact_mapping(extra).items())
+        # A traceback only where it helps: an error we cannot name, or when asked for.
+        debug = self._logger.isEnabledFor(logging.DEBUG)
+        traceback = info.category is ErrorCategory.UNKNOWN or debug
+        self._logger.log(_LEVELS[info.severity], "%s", line, exc_info=exc if traceback else None)
+
+    def _log_summaries(self, summaries: list[tuple[int, str]]) -> None:
+        for level, line in summaries:
+            self._logger.log(level, "%s", line)
+
+
+def _summary(entry: _Tracked, now: float, window: float) -> tuple[int, str]:
+    seconds = max(1, round(min(now - entry.window_start, window)))
+    times = "time" if entry.repeats == 1 else "times"
+    line = f"{_where(entry)}: {entry.category} repeated {entry.repeats:,} {times}"
+    return _LEVELS[entry.category.severity], f"{line} in the last {seconds} s"
+
+
+def _where(entry: _Tracked) -> str:
+    return f"{entry.operation} {entry.endpoint}" if entry.endpoint else entry.operation
+
+
+def _stat(entry: _Tracked) -> dict:
+    return {
+        "category": str(entry.category),
+        "operation": entry.operation,
+        "endpoint": entry.endpoint,
+        "count": entry.count,
+        "first_seen": datetime.fromtimestamp(entry.first_seen, UTC),
+        "last_seen": datetime.fromtimestamp(entry.last_seen, UTC),
+        "severity": str(entry.category.severity),
+        "last_message": entry.last_message,
+    }
+
+
+@functools.lru_cache(maxsize=1024)
+def _safe_endpoint(endpoint: str) -> str:
+    """The endpoint as it may be stored and logged: no query string, no secrets."""
+    bare = endpoint.split("?", 1)[0].split("#", 1)[0]
+    return redact_url(bare)[:MAX_ENDPOINT]
+
+
+@functools.lru_cache(maxsize=4096)
+def _fingerprint(category: ErrorCategory, operation: str, endpoint: str) -> str:
+    key = "\x1f".join((str(category), operation, endpoint))
+    return hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()
+
+
+def _describe(exc: BaseException) -> str:
+    try:
+        text = str(exc)
+    except Exception:  # a broken __str__ must not break error handling
+        text = ""
+    name = type(exc).__name__
+    return f"{name}: {text}" if text else name
+
+
+def _clean(message: str) -> str:
+    """Redacted (before joining lines, so multi-line secrets are seen whole), one line."""
+    return " ".join(redact(message).split())[:MAX_MESSAGE]
+
+
+_global_handler: ErrorHandler | None = None
+_global_lock = threading.Lock()
+
+
+def get_global_error_handler() -> ErrorHandler:
+    """The process-wide handler, created on first use and closed at interpreter exit."""
+    global _global_handler
+    with _global_lock:
+        if _global_handler is None:
+            _global_handler = ErrorHandler()
+            atexit.register(_global_handler.close)
+        return _global_handler
+
+
+def reset_global_error_handler() -> None:
+    """Close the process-wide handler (logging its summaries); the next use makes a new one."""
+    global _global_handler
+    with _global_lock:
+        handler, _global_handler = _global_handler, None
+    if handler is not None:
+        atexit.unregister(handler.close)
+        handler.close()
+
+
+def handle_connection_errors(
+    func: Callable | None = None,
+    *,
+    operation: str | None = None,
+    endpoint: str = "",
+    reraise: bool = True,
+    default: object = None,
+) -> Callable:
+    """Report any exception of ``func`` (sync or async) to the global handler.
+
+    Usable bare (``@handle_connection_errors``) or with options. The operation defaults to the
+    function's qualified name. The exception is re-raised unless ``reraise=False``, in which
+    case ``default`` is returned. Cancellation and KeyboardInterrupt are never caught.
+    """
+
+    def decorate(function: Callable) -> Callable:
+        context = ErrorContext(operation or function.__qualname__, endpoint)
+
+        if inspect.iscoroutinefunction(function):
+
+            @functools.wraps(function)
+            async def async_wrapper(*args, **kwargs):
+                try:
+                    return await function(*args, **kwargs)
+                except Exception as exc:
+                    get_global_error_handler().handle_error(exc, context)
+                    if reraise:
+                        raise
+                    return default
+
+            return async_wrapper
+
+        @functools.wraps(function)
+        def wrapper(*args, **kwargs):
+            try:
+                return function(*args, **kwargs)
+            except Exception as exc:
+                get_global_error_handler().handle_error(exc, context)
+                if reraise:
+                    raise
+                return default
+
+        return wrapper
+
+    return decorate(func) if func is not None else decorate
