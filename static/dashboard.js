@@ -231,8 +231,8 @@
     li.querySelector(".name").textContent = c.name;
     li.querySelector(".name").title = c.name;
     li.querySelector(".kind").textContent = c.kind;
-    li.querySelector(".latency").textContent = c.latency_ms == null ? "–" : `${Math.round(c.latency_ms)} ms`;
-    li.querySelector(".uptime").textContent = c.uptime == null ? "–" : `${(c.uptime * 100).toFixed(2)} %`;
+    li.querySelector(".latency").textContent = formatMs(c.latency_ms);
+    li.querySelector(".uptime").textContent = formatUptime(c.uptime);
     const since = li.querySelector(".since");
     since.dataset.at = c.last_checked_at || "";
     since.textContent = ago(c.last_checked_at);
@@ -248,6 +248,16 @@
       void li.offsetWidth;  // restart the animation
       li.classList.add("flash");
     }
+  }
+
+  function formatMs(ms) {
+    if (ms == null) return "–";
+    return ms < 10 ? `${ms.toFixed(1)} ms` : `${Math.round(ms)} ms`;
+  }
+
+  function formatUptime(share) {
+    if (share == null) return "–";
+    return share === 1 ? "100 %" : `${(Math.floor(share * 10000) / 100).toFixed(2)} %`;
   }
 
   function drawSpark(svg, points, name) {
@@ -266,7 +276,15 @@
       dot.setAttribute("r", "2.2");
       return dot;
     });
-    svg.replaceChildren(line, ...fails);
+    const dots = points.length < 3 ? xy.map(([x, y]) => {
+      const dot = document.createElementNS(ns, "circle");
+      dot.setAttribute("cx", x.toFixed(1));
+      dot.setAttribute("cy", y.toFixed(1));
+      dot.setAttribute("r", "2");
+      dot.setAttribute("class", "point");
+      return dot;
+    }) : [];
+    svg.replaceChildren(line, ...dots, ...fails);
     const failed = points.filter((p) => !p.ok).length;
     svg.setAttribute("aria-label",
       `${name}: last ${points.length} results, ${failed} failed, slowest ${Math.round(max)} ms`);

@@ -1,0 +1,196 @@
+"""The dashboard in a real browser (Debian's chromium through Playwright) on a real server.
+
+Screenshots land in test-artifacts/ for a person to look at.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import IN_CI, REPO, free_port
+from tests.http_targets import HttpTarget
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(REPO) / "test-artifacts"
+PASSWORD = "a-long-test-password-1"
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        reason = f"{CHROMIUM} is missing (apt-get install chromium)"
+        if IN_CI:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield browser
+        browser.close()
+
+
+class Server:
+    """``manage.py serve`` in a child process that a test may kill and start again."""
+
+    def __init__(self, env: dict) -> None:
+        self.env = env
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.child: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.child = subprocess.Popen(
+            [sys.executable, "manage.py", "serve", "--port", str(self.port)],
+            cwd=REPO,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 30
+        while not self._answers():
+            if self.child.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"server did not start: {self.child.stderr.read()}")
+            time.sleep(0.05)
+
+    def _answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.base + "/health/", timeout=1):
+                return True
+        except urllib.error.HTTPError:
+            return True
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        if self.child and self.child.poll() is None:
+            self.child.send_signal(signal.SIGKILL)
+            self.child.wait(timeout=10)
+            self.child.stderr.close()
+
+
+def manage(env: dict, *args: str, stdin: str | None = None) -> None:
+    subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=REPO,
+        env=env,
+        input=stdin,
+        text=True,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+
+
+@pytest.fixture
+def site(sqlite_file_env):
+    env = sqlite_file_env | {"DJANGO_SUPERUSER_PASSWORD": PASSWORD}
+    manage(env, "createsuperuser", "--noinput", "--username", "staff", "--email", "s@example.com")
+    target = HttpTarget().start()
+    check = {
+        "name": "payments api",
+        "target": target.url("/ok"),
+        "interval": 1,
+        "timeout": 0.5,
+        "failures_before_down": 1,
+        "tags": "prod",
+    }
+    manage(env, "importchecks", "-", stdin=json.dumps([check]))
+    server = Server(env)
+    server.start()
+    yield server, target
+    server.kill()
+    target.stop()
+
+
+def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def log_in(page, server: Server) -> None:
+    page.goto(f"{server.base}/admin/login/?next=/dashboard/")
+    page.fill("#id_username", "staff")
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_url(f"{server.base}/dashboard/")
+
+
+def card(page, name: str):
+    return page.locator(f'li.check[data-name="{name}"]')
+
+
+def test_a_target_going_down_turns_its_row_red_live(browser, site):
+    server, target = site
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    log_in(page, server)
+    page.wait_for_selector("#connection.conn-connected")
+    api = card(page, "payments api")
+    api.wait_for()
+    page.wait_for_function(
+        "document.querySelector('li.check[data-name=\"payments api\"]').dataset.status === 'up'"
+    )
+    shot(page, "dashboard-up")
+
+    target.stop()  # the port now refuses: the next check fails, and one failure means DOWN
+    page.wait_for_function(
+        "document.querySelector('li.check[data-name=\"payments api\"]').dataset.status"
+        " === 'down'",
+        timeout=15000,
+    )
+    assert "status-down" in api.get_attribute("class")
+    assert api.locator(".error").inner_text() == "refused"
+    assert page.locator("#overall").inner_text() == "DOWN"
+    shot(page, "dashboard-down")
+    page.close()
+
+
+def test_the_page_says_reconnecting_and_recovers_after_a_server_restart(browser, site):
+    server, _target = site
+    page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone
+    log_in(page, server)
+    page.wait_for_selector("#connection.conn-connected")
+    card(page, "payments api").wait_for()
+
+    server.kill()
+    page.wait_for_selector("#connection.conn-reconnecting", timeout=10000)
+    assert "reconnecting" in page.locator("#connection").inner_text()
+    shot(page, "dashboard-reconnecting-phone")
+
+    server.start()
+    page.wait_for_selector("#connection.conn-connected", timeout=40000)
+    card(page, "payments api").wait_for()
+    shot(page, "dashboard-recovered-phone")
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, "the page must not scroll sideways on a phone"
+    page.close()
+
+
+def test_filters_work_from_the_keyboard(browser, site):
+    server, _target = site
+    page = browser.new_page()
+    log_in(page, server)
+    card(page, "payments api").wait_for()
+    page.focus('#status-filters button[data-status="down"]')
+    page.keyboard.press("Enter")
+    page.wait_for_selector('li.check[data-name="payments api"]', state="detached")
+    assert page.locator("#empty").is_visible()
+    page.focus('#status-filters button[data-status=""]')
+    page.keyboard.press("Enter")
+    card(page, "payments api").wait_for()
+    page.close()
