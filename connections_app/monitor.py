@@ -87,7 +87,8 @@ def write_outcomes(outcomes: list[Outcome]) -> dict[int, HealthCheck]:
     ]
     _insert_results(rows)
     ids = {o.check.pk for o in outcomes}
-    return {c.pk: c for c in HealthCheck.objects.filter(pk__in=ids).with_status()}
+    checks = HealthCheck.objects.filter(pk__in=ids).with_status().with_uptime()
+    return {c.pk: c for c in checks}
 
 
 class StatusTracker:
@@ -147,9 +148,12 @@ class ResultWriter:
             if check is None:
                 continue  # deleted while it ran
             outcome.status = check.status
-            await publish_event(
-                "check.result", {"check": check_summary(check), "result": outcome.result_dict()}
-            )
+            data = {
+                "check": check_summary(check),
+                "result": outcome.result_dict(),
+                "uptime_24h": check.uptime(),
+            }
+            await publish_event("check.result", data)
         for check in checks.values():
             change = self.tracker.update(check)
             if change:

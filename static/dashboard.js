@@ -45,15 +45,19 @@
     setConnection("connected");
     clearInterval(pingTimer);
     pingTimer = setInterval(() => send({ type: "ping" }), PING_EVERY);
-    if (state.filter.tag) send({ type: "filter", tags: [state.filter.tag] });
   }
 
   function onClose(event) {
     clearInterval(pingTimer);
     socket = null;
-    if (event.code === 4401 || event.code === 4403) {
-      setConnection("offline", "signed out: log in again");
+    if (event.code === 4401) {
+      setConnection("offline", "signed out");
       showBanner("Your session has ended. Log in to the admin again, then reload this page.");
+      return;
+    }
+    if (event.code === 4403) {
+      setConnection("offline", "not allowed");
+      showBanner("This account is not active staff: the dashboard is for staff only.");
       return;
     }
     scheduleReconnect();
@@ -91,7 +95,6 @@
       case "snapshot": return applySnapshot(data);
       case "check.result": return applyResult(data);
       case "check.status": return applyStatus(data);
-      case "checks.changed": return send({ type: "resync" });
       case "errors.updated": state.errors = data.errors || state.errors; return render();
       case "clients": state.clients = data.count; return renderHeader();
       default: return undefined;  // pong, error and frames of newer versions
@@ -107,15 +110,21 @@
   }
 
   function normaliseCheck(c) {
-    const spark = (c.sparkline || c.recent || []).map((p) => ({ ok: p.ok, ms: p.latency_ms }));
-    return { ...c, spark: spark.slice(-SPARK_POINTS), uptime: c.uptime_24h ?? c.uptime ?? null };
+    const spark = (c.recent || []).map(point);
+    return { ...c, spark: spark.slice(-SPARK_POINTS), uptime: c.uptime_24h ?? null };
+  }
+
+  function point(result) {
+    return { at: result.checked_at, ok: result.ok, ms: result.latency_ms };
   }
 
   function applyResult(data) {
     const summary = data.check;
     if (!summary) return;
     const old = state.checks.get(summary.name) || { spark: [], uptime: null };
-    const spark = old.spark.concat([{ ok: data.result.ok, ms: data.result.latency_ms }]);
+    // Events may repeat what the snapshot already holds: add each result once.
+    const known = old.spark.some((p) => p.at === data.result.checked_at);
+    const spark = known ? old.spark : old.spark.concat([point(data.result)]);
     const next = { ...old, ...summary, spark: spark.slice(-SPARK_POINTS) };
     if (data.uptime_24h !== undefined) next.uptime = data.uptime_24h;
     state.checks.set(summary.name, next);
@@ -337,8 +346,9 @@
     render();
   });
   $("tag-filter").addEventListener("change", (event) => {
+    // Filtered here rather than with the server's "filter" message: the page keeps every
+    // check, so switching between tags needs no new snapshot.
     state.filter.tag = event.target.value;
-    send({ type: "filter", tags: state.filter.tag ? [state.filter.tag] : [] });
     render();
   });
   $("search").addEventListener("input", (event) => { state.filter.text = event.target.value; render(); });
