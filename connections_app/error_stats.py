@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 
+from connections_app.db.transactions import retry_transaction
 from connections_app.error_handler import (
     ErrorContext,
     ErrorHandler,
@@ -48,11 +49,15 @@ def flush_error_stats(handler: ErrorHandler | None = None, using: str = DEFAULT_
     if not pending:
         return 0
     try:
-        with transaction.atomic(using=using), connections[using].cursor() as cursor:
-            sql = _upsert_sql(using)
-            for fingerprint, count in pending.items():
-                cursor.execute(sql, _row(fingerprint, count, using))
+        # A lock or a lost connection re-runs the whole block (the database RetryPolicy).
+        for attempt in retry_transaction(using=using):
+            with attempt, connections[using].cursor() as cursor:
+                sql = _upsert_sql(using)
+                for fingerprint, count in pending.items():
+                    cursor.execute(sql, _row(fingerprint, count, using))
     except DatabaseError as exc:
+        # Also CommitOutcomeUnknown: the counts come back, so a commit that did land before
+        # the connection dropped is counted twice, once; no count is ever lost.
         handler.restore_pending(pending)
         handler.handle_error(exc, ErrorContext(operation="error_stats.flush", endpoint=using))
         return 0

@@ -44,17 +44,95 @@ def strict_bool(name: str, raw: str, default: bool) -> bool:
     raise ImproperlyConfigured(f"{name}: expected true or false, got {raw!r}")
 
 
-def database_config(url: str | None, base_dir: Path) -> dict:
-    """Django's DATABASES["default"] for ``DATABASE_URL`` (SQLite in ``base_dir`` when unset)."""
+#: libpq keepalives: a peer that vanished without a FIN or RST (a dead host, a dropped NAT
+#: entry) is found in about 30 + 3 * 10 = 60 s instead of the kernel's two hours.
+PG_KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
+#: psycopg pool: one connection kept open, up to 10 for the threads of one process.
+PG_POOL_SIZE = {"min_size": 1, "max_size": 10}
+#: WAL lets readers run while one writer writes; NORMAL is durable at every checkpoint and
+#: safe against corruption in WAL mode, without an fsync per commit.
+SQLITE_INIT = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL"
+#: The default of CONN_MAX_AGE (seconds) when it is not set, by database.
+DEFAULT_CONN_MAX_AGE = {"postgres": 60, "sqlite": 0}
+
+
+def database_config(
+    url: str | None,
+    base_dir: Path,
+    *,
+    conn_max_age: int | None = None,
+    pool: bool = False,
+    connect_timeout: int = 5,
+    busy_timeout: float = 5.0,
+    retry_attempts: int = 3,
+    retry_base_delay: float = 1.0,
+) -> dict:
+    """Django's DATABASES["default"] for ``DATABASE_URL`` (SQLite in ``base_dir`` when unset).
+
+    The keyword arguments are the variables CONN_MAX_AGE (None: 60 s on PostgreSQL, 0 on
+    SQLite), DB_POOL, DB_CONNECT_TIMEOUT (PostgreSQL), SQLITE_BUSY_TIMEOUT, DB_RETRY_ATTEMPTS
+    and DB_RETRY_BASE_DELAY. ``RETRY`` holds the fields of the backend's ``RetryPolicy``.
+    """
+    _at_least("CONN_MAX_AGE", conn_max_age, 0)
+    _at_least("DB_CONNECT_TIMEOUT", connect_timeout, 1)
+    _at_least("SQLITE_BUSY_TIMEOUT", busy_timeout, 0)
+    _at_least("DB_RETRY_ATTEMPTS", retry_attempts, 0)
+    _at_least("DB_RETRY_BASE_DELAY", retry_base_delay, 0)
+    config, kind = _database_from_url(url, base_dir)
+    if pool and kind != "postgres":
+        raise ImproperlyConfigured("DB_POOL: only PostgreSQL has a connection pool")
+    if pool and conn_max_age:
+        raise ImproperlyConfigured(
+            f"DB_POOL: the pool keeps connections itself, so CONN_MAX_AGE must be 0 "
+            f"(it is {conn_max_age}); unset CONN_MAX_AGE or set it to 0"
+        )
+    if conn_max_age is None:
+        conn_max_age = 0 if pool else DEFAULT_CONN_MAX_AGE[kind]
+    config["CONN_MAX_AGE"] = conn_max_age
+    config["CONN_HEALTH_CHECKS"] = True
+    # The seed's 1 s, 2 s, 4 s shape, scaled by the base delay.
+    config["RETRY"] = {
+        "attempts": retry_attempts,
+        "base_delay": retry_base_delay,
+        "cap": retry_base_delay * 4,
+    }
+    options = config.setdefault("OPTIONS", {})
+    if kind == "postgres":
+        options.setdefault("connect_timeout", connect_timeout)
+        for name, value in PG_KEEPALIVES.items():
+            options.setdefault(name, value)
+        if pool:
+            options["pool"] = {**PG_POOL_SIZE, "timeout": connect_timeout}
+    else:
+        options.setdefault("timeout", busy_timeout)
+        # Writers take the write lock at BEGIN and queue on busy_timeout, instead of failing
+        # at once when a read transaction tries to upgrade to a write.
+        options.setdefault("transaction_mode", "IMMEDIATE")
+        options.setdefault("init_command", SQLITE_INIT)
+    return config
+
+
+def _at_least(name: str, value: float | None, minimum: float) -> None:
+    if value is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name}: must be {minimum} or more, got {value}")
+
+
+def _database_from_url(url: str | None, base_dir: Path) -> tuple[dict, str]:
+    """The connection settings of ``DATABASE_URL`` and its kind, "postgres" or "sqlite"."""
     if not url:
-        return {"ENGINE": BACKENDS["sqlite"], "NAME": str(base_dir / "db.sqlite3")}
+        return {"ENGINE": BACKENDS["sqlite"], "NAME": str(base_dir / "db.sqlite3")}, "sqlite"
     scheme = urlsplit(url).scheme
     if scheme in SQLITE_SCHEMES:
         config = environ.Env.db_url_config(url)
         config["ENGINE"] = BACKENDS["sqlite"]
         if not config.get("NAME"):
             raise ImproperlyConfigured("DATABASE_URL: an SQLite URL needs a file path")
-        return config
+        return config, "sqlite"
     if scheme not in POSTGRES_SCHEMES:
         raise ImproperlyConfigured(
             f"DATABASE_URL: unsupported scheme {scheme or 'none'!r} in {_safe(url)!r}; "
@@ -69,13 +147,37 @@ def database_config(url: str | None, base_dir: Path) -> dict:
     if not config.get("NAME"):
         raise ImproperlyConfigured(f"DATABASE_URL: no database name in {_safe(url)!r}")
     config["ENGINE"] = BACKENDS["postgres"]
-    return config
+    return config, "postgres"
 
 
-def channel_layers(url: str | None) -> dict:
-    """CHANNEL_LAYERS for ``REDIS_URL`` (the in-memory layer when unset)."""
+#: channels_redis backends by ``CHANNEL_LAYER_KIND``; docs/BENCHMARKS.md ("Live dashboard") has
+#: the figures behind the default.
+LAYER_KINDS = {
+    "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+    "core": "channels_redis.core.RedisChannelLayer",
+}
+#: Messages a channel may hold. Each server process reads all events through one channel, and
+#: the check runner publishes a batch of results back to back: the default 100 would drop some.
+CHANNEL_CAPACITY = 1000
+#: Seconds a group member of the core layer lives without renewal; the dashboard hub renews
+#: every 10 s, so a dead server stops receiving after this.
+GROUP_EXPIRY = 120
+
+
+def channel_layers(url: str | None, kind: str = "pubsub") -> dict:
+    """CHANNEL_LAYERS for ``REDIS_URL`` (the in-memory layer when unset) and
+    ``CHANNEL_LAYER_KIND`` (``pubsub`` or ``core``, for channels_redis)."""
     if not url:
-        return {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+        return {
+            "default": {
+                "BACKEND": "channels.layers.InMemoryChannelLayer",
+                "CONFIG": {"capacity": CHANNEL_CAPACITY},
+            }
+        }
+    if kind not in LAYER_KINDS:
+        raise ImproperlyConfigured(
+            f"CHANNEL_LAYER_KIND: {kind!r} is not one of {', '.join(sorted(LAYER_KINDS))}"
+        )
     parts = urlsplit(url)
     if parts.scheme not in REDIS_SCHEMES:
         raise ImproperlyConfigured(
@@ -88,9 +190,7 @@ def channel_layers(url: str | None) -> dict:
         raise ImproperlyConfigured(f"REDIS_URL: {exc} in {_safe(url)!r}") from None
     if parts.scheme != "unix" and not parts.hostname:
         raise ImproperlyConfigured(f"REDIS_URL: no host in {_safe(url)!r}")
-    return {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [url]},
-        }
-    }
+    config: dict = {"hosts": [url]}
+    if kind == "core":
+        config |= {"capacity": CHANNEL_CAPACITY, "group_expiry": GROUP_EXPIRY}
+    return {"default": {"BACKEND": LAYER_KINDS[kind], "CONFIG": config}}

@@ -78,8 +78,21 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {"default": database_config(env.str("DATABASE_URL", default=""), BASE_DIR)}
-CHANNEL_LAYERS = channel_layers(env.str("REDIS_URL", default=""))
+DATABASES = {
+    "default": database_config(
+        env.str("DATABASE_URL", default=""),
+        BASE_DIR,
+        conn_max_age=_read("CONN_MAX_AGE", int, None),
+        pool=_read("DB_POOL", bool, False),
+        connect_timeout=_read("DB_CONNECT_TIMEOUT", int, 5),
+        busy_timeout=_read("SQLITE_BUSY_TIMEOUT", float, 5.0),
+        retry_attempts=_read("DB_RETRY_ATTEMPTS", int, 3),
+        retry_base_delay=_read("DB_RETRY_BASE_DELAY", float, 1.0),
+    )
+}
+CHANNEL_LAYERS = channel_layers(
+    env.str("REDIS_URL", default=""), _read("CHANNEL_LAYER_KIND", str, "pubsub")
+)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

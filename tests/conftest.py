@@ -25,6 +25,16 @@ def _reachable(url: str) -> bool:
         return False
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _close_the_global_error_handler():
+    """Close the process-wide handler while pytest's streams are open: its exit hook would
+    write its summary lines to a closed stream."""
+    yield
+    from connections_app.error_handler import reset_global_error_handler
+
+    reset_global_error_handler()
+
+
 def require_server(url: str, what: str) -> None:
     """Skip the test when the server is down; in CI that is a failure, not a skip."""
     if _reachable(url):

@@ -1,0 +1,56 @@
+"""The database probe and statistics of one Django database alias."""
+
+from __future__ import annotations
+
+import time
+
+from django.db import DEFAULT_DB_ALIAS, connections
+
+from connections_app import retry
+from connections_app.db.counters import counts
+from connections_app.models import CheckResult, ErrorStat, HealthCheck
+
+HEALTH_QUERY = "SELECT 1"
+SIZE_QUERIES = {
+    "postgresql": "SELECT pg_database_size(current_database())",
+    "sqlite": "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
+}
+OUR_MODELS = (HealthCheck, CheckResult, ErrorStat)
+
+
+def check_database(alias: str = DEFAULT_DB_ALIAS) -> float:
+    """Milliseconds the health-check query took on ``alias`` (connecting included if needed).
+
+    Raises when it fails, without backing off: a probe must report a failing database, not
+    wait for it. A connection of ours found dead is still replaced once, since that says
+    nothing about the database.
+    """
+    connection = connections[alias]
+    policy, connection.retry_policy = connection.retry_policy, retry.NONE
+    try:
+        started = time.perf_counter()
+        with connection.cursor() as cursor:
+            cursor.execute(HEALTH_QUERY)
+            cursor.fetchone()
+        return (time.perf_counter() - started) * 1000
+    finally:
+        connection.retry_policy = policy
+
+
+def get_database_stats(alias: str = DEFAULT_DB_ALIAS) -> dict:
+    """Engine, size, row counts of our tables, this thread's connection age, retries and
+    reconnects since the process started."""
+    connection = connections[alias]
+    with connection.cursor() as cursor:
+        cursor.execute(SIZE_QUERIES[connection.vendor])
+        size = cursor.fetchone()[0]
+    rows = {m._meta.db_table: m._default_manager.using(alias).count() for m in OUR_MODELS}
+    return {
+        "alias": alias,
+        "engine": connection.settings_dict["ENGINE"],
+        "vendor": connection.vendor,
+        "size_bytes": size,
+        "rows": rows,
+        "connection_age_s": connection.connection_age(),
+        **counts(alias),
+    }
