@@ -94,3 +94,32 @@ def sqlite_file_env(migrated_sqlite_template, tmp_path) -> dict[str, str]:
     shutil.copy(migrated_sqlite_template, path)
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     return env | {"DATABASE_URL": f"sqlite:///{path}", "PYTHONUNBUFFERED": "1"}
+
+
+def manage(env: dict, *args: str, stdin: str | None = None, timeout: float = 60):
+    """Run ``manage.py`` in a child process; the finished process, output captured as text."""
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=REPO,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def wait_until(condition, child=None, timeout: float = 20) -> None:
+    """Poll ``condition`` until true; fail at ``timeout`` or when ``child`` exits first."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if child is not None and child.poll() is not None:
+            raise AssertionError(f"child exited early: {child.communicate()}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(0.02)

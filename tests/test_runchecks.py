@@ -8,30 +8,17 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, free_port
+from tests.conftest import REPO, free_port, manage, wait_until
 from tests.http_targets import HttpTarget
 
 
 @pytest.fixture
 def target(http_target: HttpTarget) -> HttpTarget:
     return http_target
-
-
-def manage(env: dict, *args: str, stdin: str | None = None, timeout: float = 60):
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=REPO,
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def import_checks(env: dict, checks: list[dict]) -> None:
@@ -167,7 +154,7 @@ def test_sigterm_mid_run_finishes_in_flight_checks_and_loses_no_result(sqlite_fi
         stderr=subprocess.PIPE,
         text=True,
     )
-    _wait_for(lambda: target.hits.get("/slow/1", 0) >= 1, child)
+    wait_until(lambda: target.hits.get("/slow/1", 0) >= 1, child)
     child.send_signal(signal.SIGTERM)
     out, err = child.communicate(timeout=30)
     assert child.returncode == 0, err
@@ -188,7 +175,7 @@ def test_forever_mode_runs_at_intervals_and_stops_cleanly(sqlite_file_env, targe
         stderr=subprocess.PIPE,
         text=True,
     )
-    _wait_for(lambda: target.hits.get("/ok", 0) >= 2, child, timeout=30)
+    wait_until(lambda: target.hits.get("/ok", 0) >= 2, child, timeout=30)
     child.send_signal(signal.SIGINT)
     _out, err = child.communicate(timeout=30)
     assert child.returncode == 0, err
@@ -197,17 +184,6 @@ def test_forever_mode_runs_at_intervals_and_stops_cleanly(sqlite_file_env, targe
     api_results = [r for r in results_in(env) if r[0] == "api"]
     assert len(api_results) >= 2
     assert all(ok for _name, ok, _cat in api_results)
-
-
-def _wait_for(condition, child: subprocess.Popen, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if child.poll() is not None:
-            raise AssertionError(f"child exited early: {child.communicate()}")
-        if time.monotonic() > deadline:
-            child.kill()
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(0.02)
 
 
 def test_a_tcp_check_passes_against_a_listening_port(sqlite_file_env):

@@ -7,13 +7,12 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 
 import pytest
 
-from tests.conftest import REPO, free_port
+from tests.conftest import REPO, free_port, wait_until
 
 
 @pytest.fixture
@@ -29,7 +28,7 @@ def server(sqlite_file_env):
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_until(lambda: _get(base + "/health/") is not None, child)
+        wait_until(lambda: _get(base + "/health/") is not None, child, timeout=30)
         yield child, base, sqlite_file_env["DATABASE_URL"].removeprefix("sqlite:///")
     finally:
         if child.poll() is None:
@@ -47,16 +46,6 @@ def _get(url: str):
         return None
 
 
-def _wait_until(condition, child: subprocess.Popen, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if child.poll() is not None:
-            raise AssertionError(f"server exited: {child.communicate()}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not ready within {timeout} s")
-        time.sleep(0.05)
-
-
 def _result_count(path: str) -> int:
     with sqlite3.connect(path) as db:
         return db.execute("select count(*) from connections_app_checkresult").fetchone()[0]
@@ -64,7 +53,7 @@ def _result_count(path: str) -> int:
 
 def test_it_serves_pages_and_runs_the_checks_live(server):
     child, base, db_path = server
-    _wait_until(lambda: _result_count(db_path) >= 2, child)  # both self-checks ran
+    wait_until(lambda: _result_count(db_path) >= 2, child, timeout=30)  # both self-checks ran
     status, body = _get(base + "/health/")
     summary = json.loads(body)
     assert status == 200

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import IN_CI, REPO, free_port
+from tests.conftest import IN_CI, REPO, free_port, manage
 from tests.http_targets import HttpTarget
 
 CHROMIUM = "/usr/bin/chromium"
@@ -84,23 +84,13 @@ class Server:
             self.child.stderr.close()
 
 
-def manage(env: dict, *args: str, stdin: str | None = None) -> None:
-    subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=REPO,
-        env=env,
-        input=stdin,
-        text=True,
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-
-
 @pytest.fixture
 def site(sqlite_file_env):
     env = sqlite_file_env | {"DJANGO_SUPERUSER_PASSWORD": PASSWORD}
-    manage(env, "createsuperuser", "--noinput", "--username", "staff", "--email", "s@example.com")
+    created = manage(
+        env, "createsuperuser", "--noinput", "--username", "staff", "--email", "s@x.io"
+    )
+    assert created.returncode == 0, created.stderr
     target = HttpTarget().start()
     check = {
         "name": "payments api",
@@ -110,7 +100,7 @@ def site(sqlite_file_env):
         "failures_before_down": 1,
         "tags": "prod",
     }
-    manage(env, "importchecks", "-", stdin=json.dumps([check]))
+    assert manage(env, "importchecks", "-", stdin=json.dumps([check])).returncode == 0
     server = Server(env)
     server.start()
     yield server, target
@@ -149,8 +139,7 @@ def test_a_target_going_down_turns_its_row_red_live(browser, site):
 
     target.stop()  # the port now refuses: the next check fails, and one failure means DOWN
     page.wait_for_function(
-        "document.querySelector('li.check[data-name=\"payments api\"]').dataset.status"
-        " === 'down'",
+        "document.querySelector('li.check[data-name=\"payments api\"]').dataset.status === 'down'",
         timeout=15000,
     )
     assert "status-down" in api.get_attribute("class")
