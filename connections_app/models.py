@@ -45,6 +45,9 @@ STATUS_CHOICES = [
 #: Worst first: the overall status is the first of these any check has.
 STATUS_ORDER = [DOWN, DEGRADED, UNKNOWN, UP, PAUSED]
 
+#: The most failures in a row a status ever needs to count (bounds the status query).
+MAX_FAILURES_BEFORE_DOWN = 100
+
 SEVERITY_CHOICES = [(s, s.title()) for s in ("info", "warning", "error", "critical")]
 
 
@@ -82,11 +85,17 @@ class HealthCheckQuerySet(models.QuerySet):
         """Annotate the latest result and the failures since the last success, in one query."""
         results = CheckResult.objects.filter(health_check=OuterRef("pk")).order_by("-checked_at")
         # Inside ``failures`` the outer row is a CheckResult: match on its health_check.
-        last_ok = CheckResult.objects.filter(health_check=OuterRef("health_check"), ok=True)
-        last_ok = last_ok.order_by("-checked_at").values("checked_at")[:1]
+        mine = CheckResult.objects.filter(health_check=OuterRef("health_check"))
+        last_ok = mine.filter(ok=True).order_by("-checked_at").values("checked_at")[:1]
+        # Count no further back than MAX_FAILURES_BEFORE_DOWN results: a check down for weeks
+        # must not make every status query scan all its failures.
+        horizon = mine.order_by("-checked_at").values("checked_at")[
+            MAX_FAILURES_BEFORE_DOWN - 1 : MAX_FAILURES_BEFORE_DOWN
+        ]
         failures = (
             CheckResult.objects.filter(health_check=OuterRef("pk"), ok=False)
             .filter(Q(checked_at__gt=Subquery(last_ok)) | ~Exists(last_ok))
+            .filter(Q(checked_at__gte=Subquery(horizon)) | ~Exists(horizon))
             .order_by()
             .values("health_check")
             .annotate(n=Count("pk"))
@@ -145,7 +154,9 @@ class HealthCheck(models.Model):
     interval = models.FloatField(default=30.0, help_text="Seconds between checks (1 or more).")
     timeout = models.FloatField(default=5.0, help_text="Seconds; must be below the interval.")
     failures_before_down = models.PositiveSmallIntegerField(
-        default=3, help_text="Failures in a row before the check is DOWN (DEGRADED before)."
+        default=3,
+        help_text="Failures in a row before the check is DOWN (DEGRADED before); 1 to "
+        f"{MAX_FAILURES_BEFORE_DOWN}.",
     )
     expected_status_min = models.PositiveSmallIntegerField(default=200)
     expected_status_max = models.PositiveSmallIntegerField(default=399)
@@ -184,6 +195,8 @@ class HealthCheck(models.Model):
             errors["timeout"] = "The timeout must be shorter than the interval."
         if self.failures_before_down is not None and self.failures_before_down < 1:
             errors["failures_before_down"] = "At least 1 failure is needed before DOWN."
+        elif (self.failures_before_down or 0) > MAX_FAILURES_BEFORE_DOWN:
+            errors["failures_before_down"] = f"At most {MAX_FAILURES_BEFORE_DOWN} failures."
         errors.update(self._status_range_errors())
         target_error = validate_target(self.kind, self.target or "")
         if target_error:

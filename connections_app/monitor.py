@@ -21,7 +21,9 @@ from django.utils import timezone
 
 from connections_app.connection_manager import ConnectionManager
 from connections_app.db.transactions import retry_transaction
+from connections_app.error_handler import ErrorContext, get_global_error_handler
 from connections_app.error_stats import flush_error_stats
+from connections_app.errors import ErrorCategory
 from connections_app.models import CheckResult, HealthCheck
 from connections_app.probes import ProbeResult, run_probe
 from connections_app.summary import check_summary
@@ -34,6 +36,8 @@ MAX_IDLE = 1.0
 #: Results are written when this many are waiting, or every FLUSH_INTERVAL seconds.
 BATCH_SIZE = 200
 FLUSH_INTERVAL = 1.0
+#: Results kept in memory while the database is away; beyond, the oldest are dropped.
+MAX_PENDING = 10_000
 ERROR_STATS_INTERVAL = 10.0
 PRUNE_INTERVAL = 3600.0
 
@@ -66,8 +70,16 @@ def _release_connection() -> None:
 
 @retry_transaction
 def _insert_results(rows: list[CheckResult]) -> None:
+    """Insert the rows whose check still exists; the checks stay locked until commit, so a
+    delete in the admin cannot slip in between and fail the whole batch."""
+    ids = {row.health_check_id for row in rows}
+    alive = set(
+        HealthCheck.objects.select_for_update().filter(pk__in=ids).values_list("pk", flat=True)
+    )
     # The unique key (check, checked_at) makes a retried batch idempotent.
-    CheckResult.objects.bulk_create(rows, ignore_conflicts=True)
+    CheckResult.objects.bulk_create(
+        [row for row in rows if row.health_check_id in alive], ignore_conflicts=True
+    )
 
 
 def write_outcomes(outcomes: list[Outcome]) -> dict[int, HealthCheck]:
@@ -89,6 +101,12 @@ def write_outcomes(outcomes: list[Outcome]) -> dict[int, HealthCheck]:
     ids = {o.check.pk for o in outcomes}
     checks = HealthCheck.objects.filter(pk__in=ids).with_status().with_uptime()
     return {c.pk: c for c in checks}
+
+
+def _report(exc: BaseException, operation: str) -> ErrorCategory:
+    """One line per window through the error handler, never a traceback storm."""
+    context = ErrorContext(operation=operation, endpoint=connection.alias)
+    return get_global_error_handler().handle_error(exc, context).category
 
 
 class StatusTracker:
@@ -117,6 +135,7 @@ class ResultWriter:
         self._pending: list[Outcome] = []
         self.tracker = StatusTracker()
         self.written = 0
+        self.dropped = 0
 
     def add(self, outcome: Outcome) -> None:
         self._pending.append(outcome)
@@ -131,16 +150,26 @@ class ResultWriter:
             return []
         try:
             checks = await sync_to_async(write_outcomes)(batch)
-        except Exception:
-            # Keep the batch for the next flush: a database outage must not lose results.
-            self._pending[:0] = batch
-            logger.warning("could not store %d results; will retry", len(batch), exc_info=True)
+        except Exception as exc:
+            self._keep_or_drop(batch, _report(exc, "results.store"))
             return []
         self.written += len(batch)
         failed = sum(not o.result.ok for o in batch)
         logger.debug("stored %d results (%d failed)", len(batch), failed)
         await self._announce(batch, checks)
         return batch
+
+    def _keep_or_drop(self, batch: list[Outcome], category: ErrorCategory) -> None:
+        """Keep a batch the database could not take for now (locked, unreachable) for the next
+        flush, bounded so a long outage cannot grow memory; drop one it refused outright."""
+        if category not in (ErrorCategory.DB_LOCKED, ErrorCategory.DB_DISCONNECTED):
+            self.dropped += len(batch)
+            return
+        self._pending[:0] = batch
+        overflow = len(self._pending) - MAX_PENDING
+        if overflow > 0:
+            del self._pending[:overflow]  # the oldest go first
+            self.dropped += overflow
 
     async def _announce(self, batch: list[Outcome], checks: dict[int, HealthCheck]) -> None:
         for outcome in batch:
@@ -193,8 +222,9 @@ class Monitor:
         timeout), the ones still waiting for their turn are skipped, and results are written."""
         outcomes = await asyncio.gather(*(self.run_check(c, stop) for c in checks))
         await self.writer.flush()
-        await _quietly(flush_error_stats, "flush error stats")
-        return [o for o in outcomes if o is not None]
+        await _quietly(flush_error_stats, "error_stats.flush")
+        # No status: skipped after ``stop``, not stored, or its check was deleted meanwhile.
+        return [o for o in outcomes if o is not None and o.status]
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         """Each enabled check at its own interval until ``stop`` is set; then drain and flush."""
@@ -206,15 +236,15 @@ class Monitor:
                 await asyncio.wait(self._tasks)
             await flusher
             await self.writer.flush()
-            await _quietly(flush_error_stats, "flush error stats")
+            await _quietly(flush_error_stats, "error_stats.flush")
 
     async def _schedule_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
                 due = await sync_to_async(claim_due_checks)(timezone.now())
                 wait = await sync_to_async(seconds_until_next_due)(timezone.now())
-            except Exception:
-                logger.warning("could not read due checks; retrying", exc_info=True)
+            except Exception as exc:
+                _report(exc, "checks.claim")
                 due, wait = [], MAX_IDLE
             for check in due:
                 task = asyncio.create_task(self.run_check(check, stop))
@@ -231,10 +261,10 @@ class Monitor:
             now = loop.time()
             if now - last_stats >= ERROR_STATS_INTERVAL:
                 last_stats = now
-                await _quietly(flush_error_stats, "flush error stats")
+                await _quietly(flush_error_stats, "error_stats.flush")
             if now - last_prune >= PRUNE_INTERVAL:
                 last_prune = now
-                await _quietly(prune_results, "prune old results")
+                await _quietly(prune_results, "results.prune")
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
@@ -244,11 +274,12 @@ async def _wait(stop: asyncio.Event, seconds: float) -> None:
         pass
 
 
-async def _quietly(func, what: str) -> None:
+async def _quietly(func, operation: str) -> None:
+    """Run housekeeping; a failure is reported and tried again on the next round."""
     try:
         await sync_to_async(func)()
-    except Exception:
-        logger.warning("could not %s; will try again later", what, exc_info=True)
+    except Exception as exc:
+        _report(exc, operation)
 
 
 def _due_filter(now: datetime) -> Q:
@@ -256,22 +287,27 @@ def _due_filter(now: datetime) -> Q:
 
 
 def claim_due_checks(now: datetime, limit: int = 500) -> list[HealthCheck]:
-    """The enabled checks that are due, each claimed by a conditional update.
+    """The enabled checks that are due, each moved to its next due time in one transaction.
 
-    Several runners may share one database: a check is run by whichever runner's update moves
-    its ``next_due_at`` first (the row count says who won), never by two.
+    Several runners may share one database: on PostgreSQL the rows are locked with SKIP LOCKED,
+    so each due check goes to exactly one runner; SQLite's IMMEDIATE transactions serialise
+    the runners instead.
     """
     _release_connection()
-    due = HealthCheck.objects.filter(_due_filter(now), enabled=True).order_by(
-        F("next_due_at").asc(nulls_first=True)
-    )[:limit]
-    claimed = []
+    return _claim(now, limit)
+
+
+@retry_transaction
+def _claim(now: datetime, limit: int) -> list[HealthCheck]:
+    due = list(
+        HealthCheck.objects.select_for_update(skip_locked=True)
+        .filter(_due_filter(now), enabled=True)
+        .order_by(F("next_due_at").asc(nulls_first=True))[:limit]
+    )
     for check in due:
-        same = Q(next_due_at=check.next_due_at) if check.next_due_at else Q(next_due_at=None)
-        next_due = now + timedelta(seconds=check.interval)
-        if HealthCheck.objects.filter(same, pk=check.pk).update(next_due_at=next_due):
-            claimed.append(check)
-    return claimed
+        check.next_due_at = now + timedelta(seconds=check.interval)
+    HealthCheck.objects.bulk_update(due, ["next_due_at"])
+    return due
 
 
 def seconds_until_next_due(now: datetime) -> float:

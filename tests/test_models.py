@@ -58,6 +58,7 @@ def errors_of(**fields) -> dict:
         ({"interval": 10, "timeout": 10}, "timeout", "shorter than the interval"),
         ({"timeout": 0}, "timeout", "above 0"),
         ({"failures_before_down": 0}, "failures_before_down", "At least 1"),
+        ({"failures_before_down": 101}, "failures_before_down", "At most 100"),
         ({"expected_status_min": 99}, "expected_status_min", "between 100 and 599"),
         ({"expected_status_max": 600}, "expected_status_max", "between 100 and 599"),
         ({"expected_status_min": 300, "expected_status_max": 200}, "expected_status_max", "below"),
@@ -127,6 +128,16 @@ def test_status_is_derived_from_results(results, threshold, enabled, expected):
     assert annotated.status == expected
     selected = HealthCheck.objects.exclude(tags="self").with_status()
     assert list(selected.with_derived_status(expected).values_list("pk", flat=True)) == [check.pk]
+
+
+def test_a_long_outage_counts_only_as_far_as_the_status_needs():
+    check = make_check(failures_before_down=100)
+    add_results(check, [True] + [False] * 150)
+    annotated = HealthCheck.objects.with_status().get(pk=check.pk)
+    assert annotated.failures_in_a_row == 100
+    assert annotated.status == DOWN
+    add_results(check, [True])
+    assert check.status == UP
 
 
 def test_uptime_counts_the_last_24_hours_only():

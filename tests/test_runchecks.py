@@ -8,6 +8,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -211,3 +212,62 @@ def _names(env: dict) -> list[str]:
     path = Path(env["DATABASE_URL"].removeprefix("sqlite:///"))
     with sqlite3.connect(path) as db:
         return [r[0] for r in db.execute("select name from connections_app_healthcheck")]
+
+
+def test_a_locked_database_delays_results_but_loses_none(sqlite_file_env, target):
+    env = sqlite_file_env | {
+        "SQLITE_BUSY_TIMEOUT": "0.1",
+        "DB_RETRY_ATTEMPTS": "1",
+        "DB_RETRY_BASE_DELAY": "0.05",
+    }
+    import_checks(env, [check("api", target.url("/slow/1"), interval=2, timeout=1.5)])
+    child = subprocess.Popen(
+        [sys.executable, "manage.py", "runchecks"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    path = env["DATABASE_URL"].removeprefix("sqlite:///")
+    wait_until(lambda: target.hits.get("/slow/1", 0) >= 1, child, timeout=30)
+    # A probe is in flight: lock every writer out until well after it ends, so its result
+    # meets a locked database at every flush for a while.
+    holder = sqlite3.connect(path, isolation_level=None, timeout=5)
+    holder.execute("begin immediate")
+    time.sleep(3)
+    holder.execute("rollback")
+    holder.close()
+    api_results = lambda: [r for r in results_in(env) if r[0] == "api"]  # noqa: E731
+    wait_until(lambda: len(api_results()) >= 1, child, timeout=30)
+    child.send_signal(signal.SIGTERM)
+    _out, err = child.communicate(timeout=30)
+    assert child.returncode == 0, err
+    assert len(api_results()) == target.hits["/slow/1"]  # every probe's result was stored
+    assert "Traceback" not in err
+    # Each kind of failure is logged in full once, then only counted: no storm.
+    assert "results.store default: db_locked:" in err
+    for operation in ("db.retry", "results.store", "checks.claim"):
+        assert err.count(f"{operation} default: db_locked:") <= 1, err
+
+
+def test_a_check_deleted_while_it_runs_does_not_block_the_others(sqlite_file_env, target):
+    env = sqlite_file_env
+    import_checks(env, [check("kept", target.url("/ok")), check("gone", target.url("/slow/1"))])
+    child = subprocess.Popen(
+        [sys.executable, "manage.py", "runchecks", "--once", "--check", "kept", "--check", "gone"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_until(lambda: target.hits.get("/slow/1", 0) >= 1, child)
+    path = env["DATABASE_URL"].removeprefix("sqlite:///")
+    with sqlite3.connect(path, timeout=10) as db:
+        db.execute("pragma foreign_keys = on")
+        db.execute("delete from connections_app_healthcheck where name = 'gone'")
+    out, err = child.communicate(timeout=30)
+    assert "Traceback" not in err
+    assert [r[0] for r in results_in(env)] == ["kept"]
+    assert "kept" in out and "gone" not in out

@@ -70,8 +70,9 @@ class Command(BaseCommand):
         async with ConnectionManager() as manager:
             monitor = Monitor(manager, concurrency=options["concurrency"])
             outcomes = await monitor.run_once(checks, stop)
-        if monitor.writer.pending:
-            self.stderr.write(f"could not store {monitor.writer.pending} results (see log)")
+        unstored = monitor.writer.pending + monitor.writer.dropped
+        if unstored:
+            self.stderr.write(f"could not store {unstored} results (see the log above)")
             return EXIT_USAGE
         if stop.is_set():
             return 0
