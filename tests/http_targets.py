@@ -9,6 +9,7 @@ Routes (any method):
     /flaky/<n>       503 with ``Retry-After`` (query ``retry_after``, default 0) for the first
                      n calls of that exact path and query, 200 JSON after
     /body            200 text "hello healthy world"
+    /chunked         the same text in two chunks, 50 ms apart
 
 ``HttpTarget(tls=True)`` serves HTTPS with a fresh self-signed certificate for its address;
 clients trust it through ``target.ca_file`` (or ``target.client_ssl_context()``).
@@ -200,6 +201,7 @@ class HttpTarget:
             "/reset": self._reset,
             "/flaky/{n:\\d+}": self._flaky,
             "/body": self._body,
+            "/chunked": self._chunked,
         }
         for path, handler in routes.items():
             app.router.add_route("*", path, handler)
@@ -248,6 +250,18 @@ class HttpTarget:
 
     async def _body(self, request: web.Request) -> web.Response:
         return web.Response(text=BODY)
+
+    async def _chunked(self, request: web.Request) -> web.StreamResponse:
+        """BODY in two chunks, the second after a pause: a reader must not stop at the first."""
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        half = len(BODY) // 2
+        await response.write(BODY[:half].encode())
+        await self._until_stopping(0.05)
+        await response.write(BODY[half:].encode())
+        await response.write_eof()
+        return response
 
     async def _until_stopping(self, seconds: float | None) -> None:
         assert self._stopping is not None

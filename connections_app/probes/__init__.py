@@ -15,7 +15,7 @@ from connections_app.probes.channel_layer import probe_channel_layer
 from connections_app.probes.database import probe_database
 from connections_app.probes.http import probe_http
 from connections_app.probes.redis import probe_redis
-from connections_app.probes.result import ProbeResult
+from connections_app.probes.result import CheckFailed, ProbeResult
 from connections_app.probes.tcp import probe_tcp
 from connections_app.probes.timing import Stopwatch
 
@@ -36,15 +36,22 @@ async def run_probe(check: models.HealthCheck, manager) -> ProbeResult:
         return ProbeResult.failure(ErrorCategory.UNKNOWN, f"unknown check kind {check.kind!r}")
     clock = Stopwatch()
     try:
-        return await asyncio.wait_for(probe(check, manager), timeout=check.timeout)
+        result = await asyncio.wait_for(probe(check, manager), timeout=check.timeout)
     except asyncio.CancelledError:
         raise
     except Exception as exc:
-        result = ProbeResult.from_exception(exc, latency_ms=clock.ms())
+        _count(check, exc)
         if isinstance(exc, TimeoutError) and not str(exc):
-            result = ProbeResult.failure(
+            return ProbeResult.failure(
                 ErrorCategory.TIMEOUT, f"no answer within {check.timeout:g} s", clock.ms()
             )
-        context = ErrorContext(operation=f"check.{check.kind}", endpoint=check.name)
-        get_global_error_handler().handle_error(exc, context)
-        return result
+        return ProbeResult.from_exception(exc, latency_ms=clock.ms())
+    if not result.ok:
+        _count(check, CheckFailed(result.error_message, result.http_status))
+    return result
+
+
+def _count(check: models.HealthCheck, exc: BaseException) -> None:
+    """Every failure reaches the error statistics; the log gets one line per window."""
+    context = ErrorContext(operation=f"check.{check.kind}", endpoint=check.name)
+    get_global_error_handler().handle_error(exc, context)

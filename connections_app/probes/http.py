@@ -18,7 +18,7 @@ async def probe_http(check, manager: ConnectionManager) -> ProbeResult:
     timeout = aiohttp.ClientTimeout(total=check.timeout)
     async with manager.get_connection() as session:
         async with session.get(check.target, timeout=timeout, allow_redirects=True) as response:
-            body = await response.content.read(BODY_LIMIT) if check.expected_body else b""
+            body = await _read_head(response) if check.expected_body else b""
     latency = clock.ms()
     status = response.status
     if not check.expected_status_min <= status <= check.expected_status_max:
@@ -35,3 +35,16 @@ async def probe_http(check, manager: ConnectionManager) -> ProbeResult:
             http_status=status,
         )
     return ProbeResult.success(latency, http_status=status)
+
+
+async def _read_head(response: aiohttp.ClientResponse) -> bytes:
+    """Up to BODY_LIMIT bytes of the body, however many chunks the server sends them in."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < BODY_LIMIT:
+        chunk = await response.content.read(BODY_LIMIT - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
