@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import urlsplit
 
 from asgiref.sync import async_to_sync
 from django import forms
@@ -21,7 +22,7 @@ from connections_app.models import (
     HealthCheck,
     split_tags,
 )
-from connections_app.redaction import redact
+from connections_app.redaction import REDACTED, redact
 
 STATUS_COLOURS = {
     "up": "#1a7f37",
@@ -81,9 +82,27 @@ class HealthCheckForm(forms.ModelForm):
 
     def clean_target(self) -> str:
         target = self.cleaned_data["target"].strip()
-        if self.instance.pk and target == redact(self.instance.target):
-            return self.instance.target
+        stored = self.instance.target if self.instance.pk else ""
+        if stored and target == redact(stored):
+            return stored
+        if stored and REDACTED in target:
+            target = _with_stored_password(target, stored)
+        if REDACTED in target:
+            raise forms.ValidationError(
+                f"{REDACTED} stands for a stored password, and this target has none to keep: "
+                "type the password in full."
+            )
         return target
+
+
+def _with_stored_password(target: str, stored: str) -> str:
+    """``target`` with a masked URL password replaced by the stored URL's password, so an
+    edit of the host or path keeps the secret the form never showed."""
+    new, old = urlsplit(target), urlsplit(stored)
+    if new.password != REDACTED or old.password is None:
+        return target
+    netloc = new.netloc.replace(f":{REDACTED}@", f":{old.password}@", 1)
+    return new._replace(netloc=netloc).geturl()
 
 
 @admin.register(HealthCheck)
@@ -101,7 +120,8 @@ class HealthCheckAdmin(admin.ModelAdmin):
         "enabled",
     )
     list_filter = (StatusFilter, "kind", TagFilter, "enabled", "critical")
-    search_fields = ("name", "target", "tags")
+    # Not the target: a substring search would let anyone guess a stored password.
+    search_fields = ("name", "tags")
     actions = ("run_now", "pause", "resume")
     readonly_fields = ("created_at", "updated_at", "next_due_at")
     fieldsets = (

@@ -44,8 +44,8 @@ def check_summary(check: HealthCheck) -> CheckSummary:
     }
 
 
-def health_summary(queryset=None) -> HealthSummary:
-    checks = [check_summary(c) for c in (queryset or HealthCheck.objects.all()).with_status()]
+def health_summary() -> HealthSummary:
+    checks = [check_summary(c) for c in HealthCheck.objects.with_status()]
     statuses = [c["status"] for c in checks]
     return {
         "status": overall_status(statuses),

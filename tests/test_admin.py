@@ -156,3 +156,32 @@ def test_results_and_error_stats_are_read_only(staff, checks):
     assert page.status_code == 200
     assert staff.get(reverse("admin:connections_app_errorstat_changelist")).status_code == 200
     assert ErrorStat.objects.count() == 0
+
+
+def _edit(staff, check, **changes):
+    url = reverse("admin:connections_app_healthcheck_change", args=[check.pk])
+    form = staff.get(url).context["adminform"].form
+    data = {k: v for k, v in form.initial.items() if v is not None and k in form.fields}
+    return staff.post(url, data | {"tags": "prod"} | changes)
+
+
+def test_editing_the_host_keeps_the_masked_password(staff, checks):
+    cache = checks[1]
+    response = _edit(staff, cache, target="redis://:***@10.0.0.9:6380/1")
+    assert response.status_code == 302
+    cache.refresh_from_db()
+    assert cache.target == "redis://:hunter2@10.0.0.9:6380/1"
+
+
+def test_a_mask_with_nothing_to_stand_for_is_refused(staff, checks):
+    api = checks[0]
+    response = _edit(staff, api, target="http://user:***@127.0.0.1:9/health")
+    assert response.status_code == 200
+    assert "type the password in full" in str(response.context["adminform"].form.errors)
+    api.refresh_from_db()
+    assert api.target == "http://127.0.0.1:9/health"
+
+
+def test_search_does_not_look_inside_targets(staff, checks):
+    response = staff.get(f"{CHANGELIST}?q=hunter2")
+    assert list(response.context["cl"].result_list) == []
