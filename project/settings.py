@@ -1,7 +1,9 @@
 """Connection Health settings: everything from the environment (and an optional ``.env``).
 
 With no variable set this is the embedded default: SQLite in the repo folder, the in-memory
-channel layer, DEBUG on. ``.env.example`` documents every variable.
+channel layer. DEBUG is off unless asked for: the debug page shows settings, and this server
+may be reachable by more than its operator. ``scripts/run`` writes a random SECRET_KEY to
+``.env`` on first start. ``.env.example`` documents every variable.
 """
 
 from pathlib import Path
@@ -27,7 +29,7 @@ def _read(name: str, cast, default):
         raise ImproperlyConfigured(f"{name}: {exc}") from None
 
 
-DEBUG = _read("DEBUG", bool, True)
+DEBUG = _read("DEBUG", bool, False)
 SECRET_KEY = env.str("SECRET_KEY", default="")
 if not SECRET_KEY:
     if not DEBUG:
@@ -113,13 +115,23 @@ LOGIN_URL = "admin:login"
 # Connection Health's own knobs.
 RESULT_RETENTION_DAYS = _read("RESULT_RETENTION_DAYS", int, 14)
 
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _level(name: str, default: str) -> str:
+    level = _read(name, str, default).upper()
+    if level not in LEVELS:
+        raise ImproperlyConfigured(f"{name}: {level!r} is not one of {', '.join(LEVELS)}")
+    return level
+
+
 LOGGING = build_logging_config(
-    log_level=_read("LOG_LEVEL", str, "INFO"),
+    log_level=_level("LOG_LEVEL", "INFO"),
     log_file=_read("LOG_FILE", str, "") or None,
     enable_console=True,
     enable_file=bool(_read("LOG_FILE", str, "")),
     json_lines=_read("LOG_JSON", bool, False),
     max_bytes=_read("LOG_MAX_BYTES", int, 10 * 1024 * 1024),
     backup_count=_read("LOG_BACKUP_COUNT", int, 5),
-    third_party_level=_read("LOG_THIRD_PARTY_LEVEL", str, "WARNING"),
+    third_party_level=_level("LOG_THIRD_PARTY_LEVEL", "WARNING"),
 )
