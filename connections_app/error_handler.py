@@ -2,9 +2,10 @@
 
 The first occurrence of a fingerprint (category, operation, endpoint) in a window is logged in
 full; repeats inside the window are only counted, and one summary line reports them when the
-window closes: at the next error after it, at ``flush_summaries()``, or at ``close()`` (the
-global handler closes at interpreter exit). A connection that fails 4,000 times a minute
-costs two log lines a minute, not 4,000 tracebacks.
+window closes: at the next error after it, at ``close_expired_windows()`` (a periodic call,
+so that a summary does not wait for that next error), at ``flush_summaries()``, or at
+``close()`` (the global handler closes at interpreter exit). A connection that fails 4,000
+times a minute costs two log lines a minute, not 4,000 tracebacks.
 
 Memory is bounded: at most ``max_fingerprints`` are tracked (least recently seen evicted, its
 pending summary logged first) and at most ``max_pending`` wait for ``flush_error_stats`` (the
@@ -155,6 +156,17 @@ class ErrorHandler:
         if not suppressed:
             self._log_first(info, exc, _where(entry), context.extra)
         return info
+
+    def close_expired_windows(self) -> int:
+        """Log the summary of every window that has ended (and only those); how many.
+
+        Meant for a periodic call: otherwise a summary waits for the next error, which may be
+        hours away once a connection has recovered.
+        """
+        with self._lock:
+            summaries = self._close_windows(self._clock())
+        self._log_summaries(summaries)
+        return len(summaries)
 
     def flush_summaries(self) -> int:
         """Close every open window now, logging one summary per fingerprint with repeats."""

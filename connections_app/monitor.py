@@ -258,6 +258,9 @@ class Monitor:
         while not stop.is_set():
             await _wait(stop, FLUSH_INTERVAL)
             await self.writer.flush()
+            # Repeats counted in a window that has ended get their one summary line now, not
+            # whenever the next error of the kind happens to come.
+            get_global_error_handler().close_expired_windows()
             now = loop.time()
             if now - last_stats >= ERROR_STATS_INTERVAL:
                 last_stats = now

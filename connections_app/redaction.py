@@ -6,8 +6,9 @@ substring checks: a line with none of the trigger words (almost every line) cost
 redacted line still says *what* was hidden, and redacting twice changes nothing.
 
 No catastrophic backtracking: every open-ended repetition is either possessive/atomic or starts
-after a look-behind that only lets it begin where the previous character could not continue it,
-so a 1 MB line of hostile text is scanned in linear time.
+after a look-behind that only lets it begin where the previous character could not continue it
+(a repetition that can do neither is bounded), so a 1 MB line of hostile text is scanned in
+linear time.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ _SECRET_WORDS = (
 )
 # Names too short or common to match inside other words: secrets as a URL query parameter.
 _QUERY_ONLY_KEYS = r"key|sig|auth|session|sid|pass|pwd|jwt|code"
+# Two of them name a secret when they end a longer key after a separator (`DB_PWD`,
+# `redis.pass`): inside a word they do not (`compass`, `bypass`), and alone `PWD` is the
+# shell's working directory.
+_SHORT_WORDS = r"pass|pwd"
+_SHORT_SUFFIX = r"(?:(?<=[_.-]pass)|(?<=[_.-]pwd))"
 _AUTH_SCHEMES = r"bearer|basic|digest|token|negotiate|ntlm|hoba|mutual|aws4-hmac-sha256|apikey"
 
 # Between a key and its value: `=`, `: `, `": "`, and JSON-escaped `\": \"`.
@@ -53,13 +59,44 @@ _HEADER = re.compile(
 )
 _PAIR = re.compile(
     rf"""(?ix)
-    (?<![\w.-])(?P<key>(?>[\w.-]*?(?:{_SECRET_WORDS})[\w.-]*+))
+    (?<![\w.-])(?P<key>
+        (?>[\w.-]*?(?:{_SECRET_WORDS})[\w.-]*+)
+      | [\w.-]*+{_SHORT_SUFFIX}
+        # `pass` alone only before `=` or as a quoted key: "tests pass: 12" is no secret.
+      | pass(?=[ \t]*=|\\?["'][ \t]*:)
+    )
     (?P<sep>{_SEP})
     (?P<value>{_VALUE})
     """
 )
+# A command-line option and its value as the next argument: `--db-password x`, and in the
+# repr of an argument list (`'--password', 'x'`, as CalledProcessError prints it). The name
+# must end in the secret word (or it and `-key`/`-id`): `--token-file` is followed by a path.
+# `-p` is left alone: it means a port as often as a password. `--no-password` takes no value.
+_FLAG = re.compile(
+    rf"""(?ix)
+    (?<![\w-])(?P<flag>--(?!no-)(?:
+        [\w-]*?(?:{_SECRET_WORDS})(?:[_-](?:key|id))?
+      | (?:[\w-]*?-)?(?:{_SHORT_WORDS})
+    ))
+    (?P<sep>[ \t]++|(?P<quote>["']),[ \t]*+(?P=quote))
+    (?!-)(?P<value>{_VALUE})
+    """
+)
 _QUERY = re.compile(rf"(?i)(?P<key>[?&](?:{_QUERY_ONLY_KEYS})=)[^&#\s\"'<>]*+")
-_URL = re.compile(r"(?i)(?<![\w+.-])(?P<head>[a-z][\w+.-]*+://[^:/?#@\s]*+:)[^/?#\s]*@")
+# A URL's password runs to the last "@" before the host and may hold "@" and "/" (clients
+# refuse a raw "/", but the configuration still says it). A "/" counts only before the first
+# "@" (after it, "/" starts the path: `u:p@host/@me`), never right after a port
+# (`host:8000/x@y`), and no user part starts with "[" (`[::1]:8000/x@y`): none of those has
+# a password. The stretch after a "/" is bounded, else each `x://a:` of a long line would
+# scan to the line's end.
+_URL = re.compile(
+    r"""(?ix)
+    (?<![\w+.-])(?P<head>[a-z][\w+.-]*+://[^:/?#@\s\[]*+:)
+    (?!\d{0,5}/)[^/?#@\s]*+(?:/[^?#@\s]{0,128}+)?@
+    (?:[^/?#@\s]*+@)*+
+    """
+)
 _BEARER = re.compile(r"(?i)\b(?P<scheme>bearer[ \t]+)[\w.~+/=-]{8,}")
 _AWS_PREFIXES = ("AKIA", "ASIA", "ABIA", "ACCA", "AGPA", "AIDA", "AIPA", "ANPA", "ANVA", "AROA")
 _TOKEN = re.compile(
@@ -92,10 +129,11 @@ _RULES: tuple[tuple[tuple[str, ...], re.Pattern, Callable[[re.Match], str]], ...
         lambda m: f"{m['key']}{m['sep']}{m['scheme'] or ''}{REDACTED}",
     ),
     (
-        ("pass", "secret", "token", "key", "credential", "signature", "session", "csrf"),
+        ("pass", "pwd", "secret", "token", "key", "credential", "signature", "session", "csrf"),
         _PAIR,
         lambda m: f"{m['key']}{m['sep']}{_quoted(m['value'])}",
     ),
+    (("--",), _FLAG, lambda m: f"{m['flag']}{m['sep']}{_quoted(m['value'])}"),
     (("?", "&"), _QUERY, lambda m: f"{m['key']}{REDACTED}"),
     (("://",), _URL, lambda m: f"{m['head']}{REDACTED}@"),
     (("bearer",), _BEARER, lambda m: f"{m['scheme']}{REDACTED}"),
@@ -113,7 +151,9 @@ SENSITIVE_HEADERS = frozenset(
         "x-amz-security-token",
     }
 )
-_SECRET_KEY = re.compile(rf"(?i:{_SECRET_WORDS})|^(?i:{_QUERY_ONLY_KEYS})$")
+_SECRET_KEY = re.compile(
+    rf"(?i:{_SECRET_WORDS})|(?i:[_.-](?:{_SHORT_WORDS}))$|^(?i:{_QUERY_ONLY_KEYS})$"
+)
 
 
 def redact(text: str) -> str:
@@ -127,6 +167,8 @@ def redact(text: str) -> str:
 
 def redact_url(url: str) -> str:
     """``url`` without its password, secret query parameters or tokens anywhere in it."""
+    # First by pattern: a password with a "/" in it would end urlsplit's netloc too early.
+    url = _URL.sub(f"\\g<head>{REDACTED}@", url)
     try:
         parts = urlsplit(url)
         password = parts.password

@@ -180,6 +180,34 @@ def test_flush_summaries_and_close_log_pending_repeats(make_handler, records, cl
     ]
 
 
+def test_close_expired_windows_logs_only_the_windows_that_have_ended(
+    make_handler, records, clock, refused
+):
+    handler = make_handler()
+    for _ in range(3):
+        handler.handle_error(refused, ErrorContext("early"))
+    handler.handle_error(refused, ErrorContext("lone"))
+    clock.now += 30
+    for _ in range(2):
+        handler.handle_error(refused, ErrorContext("late"))
+    logged = len(records.lines)
+
+    clock.now = 1059.9
+    assert handler.close_expired_windows() == 0
+    clock.now = 1060.0
+    assert handler.close_expired_windows() == 1
+    assert records.lines[logged:] == ["early: refused repeated 2 times in the last 60 s"]
+    assert handler.close_expired_windows() == 0
+
+    # The window is closed: the next "early" error opens a new one and is logged in full.
+    assert handler.handle_error(refused, ErrorContext("early")).suppressed is False
+    clock.now = 1090.0
+    assert handler.close_expired_windows() == 1
+    assert records.lines[-1] == "late: refused repeated 1 time in the last 60 s"
+    assert handler.flush_summaries() == 0
+    assert "lone: refused repeated" not in " ".join(records.lines)
+
+
 def test_the_fingerprint_is_stable_and_ignores_query_strings_and_credentials(make_handler, refused):
     handler = make_handler()
     base = handler.handle_error(

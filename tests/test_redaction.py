@@ -82,6 +82,27 @@ SECRETS = [
     ("refresh_token_yaml", "refresh_token: Rt-40", "Rt-40"),
     ("passphrase", "ssh passphrase=Pp-41 rejected", "Pp-41"),
     ("standalone_bearer", "sent Bearer Bs42abcdefgh to 127.0.0.1", "Bs42abcdefgh"),
+    ("env_prefixed_pwd", "DB_PWD=Pw-43 DB_HOST=127.0.0.1", "Pw-43"),
+    ("env_prefixed_pass", "export DB_PASS='Dp 44' MYSQL_PWD=Dp-44b", "Dp 44"),
+    ("env_prefixed_pwd_mysql", "MYSQL_PWD=My-45 mysql -h 127.0.0.1", "My-45"),
+    ("env_redis_password", "REDIS_PASSWORD=Rp-46 redis-server", "Rp-46"),
+    ("env_aws_secret_access_key", "AWS_SECRET_ACCESS_KEY=Ak-47/xYz+q", "Ak-47"),
+    ("env_api_token", "MY_API_TOKEN=Mt-48", "Mt-48"),
+    ("bare_pass", "login user=app pass=Ps-49 refused", "Ps-49"),
+    ("json_pass", '{"user": "app", "pass": "Jp-50"}', "Jp-50"),
+    ("flag_space", "pg_dump --password Fl-51 --host 127.0.0.1", "Fl-51"),
+    ("flag_equals", "pg_dump --password=Fe-52 --host 127.0.0.1", "Fe-52"),
+    ("flag_prefixed_quoted", "app --db-password 'Fq 53' --verbose", "Fq 53"),
+    ("flag_short_word", "redis-cli --pass Fs-54 ping", "Fs-54"),
+    ("flag_secret_key", "mc alias set --access-key ak --secret-key Fk-59", "Fk-59"),
+    (
+        "flag_in_argv_repr",
+        "Command '['pg_dump', '--password', 'Fa-55']' returned non-zero exit status 1.",
+        "Fa-55",
+    ),
+    ("url_password_with_slash", "postgres://u:a/Us-56@127.0.0.1/db refused", "Us-56"),
+    ("redis_url_password_with_slash", "redis://:pa/Rs-57@127.0.0.1:6379", "Rs-57"),
+    ("url_password_with_slash_and_at", "postgres://app:x/y@Sa-58@127.0.0.1/db", "Sa-58"),
 ]
 
 
@@ -126,6 +147,15 @@ def test_there_are_at_least_25_distinct_secret_shapes():
         "PWD=/srv/app status: ok url=https://127.0.0.1/x",
         "redis://127.0.0.1:6379/0 and postgres://app@127.0.0.1/db",
         "Basic checks passed; bearer of good news",
+        "password reset page sent to bob",
+        "compass=3 heading=north",
+        "bypass the cache for 127.0.0.1",
+        "tests pass: 12, fail: 0",
+        "PWD=/srv/app OLDPWD=/srv DB_PASS_FILE=/run/secrets/db",
+        "psql -p 5432 -h 127.0.0.1 --no-password health",
+        "flags --bypass cache --compass north --token-file /run/secrets/t",
+        "GET http://127.0.0.1:8000/users/@me answered 404",
+        "GET http://[::1]:8000/x/@y answered 404",
         "",
     ],
 )
@@ -153,6 +183,7 @@ def test_redact_url_hides_password_and_secret_parameters_only():
         == "https://app:***@127.0.0.1:8443/v1/items?Key=***&page=2&access_token=***#top"
     )
     assert redact_url("redis://:pw@127.0.0.1:6379/0") == "redis://:***@127.0.0.1:6379/0"
+    assert redact_url("postgres://u:a/b@127.0.0.1/db?x=1") == "postgres://u:***@127.0.0.1/db?x=1"
     assert redact_url("http://127.0.0.1:8000/health/") == "http://127.0.0.1:8000/health/"
 
 
@@ -171,6 +202,8 @@ def test_redact_mapping_replaces_secret_headers_and_redacts_the_rest():
         "Accept": "application/json",
         "Referer": "https://127.0.0.1/?token=t2",
         "retries": 3,
+        "DB_PWD": "p3",
+        "compass": "north",
         "nested": {"password": "p1", "host": "127.0.0.1"},
     }
     assert redact_mapping(headers) == {
@@ -183,6 +216,8 @@ def test_redact_mapping_replaces_secret_headers_and_redacts_the_rest():
         "Accept": "application/json",
         "Referer": "https://127.0.0.1/?token=***",
         "retries": 3,
+        "DB_PWD": "***",
+        "compass": "north",
         "nested": {"password": "***", "host": "127.0.0.1"},
     }
 
@@ -204,6 +239,12 @@ def test_redact_mapping_replaces_secret_headers_and_redacts_the_rest():
         "Authorization: " + "x" * 1_000_000,
         "eyJaaaaaa." * 100_000,
         "password token x://a:b@ akia eyJ cookie bearer " * 21_000,
+        "x://a:b/" * 125_000,
+        "--db-" * 200_000,
+        "--password " * 90_000,
+        "'--password', '" * 66_000,
+        "a_pwd_" * 166_666,
+        'pass"' * 200_000,
     ],
     ids=lambda line: repr(line[:20]),
 )
