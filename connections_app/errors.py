@@ -79,6 +79,18 @@ _SQLITE_CANTOPEN = 14
 _PG_DISCONNECT_CLASSES = ("08",)
 _PG_DISCONNECT_CODES = {"57P01", "57P02", "57P03"}
 _PG_LOCK_CODES = {"55P03", "40P01", "40001"}
+# A connection attempt the server answered. libpq keeps only the text of the server's error
+# ("...failed: FATAL:  database "x" does not exist"), without its SQLSTATE, so the text must
+# tell "come back later" (57P03: starting up, shutting down, in recovery; 53300: too many
+# connections) from a wrong database name, user or password, which no wait will fix.
+_PG_CONNECT_FAILED = ("connection failed:", "connection is bad:")  # psycopg's own prefixes
+_PG_SERVER_SAID = "FATAL:  "
+_PG_TRY_LATER = (
+    "the database system is ",
+    "sorry, too many clients",
+    "remaining connection slots",
+    "too many connections",
+)
 
 
 def classify(exc: BaseException) -> ErrorCategory:
@@ -138,10 +150,12 @@ def _by_library(exc: BaseException) -> ErrorCategory | None:
         "channels.exceptions.DenyConnection",
     }:
         return ErrorCategory.CLIENT_GONE
-    # aiohttp keeps a reset after the headers only as text inside ClientPayloadError.
+    # aiohttp keeps a reset after the headers only as text inside ClientPayloadError. redis-py
+    # raises its own ConnectionError, with no socket error inside, when the server hangs up.
     if name & {
         "aiohttp.client_exceptions.ServerDisconnectedError",
         "aiohttp.client_exceptions.ClientPayloadError",
+        "redis.exceptions.ConnectionError",
     }:
         return ErrorCategory.RESET
     if name & {
@@ -156,6 +170,7 @@ def _by_library(exc: BaseException) -> ErrorCategory | None:
         "requests.exceptions.Timeout",
         "urllib3.exceptions.TimeoutError",
         "aiohttp.client_exceptions.ServerTimeoutError",
+        "redis.exceptions.TimeoutError",
     } or isinstance(exc, (TimeoutError, asyncio.TimeoutError, socket.timeout)):
         return ErrorCategory.TIMEOUT
     return None
@@ -190,12 +205,28 @@ def _by_psycopg(exc: BaseException) -> ErrorCategory | None:
     sqlstate = getattr(exc, "sqlstate", None)
     if sqlstate in _PG_LOCK_CODES:
         return ErrorCategory.DB_LOCKED
-    if sqlstate is None or sqlstate in _PG_DISCONNECT_CODES:
-        # psycopg gives no SQLSTATE when the socket itself failed or the connection is closed.
+    if sqlstate is None:
+        # psycopg gives no SQLSTATE when the socket itself failed, the connection is closed,
+        # or the server turned a connection attempt away.
+        return None if _pg_connect_refused_for_good(exc) else ErrorCategory.DB_DISCONNECTED
+    if sqlstate in _PG_DISCONNECT_CODES:
         return ErrorCategory.DB_DISCONNECTED
     if sqlstate.startswith(_PG_DISCONNECT_CLASSES):
         return ErrorCategory.DB_DISCONNECTED
     return None
+
+
+def _pg_connect_refused_for_good(exc: BaseException) -> bool:
+    """A connection attempt the server answered with a "no" that waiting will not change."""
+    # The first line is the last attempt's (psycopg lists every host's failure below it).
+    first_line = str(exc).partition("\n")[0]
+    if not first_line.startswith(_PG_CONNECT_FAILED):
+        return False
+    # The server asked for a password and there is none: libpq gives up without a FATAL.
+    if getattr(getattr(exc, "pgconn", None), "needs_password", False):
+        return True
+    _, answered, answer = first_line.partition(_PG_SERVER_SAID)
+    return bool(answered) and not answer.startswith(_PG_TRY_LATER)
 
 
 def _by_os_error(exc: BaseException) -> ErrorCategory | None:

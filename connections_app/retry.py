@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
@@ -98,14 +98,6 @@ class RetryPolicy:
     def with_attempts(self, attempts: int) -> RetryPolicy:
         return replace(self, attempts=attempts, retries_done=0)
 
-    def tries(self) -> Iterator[RetryPolicy]:
-        """Each policy in turn, from this one to the exhausted one: one per try."""
-        policy = self
-        yield policy
-        while not policy.is_exhausted():
-            policy = policy.next()
-            yield policy
-
 
 class RetryExhausted(Exception):
     def __init__(self, policy: RetryPolicy) -> None:
@@ -134,13 +126,32 @@ def call_with_retry(
         try:
             return func()
         except Exception as exc:
-            if policy.is_exhausted() or not should_retry(exc):
-                raise
-            wait = policy.next_delay() if delay is None else delay(exc, policy.next_delay())
-            policy = policy.next()
-            if on_retry is not None:
-                on_retry(exc, policy, wait)
-            sleep(wait)
+            policy = wait_to_retry(exc, policy, should_retry, on_retry, sleep, delay)
+
+
+def wait_to_retry(
+    exc: BaseException,
+    policy: RetryPolicy,
+    should_retry: Callable[[BaseException], bool],
+    on_retry: Callable[[BaseException, RetryPolicy, float], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    delay: Callable[[BaseException, float], float] | None = None,
+) -> RetryPolicy:
+    """After a try failed with ``exc``: raise ``exc`` when it is final (not to be retried, or
+    no retry left); else report it to ``on_retry``, wait, and return the next try's policy.
+
+    ``call_with_retry`` takes this step after each failed call. A caller takes it itself when
+    its first try already happened elsewhere, or when a try is a block of the caller's own
+    code, run again by a ``for`` loop, rather than one callable.
+    """
+    if policy.is_exhausted() or not should_retry(exc):
+        raise exc
+    wait = policy.next_delay() if delay is None else delay(exc, policy.next_delay())
+    policy = policy.next()
+    if on_retry is not None:
+        on_retry(exc, policy, wait)
+    sleep(wait)
+    return policy
 
 
 async def acall_with_retry(

@@ -7,10 +7,12 @@ never repeats a password: ``manage.py`` and ``asgi.py`` print it as one line and
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+
+from connections_app.redaction import redact_url
 
 POSTGRES_SCHEMES = {"postgres", "postgresql", "pgsql", "psql"}
 SQLITE_SCHEMES = {"sqlite"}
@@ -19,15 +21,6 @@ BACKENDS = {
     "postgres": "connections_app.db.backends.postgresql",
     "sqlite": "connections_app.db.backends.sqlite3",
 }
-
-
-def _safe(url: str) -> str:
-    """The URL as it may be shown: any password replaced."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
 
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
@@ -126,7 +119,7 @@ def _database_from_url(url: str | None, base_dir: Path) -> tuple[dict, str]:
     """The connection settings of ``DATABASE_URL`` and its kind, "postgres" or "sqlite"."""
     if not url:
         return {"ENGINE": BACKENDS["sqlite"], "NAME": str(base_dir / "db.sqlite3")}, "sqlite"
-    scheme = urlsplit(url).scheme
+    scheme = _parse_url("DATABASE_URL", url).scheme
     if scheme in SQLITE_SCHEMES:
         config = environ.Env.db_url_config(url)
         config["ENGINE"] = BACKENDS["sqlite"]
@@ -135,19 +128,24 @@ def _database_from_url(url: str | None, base_dir: Path) -> tuple[dict, str]:
         return config, "sqlite"
     if scheme not in POSTGRES_SCHEMES:
         raise ImproperlyConfigured(
-            f"DATABASE_URL: unsupported scheme {scheme or 'none'!r} in {_safe(url)!r}; "
+            f"DATABASE_URL: unsupported scheme {scheme or 'none'!r} in {redact_url(url)!r}; "
             "use postgres://user@host:5432/name or sqlite:////path/to/file.sqlite3"
         )
+    config = environ.Env.db_url_config(url)
+    if not config.get("NAME"):
+        raise ImproperlyConfigured(f"DATABASE_URL: no database name in {redact_url(url)!r}")
+    config["ENGINE"] = BACKENDS["postgres"]
+    return config, "postgres"
+
+
+def _parse_url(variable: str, url: str) -> SplitResult:
+    """``url`` split into its parts; a malformed host or port stops start-up in one line."""
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError as exc:
-        raise ImproperlyConfigured(f"DATABASE_URL: {exc} in {_safe(url)!r}") from None
-    config = environ.Env.db_url_config(url)
-    if not config.get("NAME"):
-        raise ImproperlyConfigured(f"DATABASE_URL: no database name in {_safe(url)!r}")
-    config["ENGINE"] = BACKENDS["postgres"]
-    return config, "postgres"
+        raise ImproperlyConfigured(f"{variable}: {exc} in {redact_url(url)!r}") from None
+    return parts
 
 
 #: channels_redis backends by ``CHANNEL_LAYER_KIND``; docs/BENCHMARKS.md ("Live dashboard") has
@@ -178,18 +176,14 @@ def channel_layers(url: str | None, kind: str = "pubsub") -> dict:
         raise ImproperlyConfigured(
             f"CHANNEL_LAYER_KIND: {kind!r} is not one of {', '.join(sorted(LAYER_KINDS))}"
         )
-    parts = urlsplit(url)
+    parts = _parse_url("REDIS_URL", url)
     if parts.scheme not in REDIS_SCHEMES:
         raise ImproperlyConfigured(
-            f"REDIS_URL: unsupported scheme {parts.scheme or 'none'!r} in {_safe(url)!r}; "
+            f"REDIS_URL: unsupported scheme {parts.scheme or 'none'!r} in {redact_url(url)!r}; "
             "use redis://host:6379/0"
         )
-    try:
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError as exc:
-        raise ImproperlyConfigured(f"REDIS_URL: {exc} in {_safe(url)!r}") from None
     if parts.scheme != "unix" and not parts.hostname:
-        raise ImproperlyConfigured(f"REDIS_URL: no host in {_safe(url)!r}")
+        raise ImproperlyConfigured(f"REDIS_URL: no host in {redact_url(url)!r}")
     config: dict = {"hosts": [url]}
     if kind == "core":
         config |= {"capacity": CHANNEL_CAPACITY, "group_expiry": GROUP_EXPIRY}

@@ -53,6 +53,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: sessions and auth query the database, and a web request must fail in one connect
+    # timeout when the database is away, not wait out the runner's backoff.
+    "connections_app.db.fail_fast.fail_fast_middleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -7,4 +7,4 @@ import os
 
 os.environ.setdefault("SECRET_KEY", "tests-only-secret-key-never-used-in-production")
 
-from project.settings import *  # noqa: E402, F403
+from project.settings import *  # noqa: F403

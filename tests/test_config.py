@@ -51,6 +51,8 @@ def test_redis_url_switches_to_channels_redis():
         ("DATABASE_URL", "postgres://app:hunter2@db:5432/", "no database name"),
         ("REDIS_URL", "http://:hunter2@cache:6379", "unsupported scheme 'http'"),
         ("REDIS_URL", "redis://:hunter2@cache:port/0", "Port"),
+        ("DATABASE_URL", "postgres://app:hunter2@[bad/x", "Invalid IPv6 URL"),
+        ("REDIS_URL", "redis://:hunter2@[bad", "Invalid IPv6 URL"),
         ("DEBUG", "maybe", "DEBUG"),
     ],
 )

@@ -1,13 +1,20 @@
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
 import pytest
 
 from connections_app.models import HealthCheck
+from tests.conftest import REPO, free_port, wait_until
 from tests.test_models import add_results
 
-pytestmark = pytest.mark.django_db
 
-
-@pytest.fixture(autouse=True)
-def only_our_checks():
+@pytest.fixture
+def only_our_checks(db):
     HealthCheck.objects.all().delete()
 
 
@@ -19,7 +26,7 @@ def make(name, results, critical=True, target="redis://:hunter2@127.0.0.1:6379/0
     return check
 
 
-def test_it_answers_200_when_everything_is_up(client):
+def test_it_answers_200_when_everything_is_up(client, only_our_checks):
     make("cache", [True])
     response = client.get("/health/")
     assert response.status_code == 200
@@ -29,7 +36,7 @@ def test_it_answers_200_when_everything_is_up(client):
     assert body["checks"][0]["status"] == "up"
 
 
-def test_it_answers_503_when_a_critical_check_is_down(client):
+def test_it_answers_503_when_a_critical_check_is_down(client, only_our_checks):
     make("cache", [True])
     make("db", [False])
     response = client.get("/health/")
@@ -37,7 +44,7 @@ def test_it_answers_503_when_a_critical_check_is_down(client):
     assert response.json()["status"] == "down"
 
 
-def test_a_non_critical_check_down_keeps_200(client):
+def test_a_non_critical_check_down_keeps_200(client, only_our_checks):
     make("cache", [True])
     make("reports", [False], critical=False)
     response = client.get("/health/")
@@ -45,12 +52,62 @@ def test_a_non_critical_check_down_keeps_200(client):
     assert response.json()["status"] == "down"
 
 
-def test_it_never_shows_targets_or_their_secrets(client):
+def test_it_never_shows_targets_or_their_secrets(client, only_our_checks):
     make("cache", [True])
     text = client.get("/health/").content.decode()
     assert "hunter2" not in text
     assert "6379" not in text
 
 
-def test_it_only_answers_get(client):
+def test_it_only_answers_get(client, only_our_checks):
     assert client.post("/health/").status_code == 405
+
+
+def test_with_the_database_down_it_answers_503_within_one_connect_timeout():
+    nobody_listens = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env |= {
+        "DATABASE_URL": f"postgres://app:hunter2@127.0.0.1:{nobody_listens}/health",
+        "DB_CONNECT_TIMEOUT": "2",
+        # Waits of 5, 10 and 20 s: backing off, it would answer after 35 s, not fail the bound.
+        "DB_RETRY_BASE_DELAY": "5",
+    }
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    child = subprocess.Popen(
+        [sys.executable, "manage.py", "serve", "--no-checks", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(lambda: _get(f"{base}/static/dashboard.js") is not None, child, timeout=30)
+        started = time.monotonic()
+        status, body = _get(f"{base}/health/", timeout=60)
+        elapsed = time.monotonic() - started
+    finally:
+        child.kill()
+        _, stderr = child.communicate(timeout=10)
+    assert status == 503
+    assert json.loads(body) == {
+        "status": "unknown",
+        "critical_down": True,
+        "error": "database unavailable",
+        "checks": [],
+    }
+    assert elapsed < 10  # about hanging, not speed: one refused connect, no backoff
+    assert "Traceback" not in stderr
+    assert "hunter2" not in stderr
+
+
+def _get(url: str, timeout: float = 2) -> tuple[int, bytes] | None:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, exc.read()
+    except OSError:
+        return None

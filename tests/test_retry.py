@@ -23,11 +23,6 @@ def test_next_returns_a_new_policy_and_leaves_the_old_one_alone():
         second.next().next()
 
 
-def test_tries_yields_one_policy_per_try():
-    assert len(list(RetryPolicy(attempts=3).tries())) == 4
-    assert len(list(retry.NONE.tries())) == 1
-
-
 def test_jitter_stays_within_its_fraction():
     policy = RetryPolicy(attempts=1, base_delay=10, cap=10, jitter=0.5)
     rng = random.Random(7)
@@ -106,3 +101,32 @@ def test_call_with_retry_gives_up_after_the_policy():
     with pytest.raises(ConnectionRefusedError):
         call_with_retry(down, RetryPolicy(attempts=3), lambda e: True, sleep=lambda s: None)
     assert len(calls) == 4
+
+
+def test_wait_to_retry_reports_waits_and_gives_the_next_policy():
+    retries, slept = [], []
+    error = ConnectionResetError("reset")
+    policy = retry.wait_to_retry(
+        error,
+        RetryPolicy(attempts=2, base_delay=1),
+        should_retry=lambda exc: True,
+        on_retry=lambda exc, policy, wait: retries.append((exc, policy.retries_done, wait)),
+        sleep=slept.append,
+    )
+    assert policy.retries_done == 1
+    assert retries == [(error, 1, 1)]
+    assert slept == [1]
+
+
+@pytest.mark.parametrize(
+    ("policy", "retryable"),
+    [(RetryPolicy(attempts=2), False), (RetryPolicy(attempts=1).next(), True)],
+    ids=["not-retryable", "exhausted"],
+)
+def test_wait_to_retry_raises_a_final_error_without_waiting(policy, retryable):
+    slept = []
+    with pytest.raises(ConnectionResetError, match="reset"):
+        retry.wait_to_retry(
+            ConnectionResetError("reset"), policy, lambda exc: retryable, sleep=slept.append
+        )
+    assert slept == []

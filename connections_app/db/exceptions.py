@@ -34,6 +34,16 @@ class CommitOutcomeUnknown(OperationalError):
         )
 
 
+class ConnectionRejected(OperationalError):
+    """Connecting failed in a way that waiting will not fix: it is raised at once."""
+
+    def __init__(self, alias: str, error: BaseException) -> None:
+        super().__init__(
+            f"cannot connect to database {alias!r}, and waiting will not help, so it is not "
+            f"retried: check DATABASE_URL (name, user, password, file): {redact(str(error))}"
+        )
+
+
 class RetriesExhausted(OperationalError):
     """A retryable error that outlasted every retry of the policy."""
 

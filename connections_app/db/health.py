@@ -6,8 +6,8 @@ import time
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from connections_app import retry
 from connections_app.db.counters import counts
+from connections_app.db.fail_fast import fail_fast
 from connections_app.models import CheckResult, ErrorStat, HealthCheck
 
 HEALTH_QUERY = "SELECT 1"
@@ -25,16 +25,12 @@ def check_database(alias: str = DEFAULT_DB_ALIAS) -> float:
     wait for it. A connection of ours found dead is still replaced once, since that says
     nothing about the database.
     """
-    connection = connections[alias]
-    policy, connection.retry_policy = connection.retry_policy, retry.NONE
-    try:
+    with fail_fast():
         started = time.perf_counter()
-        with connection.cursor() as cursor:
+        with connections[alias].cursor() as cursor:
             cursor.execute(HEALTH_QUERY)
             cursor.fetchone()
         return (time.perf_counter() - started) * 1000
-    finally:
-        connection.retry_policy = policy
 
 
 def get_database_stats(alias: str = DEFAULT_DB_ALIAS) -> dict:

@@ -4,11 +4,11 @@ Django calls ``retrying_execute`` around every statement (``execute_wrappers``).
 
 - a lock (SQLite "database is locked/busy", PostgreSQL deadlock, serialization failure, lock
   timeout) means the statement did not run: it is tried again with the retry policy;
-- a connection found dead is replaced at once (the new one is opened with the retry policy)
-  and the statement run again when that is safe: a read; any statement on SQLite, where a
-  statement that raised did not run; on PostgreSQL a write only if the connection was seen
-  dead before the write was sent. A write that reached the server and lost its reply may
-  have committed: it is raised, never run twice.
+- a connection found dead is replaced at once (the new one is opened with the retry policy,
+  see ``fail_fast``) and the statement run again when that is safe: a read; any statement
+  on SQLite, where a statement that raised did not run; on PostgreSQL a write only if the
+  connection was seen dead before the write was sent. A write that reached the server and
+  lost its reply may have committed: it is raised, never run twice.
 
 Never retried: other errors (syntax, integrity, data); ``executemany`` (a failure part-way
 leaves the first rows written, and its parameters may be a one-shot iterator); server-side
@@ -19,7 +19,6 @@ whose transaction the server already rolled back: there a retryable error become
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from functools import partial
 
@@ -27,8 +26,9 @@ from django.db import Error
 
 from connections_app.db.counters import record_retry
 from connections_app.db.exceptions import RetriesExhausted, TransactionRetryNeeded
+from connections_app.db.fail_fast import policy_here
 from connections_app.errors import ErrorCategory, classify
-from connections_app.retry import RetryPolicy, call_with_retry
+from connections_app.retry import RetryPolicy, call_with_retry, wait_to_retry
 
 RETRYABLE = frozenset({ErrorCategory.DB_LOCKED, ErrorCategory.DB_DISCONNECTED})
 
@@ -72,7 +72,7 @@ def _retry(error: Error, execute: Execute, sql, params, many: bool, context: dic
         raise TransactionRetryNeeded(connection.alias, category) from error
     if many or _is_server_side(context["cursor"]):
         raise error
-    policy = connection.retry_policy
+    policy = policy_here(connection.retry_policy)
     on_retry = partial(_on_retry, connection.alias)
     if category is ErrorCategory.DB_DISCONNECTED:
         if not (connection.failed_statements_did_not_run or _is_read(sql)):
@@ -81,14 +81,9 @@ def _retry(error: Error, execute: Execute, sql, params, many: bool, context: dic
         # off by itself if the server is down.
         connection.reconnect(error)
         connection.renew_cursor(context["cursor"])
-    elif policy.is_exhausted():
-        raise error
     else:
-        # The first try hit the lock: wait as call_with_retry would have, then let it go on.
-        wait = policy.next_delay()
-        policy = policy.next()
-        on_retry(error, policy, wait)
-        time.sleep(wait)
+        # The first try (above, in retrying_execute) hit the lock: back off before the next.
+        policy = wait_to_retry(error, policy, is_locked, on_retry)
     try:
         return call_with_retry(
             partial(execute, sql, params, many, context), policy, is_locked, on_retry

@@ -14,16 +14,20 @@ Two forms::
         with attempt:
             ...
 
+The waits between runs are ``retry.wait_to_retry``'s, the step ``call_with_retry`` takes too:
+the loop form runs the caller's own block, so it cannot hand ``call_with_retry`` a callable.
+When the policy runs out, the last error is raised from the ``for`` statement.
+
 Not run again: errors that are not retryable; ``RetriesExhausted`` (connecting, or SQLite's
 BEGIN IMMEDIATE, already used up a retry policy); a failed COMMIT (if the connection was lost
-during COMMIT, ``CommitOutcomeUnknown``: it may have been saved); and a block nested in another
-atomic block, which runs once, like ``atomic``, since only the outermost block can run again.
+during COMMIT, ``CommitOutcomeUnknown``: it may have been saved); a block nested in another
+atomic block, which runs once, like ``atomic``, since only the outermost block can run again;
+and any block inside ``fail_fast()``.
 """
 
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
@@ -31,9 +35,10 @@ from django.db import DEFAULT_DB_ALIAS, Error, connections, transaction
 
 from connections_app.db.counters import record_retry
 from connections_app.db.exceptions import CommitOutcomeUnknown, RetriesExhausted
+from connections_app.db.fail_fast import policy_here
 from connections_app.db.retrying_cursor import is_retryable
 from connections_app.errors import ErrorCategory, classify
-from connections_app.retry import RetryPolicy
+from connections_app.retry import RetryPolicy, wait_to_retry
 
 F = TypeVar("F", bound=Callable)
 
@@ -66,24 +71,28 @@ class TransactionRetry:
     def __iter__(self) -> Iterator[Attempt]:
         connection = connections[self.using]
         if connection.in_atomic_block:
-            yield Attempt(self.using, None)
+            yield Attempt(self.using, retryable=False)
             return
-        for policy in (self.policy or connection.retry_policy).tries():
+        policy = policy_here(self.policy or connection.retry_policy)
+        while True:  # bounded by the policy: wait_to_retry raises once it is used up
             # Before BEGIN, a connection the server hung up on is replaced for free.
             connection.replace_if_dead(probe=True)
-            attempt = Attempt(self.using, policy)
+            attempt = Attempt(self.using, retryable=True)
             yield attempt
             if attempt.error is None:
                 return
-            time.sleep(policy.next_delay())
+            policy = wait_to_retry(attempt.error, policy, _may_retry, self._on_retry)
+
+    def _on_retry(self, exc: BaseException, policy: RetryPolicy, wait: float) -> None:
+        record_retry(self.using, exc)
 
 
 class Attempt:
     """One run of the block inside ``transaction.atomic``."""
 
-    def __init__(self, using: str, policy: RetryPolicy | None) -> None:
+    def __init__(self, using: str, retryable: bool) -> None:
         self.using = using
-        self.policy = policy  # None: never retried
+        self.retryable = retryable  # False: never run again, so nothing is swallowed
         self.error: BaseException | None = None
         self._atomic = transaction.atomic(using=using)
 
@@ -98,18 +107,15 @@ class Attempt:
             if exc is None and classify(commit_error) is ErrorCategory.DB_DISCONNECTED:
                 raise CommitOutcomeUnknown(self.using) from commit_error
             raise
-        if exc is None or not self._may_retry(exc):
+        if exc is None or not (self.retryable and _may_retry(exc)):
             return False
         self.error = exc
-        record_retry(self.using, exc)
-        return True  # swallowed: the loop waits and runs the block again
+        return True  # swallowed: the loop runs the block again, or raises it when out of retries
 
-    def _may_retry(self, exc: BaseException) -> bool:
-        # RetriesExhausted: connecting or BEGIN already used up a policy; another would multiply.
-        return (
-            self.policy is not None
-            and not self.policy.is_exhausted()
-            and isinstance(exc, Exception)
-            and not isinstance(exc, RetriesExhausted)
-            and is_retryable(exc)
-        )
+
+def _may_retry(exc: BaseException) -> bool:
+    """Whether a run that failed with ``exc`` may run again."""
+    # RetriesExhausted: connecting or BEGIN already used up a policy; another would multiply.
+    return (
+        isinstance(exc, Exception) and not isinstance(exc, RetriesExhausted) and is_retryable(exc)
+    )

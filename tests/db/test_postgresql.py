@@ -226,6 +226,19 @@ def test_the_probe_replaces_a_dead_connection(pg, pg_admin):
     assert check_database(PG_ALIAS) > 0
 
 
+def test_the_health_check_closes_a_dead_connection_and_leaves_connecting_to_the_query(pg, pg_admin):
+    terminate(pg_admin, backend_pid(pg))
+    with pytest.raises(psycopg.OperationalError):
+        pg.connection.execute("SELECT 1")  # the driver learns that its connection is dead
+    port, pg.settings_dict["PORT"] = pg.settings_dict["PORT"], free_port()
+    before = counters.counts(PG_ALIAS)
+    pg.close_if_health_check_failed()  # Django's check before a request's first query
+    assert pg.connection is None
+    assert delta(PG_ALIAS, before) == {"retries": 0, "reconnects": 1}
+    pg.settings_dict["PORT"] = port
+    assert checks.count() == 0
+
+
 def test_every_thread_gets_the_retrying_cursor_once(pg, pg_admin):
     seen: queue.Queue = queue.Queue()
 

@@ -13,7 +13,7 @@ import pytest
 from django.db import IntegrityError, OperationalError, ProgrammingError, connections
 
 from connections_app.db import counters
-from connections_app.db.exceptions import RetriesExhausted
+from connections_app.db.exceptions import ConnectionRejected, RetriesExhausted
 from connections_app.db.retrying_cursor import retrying_execute
 from connections_app.db.transactions import retry_transaction
 from connections_app.models import CheckResult, HealthCheck
@@ -121,6 +121,18 @@ def test_a_file_that_cannot_be_opened_fails_after_the_policys_attempts(sqlite_al
     with pytest.raises(RetriesExhausted, match="connecting .* unable to open database file"):
         checks.count()
     assert delta(SQLITE_ALIAS, before) == {"retries": 3, "reconnects": 0}
+
+
+def test_a_file_that_is_not_a_database_fails_at_once(sqlite_alias, tmp_path):
+    connection = sqlite_alias(retry_base_delay=5)  # a retry would wait 5 s
+    connection.close()
+    not_a_database = tmp_path / "notes.txt"
+    not_a_database.write_bytes(b"not SQLite at all " * 512)
+    connection.settings_dict["NAME"] = str(not_a_database)
+    before = counters.counts(SQLITE_ALIAS)
+    with pytest.raises(ConnectionRejected, match="not retried.*file is not a database"):
+        checks.count()
+    assert delta(SQLITE_ALIAS, before) == NO_COUNTS
 
 
 @pytest.mark.parametrize(

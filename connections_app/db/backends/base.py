@@ -5,8 +5,10 @@ Django's own wrapper connects once; after the server dropped the connection it r
 long-running process may never do. This mixin:
 
 - connects with the alias's ``RetryPolicy`` (``settings_dict["RETRY"]``), so a server that is
-  restarting gets time to come back;
-- replaces a connection the driver already knows is dead before it hands out a cursor;
+  restarting gets time to come back; not inside ``fail_fast()`` (web requests), and never
+  after an error that waiting will not fix (a wrong database name, user or password);
+- closes a connection the driver already knows is dead before it hands out a cursor, so the
+  statement that follows connects afresh;
 - adds ``retrying_execute`` to ``execute_wrappers`` of every connection object: Django makes
   one per thread, so every thread gets it, once.
 """
@@ -20,7 +22,8 @@ from django.db import DEFAULT_DB_ALIAS, Error
 
 from connections_app import retry
 from connections_app.db.counters import record_reconnect, record_retry
-from connections_app.db.exceptions import RetriesExhausted
+from connections_app.db.exceptions import ConnectionRejected, RetriesExhausted
+from connections_app.db.fail_fast import policy_here
 from connections_app.db.retrying_cursor import is_retryable, retrying_execute
 
 
@@ -38,18 +41,24 @@ class ResilientDatabaseMixin:
 
     def connect(self) -> None:
         """Connect; while the error means "try later", try again with the retry policy."""
-        policy = self.retry_policy
+        policy = policy_here(self.retry_policy)
         try:
             retry.call_with_retry(self._connect_once, policy, is_retryable, self._on_retry)
-        except Exception as exc:
-            if policy.attempts and is_retryable(exc):
+        except self.Database.Error as exc:
+            if not is_retryable(exc):
+                raise ConnectionRejected(self.alias, exc) from exc
+            if policy.attempts:
                 raise RetriesExhausted(self.alias, "connecting", policy, exc) from exc
             raise
         self.connected_at = time.monotonic()
 
     def close_if_health_check_failed(self) -> None:
-        if not self.in_atomic_block and self.replace_if_dead():
-            return
+        """Close a dead connection; never connect here: the statement that follows does."""
+        if self.connection is not None and not self.in_atomic_block:
+            reason = self.dead_connection_error()
+            if reason is not None:
+                self._discard(reason)
+                return
         was_open = self.connection is not None
         super().close_if_health_check_failed()
         if was_open and self.connection is None:
@@ -71,10 +80,14 @@ class ResilientDatabaseMixin:
         return True
 
     def reconnect(self, reason: BaseException) -> None:
-        """Replace a connection found dead (``reason`` says how): count, report, connect."""
+        """Replace a connection found dead (``reason`` says how) at once."""
+        self._discard(reason)
+        self.ensure_connection()
+
+    def _discard(self, reason: BaseException) -> None:
+        """Count and report a connection found dead (``reason`` says how), and close it."""
         record_reconnect(self.alias, reason)
         self._close_quietly()
-        self.ensure_connection()
 
     def renew_cursor(self, cursor_wrapper) -> None:
         """Give Django's cursor wrapper a driver cursor of the current connection."""
