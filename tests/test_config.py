@@ -54,6 +54,8 @@ def test_redis_url_switches_to_channels_redis():
         ("DATABASE_URL", "postgres://app:hunter2@[bad/x", "Invalid IPv6 URL"),
         ("REDIS_URL", "redis://:hunter2@[bad", "Invalid IPv6 URL"),
         ("DEBUG", "maybe", "DEBUG"),
+        ("LOG_LEVEL", "LOUD", "not one of DEBUG"),
+        ("LOG_THIRD_PARTY_LEVEL", "quiet", "not one of DEBUG"),
     ],
 )
 def test_a_bad_variable_stops_start_up_with_one_line(variable, value, words):
