@@ -1,5 +1,6 @@
 """ASGI entry point: HTTP to Django, WebSocket through origin check and auth to realtime."""
 
+import gc
 import os
 import sys
 
@@ -32,3 +33,9 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+
+# Everything loaded so far (Django, the apps, their modules) lives as long as the process. A
+# full garbage collection scanned it all: about 50 ms with the event loop stopped, a stall of
+# every WebSocket frame in flight (docs/BENCHMARKS.md, "Live dashboard"). Frozen objects are
+# left out of every collection.
+gc.freeze()

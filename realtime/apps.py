@@ -5,3 +5,6 @@ class RealtimeConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "realtime"
     verbose_name = "Live dashboard"
+
+    def ready(self) -> None:
+        from realtime import signals  # noqa: F401 - connects the receivers

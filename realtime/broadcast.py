@@ -1,0 +1,161 @@
+"""Per-client delivery inside one server process (the seed's ``notify_clients``, done right).
+
+Between processes an event travels once (``realtime.hub``); here it is handed to every local
+client's outbox without waiting for any socket, and each client's own sender task writes it.
+So a stuck client delays nobody, and what it can cost is bounded by its outbox and its acks.
+
+Failures are classified with ``connections_app.errors.classify`` plus the seed's rule:
+permanent (client gone, closed or reset connection, ``ConnectionError``, ``RuntimeError``) drops
+the client at once; transient (outbox full, timeout, anything else) gets one retry on the
+``WEBSOCKET`` policy (first try 5 s, retry after 100 ms within 2 s), then the client is told to
+reconnect and resync (close code 4000).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import partial
+
+from connections_app.errors import ErrorCategory, classify
+from connections_app.retry import WEBSOCKET, RetryPolicy, acall_with_retry
+from realtime.client import Client
+from realtime.outbox import Offer, OutboxFull
+from realtime.protocol import CLOSE_RESYNC, frame_text
+from realtime.report import report
+
+logger = logging.getLogger(__name__)
+
+_PERMANENT = {ErrorCategory.CLIENT_GONE, ErrorCategory.RESET}
+
+
+def is_permanent(exc: BaseException) -> bool:
+    """A send failure that no retry can fix: the connection is gone."""
+    return isinstance(exc, (ConnectionError, RuntimeError)) or classify(exc) in _PERMANENT
+
+
+@dataclass
+class BroadcastReport:
+    """What one broadcast did in this process: ``delivered`` frames went into an outbox,
+    ``retried`` clients were behind and got their one retry, ``dropped`` were closed."""
+
+    event: str
+    clients: int = 0
+    delivered: int = 0
+    retried: int = 0
+    dropped: int = 0
+    filtered: int = 0
+
+    def log(self) -> None:
+        level = logging.DEBUG if not (self.retried or self.dropped) else logging.INFO
+        logger.log(
+            level,
+            "broadcast %s: clients=%d delivered=%d retried=%d dropped=%d filtered=%d",
+            self.event,
+            self.clients,
+            self.delivered,
+            self.retried,
+            self.dropped,
+            self.filtered,
+        )
+
+
+async def notify_clients(
+    clients: Iterable[Client],
+    event: str,
+    body: str,
+    tags: frozenset[str] | None = None,
+    policy: RetryPolicy = WEBSOCKET,
+) -> BroadcastReport:
+    """Offer one event (``body`` from ``protocol.encode_event``) to every client, at once.
+
+    Never waits for a socket: a client past its outbox capacity gets ``catch_up`` in the
+    background, one past twice the capacity (or already closing) is dropped.
+    """
+    summary = BroadcastReport(event)
+    refused = []
+    for client in clients:
+        summary.clients += 1
+        if not client.wants(tags):
+            summary.filtered += 1
+            continue
+        offer = client.outbox.offer(body)
+        if offer is Offer.QUEUED:
+            summary.delivered += 1
+        elif offer is Offer.LATE:
+            summary.retried += 1
+            if client.catching_up is None or client.catching_up.done():
+                client.catching_up = client.start(catch_up(client, policy))
+        else:
+            summary.dropped += 1
+            refused.append(client)
+    if refused:
+        error = OutboxFull(f"outbox over {2 * refused[0].outbox.capacity} frames")
+        await asyncio.gather(*(drop(c, error) for c in refused))
+    summary.log()
+    return summary
+
+
+async def catch_up(client: Client, policy: RetryPolicy = WEBSOCKET) -> None:
+    """The retry of an offer that found the outbox full: after the policy's delay, the outbox
+    must get back within its capacity inside the retry's timeout, or the client is dropped."""
+    client.retries += 1
+    await asyncio.sleep(policy.next_delay())
+    try:
+        async with asyncio.timeout(policy.next().timeout()):
+            await client.outbox.wait_for_room()
+    except TimeoutError:
+        await drop(client, OutboxFull(f"outbox still over {client.outbox.capacity} frames"))
+
+
+async def run_sender(client: Client, policy: RetryPolicy = WEBSOCKET) -> None:
+    """Write the client's outbox to its socket in order until the client closes.
+
+    Each frame gets the next sequence number; after each, the client's ack lag is checked
+    (daphne buffers without bound for a socket that is not read: acks are the only signal).
+    """
+    while (body := await client.outbox.get()) is not None:
+        text = frame_text(client.next_seq(), body)
+        try:
+            await acall_with_retry(
+                partial(client.send, text),
+                policy,
+                should_retry=lambda exc: not is_permanent(exc),
+                on_retry=lambda *_: _count_retry(client),
+            )
+        except Exception as exc:
+            await drop(client, exc)
+            return
+        client.delivered += 1
+        if await close_if_lagging(client):
+            return
+
+
+class AckTimeout(TimeoutError):
+    """A client too far behind its acks (the classifier files it under timeout)."""
+
+
+async def close_if_lagging(client: Client) -> bool:
+    """Tell a client too far behind its acks to reconnect and resync; True if it was."""
+    reason = client.lag()
+    if reason is None:
+        return False
+    report(AckTimeout(reason), "ws.ack", client=client.id)
+    await client.close(CLOSE_RESYNC, reason)
+    return True
+
+
+def _count_retry(client: Client) -> None:
+    client.retries += 1
+
+
+async def drop(client: Client, exc: BaseException) -> None:
+    """Close a client after a failed delivery, through the error handler (one log line per
+    kind of failure, suppressed when it repeats)."""
+    if client.closed:
+        return
+    report(exc, "ws.send", client=client.id)
+    reason = "connection gone" if is_permanent(exc) else "delivery failed: resync"
+    await client.close(CLOSE_RESYNC, reason)

@@ -1,0 +1,123 @@
+"""One connected browser as the server process sees it: outbox, sequence, acks, counters."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+from django.utils import timezone
+
+from realtime.limits import Limits
+from realtime.outbox import Outbox
+from realtime.registry import registry
+
+SendText = Callable[[str], Awaitable[None]]
+Close = Callable[[int, str], Awaitable[None]]
+
+
+class Client:
+    """A dashboard connection. ``send`` writes one text frame to its socket, ``close`` closes
+    the socket with a code and a reason; both come from the consumer."""
+
+    def __init__(self, user: str, send: SendText, close: Close, limits: Limits) -> None:
+        self.id = uuid.uuid4().hex[:12]
+        self.user = user
+        self.connected_at = timezone.now()
+        self.limits = limits
+        self.outbox = Outbox(limits.outbox_capacity)
+        self.outbox.hold()  # nothing goes out before the first snapshot
+        self.send = send
+        self._close = close
+        self.tags: frozenset[str] | None = None
+        self.seq = 0
+        self.acked = 0
+        self._unacked: deque[tuple[int, float]] = deque()
+        self.delivered = 0
+        self.retries = 0
+        self.closed_reason: str | None = None
+        self.tasks: set[asyncio.Task] = set()
+        self.catching_up: asyncio.Task | None = None
+        self.refresh_lock = asyncio.Lock()
+        self.last_request_at = float("-inf")
+        self._bad_frames: deque[float] = deque()
+
+    def __repr__(self) -> str:
+        return f"<Client {self.id} {self.user}>"
+
+    @property
+    def closed(self) -> bool:
+        return self.closed_reason is not None
+
+    def wants(self, tags: frozenset[str] | None) -> bool:
+        """Whether an event about ``tags`` passes this client's filter (untagged events do)."""
+        return self.tags is None or tags is None or not self.tags.isdisjoint(tags)
+
+    def next_seq(self) -> int:
+        self.seq += 1
+        self._unacked.append((self.seq, time.monotonic()))
+        return self.seq
+
+    def ack(self, seq: int) -> bool:
+        """Record an ack; False when it names a frame never sent."""
+        if seq > self.seq:
+            return False
+        self.acked = max(self.acked, seq)
+        while self._unacked and self._unacked[0][0] <= self.acked:
+            self._unacked.popleft()
+        return True
+
+    def lag(self) -> str | None:
+        """Why this client is too far behind its acks to keep, or None.
+
+        Measured against the newest frame sent, not the clock: a client that acks in batches
+        and then sees no frame for a while is not behind, one that stops acking while frames
+        keep coming is. Frames sent within ``ack_grace`` of the newest do not count: in a
+        burst no ack can be back yet.
+        """
+        if not self._unacked:
+            return None
+        limits = self.limits
+        newest = self._unacked[-1][1]
+        if newest - self._unacked[0][1] > limits.max_ack_delay:
+            return f"no ack for {limits.max_ack_delay:g} s of frames"
+        if len(self._unacked) > limits.max_unacked:
+            # Oldest first: the (max_unacked + 1)th oldest being old means that many are.
+            if newest - self._unacked[limits.max_unacked][1] >= limits.ack_grace:
+                return f"more than {limits.max_unacked} frames not acknowledged"
+        return None
+
+    def bad_frame(self, now: float | None = None) -> bool:
+        """Count a bad frame; True when the client has now sent too many within the window."""
+        now = time.monotonic() if now is None else now
+        self._bad_frames.append(now)
+        while self._bad_frames and now - self._bad_frames[0] > self.limits.bad_frame_window:
+            self._bad_frames.popleft()
+        return len(self._bad_frames) >= self.limits.bad_frames_allowed
+
+    def start(self, coroutine: Awaitable[None]) -> asyncio.Task:
+        """Run ``coroutine`` for this client; it is cancelled when the client closes."""
+        task = asyncio.ensure_future(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    def shutdown(self, reason: str) -> bool:
+        """Unregister and stop everything for this client; False when already done."""
+        if self.closed:
+            return False
+        self.closed_reason = reason
+        registry.remove(self)
+        self.outbox.close()
+        current = asyncio.current_task()
+        for task in list(self.tasks):
+            if task is not current:
+                task.cancel()
+        return True
+
+    async def close(self, code: int, reason: str) -> None:
+        """``shutdown`` and close the socket with ``code``; once only."""
+        if self.shutdown(reason):
+            await self._close(code, reason)

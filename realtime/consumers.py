@@ -1,0 +1,113 @@
+"""The dashboard's WebSocket: staff only, a snapshot on connect, then live events.
+
+Thin: it checks who connects, turns frames into ``protocol.ClientMessage`` and hands the work
+to the hub, the client's outbox and the snapshot. The wire format is in docs/EVENTS.md.
+"""
+
+from __future__ import annotations
+
+import time
+
+from channels.consumer import get_handler_name
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from realtime.client import Client
+from realtime.hub import hub
+from realtime.limits import limits
+from realtime.protocol import (
+    CLOSE_FORBIDDEN,
+    CLOSE_POLICY,
+    CLOSE_UNAUTHENTICATED,
+    BadFrame,
+    ClientMessage,
+    encode_event,
+    error_body,
+    parse_client_frame,
+)
+from realtime.report import report
+from realtime.snapshot import refresh
+
+
+def refusal(user) -> int | None:
+    """The close code for a user who may not watch, None for active staff."""
+    if user is None or not user.is_authenticated:
+        return CLOSE_UNAUTHENTICATED
+    if not (user.is_active and user.is_staff):
+        return CLOSE_FORBIDDEN
+    return None
+
+
+class DashboardConsumer(AsyncJsonWebsocketConsumer):
+    # Events reach consumers through the process hub, not through a layer channel per
+    # consumer: a browser costs no Redis subscription and no receive loop of its own.
+    channel_layer_alias = None
+    client: Client | None = None
+
+    async def dispatch(self, message: dict) -> None:
+        # Channels' own dispatch closes stale database connections before every message, a
+        # thread hop per ack. Handlers here reach the database only via database_sync_to_async,
+        # which does that itself.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"no handler for message type {message['type']}")
+        await handler(message)
+
+    async def connect(self) -> None:
+        code = refusal(self.scope.get("user"))
+        # Accept first: a close before the handshake is a bare HTTP 403 and the page could not
+        # tell "log in" (4401) from "not allowed" (4403).
+        await self.accept()
+        if code is not None:
+            await self.close(code=code)
+            return
+        user = self.scope["user"].get_username()
+        self.client = Client(user, send=self._send_text, close=self._close, limits=limits())
+        await hub.join(self.client)
+
+    async def disconnect(self, code: int) -> None:
+        if self.client is not None:
+            self.client.shutdown("disconnected")
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None):
+        client = self.client
+        if client is None or client.closed:
+            return
+        try:
+            await self.receive_json(parse_client_frame(text_data, bytes_data, client.limits))
+        except BadFrame as bad:
+            await self._bad_frame(client, bad)
+        except Exception as exc:  # a bug here must cost one error frame, not the socket
+            report(exc, "ws.receive", client=client.id)
+            client.outbox.offer(error_body("internal", "the server could not handle that"))
+
+    async def receive_json(self, content: ClientMessage, **kwargs) -> None:
+        client = self.client
+        if content.type == "ping":
+            client.outbox.offer(encode_event("pong", {}))
+        elif content.type == "ack":
+            if not client.ack(content.seq):
+                raise BadFrame("bad_field", f"seq {content.seq} was never sent")
+        else:
+            self._check_snapshot_rate(client)
+            if content.type == "filter":
+                client.tags = content.tags
+            await refresh(client)
+
+    def _check_snapshot_rate(self, client: Client) -> None:
+        """Snapshots cost the database: a client may ask for one (filter, resync) at most
+        once per ``snapshot_min_interval``; the one sent on connect does not count."""
+        interval, now = client.limits.snapshot_min_interval, time.monotonic()
+        if now - client.last_request_at < interval:
+            raise BadFrame("too_fast", f"at most one snapshot request per {interval:g} s")
+        client.last_request_at = now
+
+    async def _bad_frame(self, client: Client, bad: BadFrame) -> None:
+        client.outbox.offer(error_body(bad.code, bad.message))
+        if client.bad_frame():
+            await client.close(CLOSE_POLICY, "too many bad frames")
+
+    async def _send_text(self, text: str) -> None:
+        await self.base_send({"type": "websocket.send", "text": text})
+
+    async def _close(self, code: int, reason: str) -> None:
+        await self.close(code=code, reason=reason)

@@ -1,0 +1,43 @@
+"""The dashboard's limits in one place; ``settings.DASHBOARD_LIMITS`` overrides any of them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from django.conf import settings
+
+
+@dataclass(frozen=True)
+class Limits:
+    #: A client frame larger than this (UTF-8 bytes) is answered with an error frame.
+    max_frame_bytes: int = 64 * 1024
+    #: This many bad frames within ``bad_frame_window`` seconds close the socket with 1008.
+    bad_frames_allowed: int = 5
+    bad_frame_window: float = 60.0
+    #: Frames waiting for one socket. Past it a client gets one retry to catch up; at twice
+    #: this it is dropped. Bounds server memory per client together with the ack limits. An
+    #: entry is a reference to the event's one shared body, so a large capacity is cheap, and
+    #: a burst (the runner writes results in batches of 200) must fit.
+    outbox_capacity: int = 1000
+    #: A client this many frames or this many seconds behind its acks is told to resync.
+    max_unacked: int = 200
+    max_ack_delay: float = 45.0
+    #: Frames younger than this do not count towards ``max_unacked``: in a burst (a batch of
+    #: results published back to back) no ack can come back before 200 frames went out.
+    ack_grace: float = 2.0
+    #: Seconds between heartbeats: registry rows refreshed, lagging clients swept, group
+    #: membership renewed. Registry rows older than ``registry_expiry`` belong to a dead server.
+    heartbeat: float = 10.0
+    registry_expiry: float = 30.0
+    #: Snapshot contents.
+    sparkline_points: int = 30
+    error_stats: int = 20
+    #: Client filters: at most this many tags, each at most ``max_tag_length`` characters.
+    max_tags: int = 20
+    max_tag_length: int = 50
+    #: A client may ask for a fresh snapshot (filter, resync) at most once per this many seconds.
+    snapshot_min_interval: float = 1.0
+
+
+def limits() -> Limits:
+    return replace(Limits(), **getattr(settings, "DASHBOARD_LIMITS", {}))

@@ -1,0 +1,123 @@
+"""The dashboard's wire format (docs/EVENTS.md): frames out, client messages in.
+
+An event is serialized once, whatever the number of clients (``encode_event``); each client's
+frame only adds the schema version and that connection's sequence number (``frame_text``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from django.utils import timezone
+
+from connections_app.redaction import redact
+from realtime.limits import Limits
+
+SCHEMA_VERSION = 1
+#: The channel-layer group every server process joins once (one member per process).
+GROUP = "dashboard"
+
+#: Close codes the page acts on: reconnect and resync / log in / not allowed / stop misbehaving.
+CLOSE_RESYNC = 4000
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_POLICY = 1008
+
+CLIENT_TYPES = frozenset({"ping", "ack", "filter", "resync"})
+
+
+def now_iso() -> str:
+    return timezone.now().isoformat()
+
+
+def encode_event(event_type: str, data: Any, at: str | None = None) -> str:
+    """The shared body of a frame: ``{"type", "at", "data"}`` as compact JSON."""
+    body = {"type": event_type, "at": at or now_iso(), "data": data}
+    # No NaN or Infinity: browsers' JSON.parse refuses them and would drop the whole frame.
+    return json.dumps(body, separators=(",", ":"), default=str, allow_nan=False)
+
+
+def frame_text(seq: int, body: str) -> str:
+    """One client's frame: the version and its sequence number spliced in front of ``body``."""
+    return f'{{"v":{SCHEMA_VERSION},"seq":{seq},{body[1:]}'
+
+
+def error_body(code: str, message: str) -> str:
+    return encode_event("error", {"code": code, "message": message})
+
+
+def redact_strings(value: Any) -> Any:
+    """``value`` with every string in it passed through the one redaction function."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: redact_strings(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_strings(item) for item in value]
+    return value
+
+
+@dataclass(frozen=True)
+class ClientMessage:
+    """A valid message from a browser."""
+
+    type: str
+    seq: int | None = None
+    tags: frozenset[str] | None = None
+
+
+class BadFrame(Exception):
+    """A frame the server refuses; ``code`` goes back to the client in an error frame."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def parse_client_frame(text: str | None, data: bytes | None, limits: Limits) -> ClientMessage:
+    """The message in one WebSocket frame; raises ``BadFrame`` for anything else.
+
+    Sizes are checked before decoding, and decoding errors of any kind (deep nesting raises
+    RecursionError) become ``BadFrame``: nothing a client sends may raise in the server.
+    """
+    if text is None:
+        raise BadFrame("binary", "binary frames are not accepted; send JSON text")
+    if len(text) * 4 > limits.max_frame_bytes and len(text.encode()) > limits.max_frame_bytes:
+        raise BadFrame("too_large", f"frames are limited to {limits.max_frame_bytes} bytes")
+    try:
+        content = json.loads(text)
+    except (ValueError, RecursionError):
+        raise BadFrame("not_json", "the frame is not valid JSON") from None
+    if not isinstance(content, dict):
+        raise BadFrame("not_object", "a message is a JSON object with a type")
+    kind = content.get("type")
+    if not isinstance(kind, str) or kind not in CLIENT_TYPES:
+        raise BadFrame("unknown_type", f"type must be one of {', '.join(sorted(CLIENT_TYPES))}")
+    if kind == "ack":
+        return ClientMessage("ack", seq=_sequence(content.get("seq")))
+    if kind == "filter":
+        return ClientMessage("filter", tags=_tags(content.get("tags"), limits))
+    return ClientMessage(kind)
+
+
+def _sequence(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise BadFrame("bad_field", "ack needs seq: the last sequence number received")
+    return value
+
+
+def _tags(value: object, limits: Limits) -> frozenset[str] | None:
+    """The filter's tags, lower case; None (no filter) for null or an empty list."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) > limits.max_tags:
+        raise BadFrame("bad_field", f"tags is a list of at most {limits.max_tags} strings")
+    tags = set()
+    for tag in value:
+        if not isinstance(tag, str) or not 0 < len(tag.strip()) <= limits.max_tag_length:
+            raise BadFrame("bad_field", f"a tag is 1 to {limits.max_tag_length} characters")
+        tags.add(tag.strip().lower())
+    return frozenset(tags) or None

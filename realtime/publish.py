@@ -1,0 +1,131 @@
+"""Hand an event to every dashboard: one channel-layer message to the group of server processes.
+
+Called after the state change is stored. It never raises and never waits long: a failed or
+skipped publish is counted, reported once through the error handler, and repaired by the
+servers (the events of one publisher are numbered; a gap makes them push fresh snapshots).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+
+from asgiref.sync import async_to_sync
+from channels.layers import InMemoryChannelLayer, get_channel_layer
+
+from realtime.hub import hub
+from realtime.protocol import GROUP, encode_event, redact_strings
+from realtime.report import report
+
+#: A publish that takes longer than this is abandoned (the servers resync on the gap).
+PUBLISH_TIMEOUT = 1.0
+#: After a failure, publishes are skipped this long: a dead Redis costs the runner one
+#: timeout per second, not one per event.
+COOLDOWN = 1.0
+
+
+@dataclass
+class PublishStats:
+    published: int = 0
+    failed: int = 0
+    skipped: int = 0
+
+
+stats = PublishStats()
+PUBLISHER = f"{uuid.uuid4().hex[:12]}"
+_numbers = itertools.count(1)
+_numbers_lock = threading.Lock()
+_failed_at = float("-inf")
+
+
+def event_message(event_type: str, data: dict) -> dict:
+    """The layer message for one event, its frame body serialized once (secrets redacted)."""
+    with _numbers_lock:
+        n = next(_numbers)
+    return {
+        "type": "dashboard.event",
+        "publisher": PUBLISHER,
+        "n": n,
+        "event": event_type,
+        "tags": _tags(data),
+        "body": encode_event(event_type, redact_strings(data)),
+    }
+
+
+def _tags(data: dict) -> list[str] | None:
+    """The tags a client filter matches against; None for events about no check in particular."""
+    check = data.get("check")
+    tags = check.get("tags") if isinstance(check, dict) else data.get("tags")
+    return list(tags) if isinstance(tags, list) else None
+
+
+async def publish_event(event_type: str, data: dict) -> None:
+    """Send one event (``check.result``, ``check.status``...) to every dashboard."""
+    try:
+        message = event_message(event_type, data)
+    except Exception as exc:
+        _failed(exc, event_type)
+        return
+    await _send(message, event_type)
+
+
+async def request_resync() -> None:
+    """Ask every server to push a fresh snapshot (checks were added, edited or deleted)."""
+    await _send({"type": "dashboard.resync"}, "resync")
+
+
+def publish_event_sync(event_type: str, data: dict) -> None:
+    """``publish_event`` for synchronous code (admin actions, signals)."""
+    _run_sync(publish_event, event_type, data)
+
+
+def request_resync_sync() -> None:
+    _run_sync(request_resync)
+
+
+def _run_sync(func, *args) -> None:
+    try:
+        async_to_sync(func)(*args)
+    except Exception as exc:  # e.g. called from a thread that runs an event loop
+        _failed(exc, func.__name__)
+
+
+async def _send(message: dict, what: str) -> None:
+    global _failed_at
+    if time.monotonic() - _failed_at < COOLDOWN:
+        stats.skipped += 1
+        return
+    try:
+        async with asyncio.timeout(PUBLISH_TIMEOUT):
+            await _group_send(message)
+    except Exception as exc:
+        _failed_at = time.monotonic()
+        _failed(exc, what)
+        return
+    stats.published += 1
+
+
+async def _group_send(message: dict) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    if isinstance(layer, InMemoryChannelLayer):
+        # The in-memory layer's queues belong to the server's event loop: a publisher running
+        # in another loop (a thread) hands the message over instead of touching them.
+        loop = hub.loop
+        if loop is None:
+            return  # nobody watches in this process
+        if loop is not asyncio.get_running_loop():
+            future = asyncio.run_coroutine_threadsafe(layer.group_send(GROUP, message), loop)
+            await asyncio.wrap_future(future)
+            return
+    await layer.group_send(GROUP, message)
+
+
+def _failed(exc: BaseException, what: str) -> None:
+    stats.failed += 1
+    report(exc, "ws.publish", what=what)

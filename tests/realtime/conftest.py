@@ -1,0 +1,79 @@
+"""Fixtures for the live dashboard: staff sessions, WebSocket communicators, a clean hub."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth import get_user_model
+from django.test import Client as HttpClient
+
+from connections_app.error_handler import reset_global_error_handler
+from project.asgi import application
+from realtime import publish
+from realtime.hub import hub
+from realtime.registry import registry
+
+ORIGIN = "http://127.0.0.1"
+#: Every wait in these tests is bounded by this many seconds.
+TIMEOUT = 5
+
+
+def session_cookie(username: str, staff: bool = True) -> str:
+    user = get_user_model().objects.create_user(username, is_staff=staff)
+    browser = HttpClient()
+    browser.force_login(user)
+    return browser.cookies["sessionid"].value
+
+
+@pytest.fixture(autouse=True)
+def fresh_error_handler():
+    """Each test reports to a new global handler: its suppression windows start empty."""
+    reset_global_error_handler()
+    yield
+    reset_global_error_handler()
+
+
+@pytest.fixture
+def staff_cookie(transactional_db) -> str:
+    return session_cookie("staff")
+
+
+@pytest.fixture
+async def clean_hub(monkeypatch):
+    """The hub, the registry and the publisher's numbering are per process: each test starts
+    as a fresh process would, and ends without a hub."""
+    monkeypatch.setattr(publish, "_numbers", itertools.count(1))
+    yield
+    await hub.stop()
+    registry.clear()
+
+
+def communicator(cookie: str | None, origin: str = ORIGIN) -> WebsocketCommunicator:
+    headers = [(b"origin", origin.encode())]
+    if cookie:
+        headers.append((b"cookie", f"sessionid={cookie}".encode()))
+    return WebsocketCommunicator(application, "/ws/health/", headers=headers)
+
+
+async def receive(socket: WebsocketCommunicator) -> dict:
+    return json.loads(await socket.receive_from(timeout=TIMEOUT))
+
+
+async def receive_type(socket: WebsocketCommunicator, kind: str) -> dict:
+    """The next frame of type ``kind``, skipping others (at most 50)."""
+    for _ in range(50):
+        frame = await receive(socket)
+        if frame["type"] == kind:
+            return frame
+    raise AssertionError(f"no {kind} frame in 50")
+
+
+async def connected(cookie: str) -> tuple[WebsocketCommunicator, dict]:
+    """An open dashboard socket and its first frame (the snapshot)."""
+    socket = communicator(cookie)
+    ok, _ = await socket.connect(timeout=TIMEOUT)
+    assert ok
+    return socket, await receive(socket)

@@ -1,0 +1,46 @@
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from realtime.models import ConnectedClient
+from realtime.registry import clients_elsewhere, sync_rows
+from tests.realtime.helpers import Socket, make_client
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_heartbeat_writes_this_servers_clients_and_forgets_the_rest():
+    a, b = make_client(Socket()), make_client(Socket())
+    sync_rows("host:1", [a, b], expiry=30)
+    assert set(ConnectedClient.objects.values_list("client_id", flat=True)) == {a.id, b.id}
+    a.delivered, a.retries = 7, 1
+    sync_rows("host:1", [a], expiry=30)
+    row = ConnectedClient.objects.get()
+    assert (row.client_id, row.delivered, row.retries, row.server) == (a.id, 7, 1, "host:1")
+
+
+def test_rows_of_a_server_that_stopped_writing_expire():
+    dead = make_client(Socket())
+    sync_rows("dead:1", [dead], expiry=30)
+    ConnectedClient.objects.update(seen_at=timezone.now() - timedelta(seconds=31))
+    assert clients_elsewhere("host:1", expiry=30) == 0
+    sync_rows("host:1", [make_client(Socket())], expiry=30)
+    assert not ConnectedClient.objects.filter(server="dead:1").exists()
+
+
+def test_clients_elsewhere_counts_only_other_live_servers():
+    sync_rows("other:2", [make_client(Socket()) for _ in range(3)], expiry=30)
+    sync_rows("host:1", [make_client(Socket())], expiry=30)
+    assert clients_elsewhere("host:1", expiry=30) == 3
+
+
+def test_staff_see_live_clients_read_only_in_the_admin(admin_client):
+    live, dead = make_client(Socket()), make_client(Socket())
+    sync_rows("dead:1", [dead], expiry=30)
+    ConnectedClient.objects.update(seen_at=timezone.now() - timedelta(minutes=5))
+    sync_rows("live:1", [live], expiry=3600)
+    page = admin_client.get("/admin/realtime/connectedclient/")
+    assert page.status_code == 200
+    assert b"live:1" in page.content and b"dead:1" not in page.content
+    assert admin_client.get("/admin/realtime/connectedclient/add/").status_code == 403
