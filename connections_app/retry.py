@@ -164,7 +164,10 @@ async def acall_with_retry(
     """The async twin of ``call_with_retry``; each try is bounded by ``policy.timeout()``."""
     while True:
         try:
-            return await asyncio.wait_for(func(), policy.timeout())
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for starts a task per call,
+            # and the dashboard calls this once per frame per client.
+            async with asyncio.timeout(policy.timeout()):
+                return await func()
         except Exception as exc:
             if policy.is_exhausted() or not should_retry(exc):
                 raise
