@@ -123,3 +123,28 @@ def wait_until(condition, child=None, timeout: float = 20) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         time.sleep(0.02)
+
+
+def start_manage(env: dict, *args: str):
+    """``manage.py`` as a running child process (text pipes), for tests that signal it."""
+    import subprocess
+    import sys
+
+    return subprocess.Popen(
+        [sys.executable, "manage.py", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+class FakeClock:
+    """A clock a test moves by hand (``clock.now += 61``): windows and deadlines without sleep."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now

@@ -27,7 +27,7 @@ from connections_app.error_handler import (
     reset_global_error_handler,
 )
 from connections_app.errors import ErrorCategory, Severity
-from tests.conftest import free_port
+from tests.conftest import FakeClock, free_port
 
 
 class Records(logging.Handler):
@@ -43,22 +43,14 @@ class Records(logging.Handler):
         return [r.getMessage() for r in self.records]
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def records() -> Records:
     return Records()
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 @pytest.fixture

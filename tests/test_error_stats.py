@@ -19,22 +19,14 @@ from django.test.utils import CaptureQueriesContext
 from connections_app.error_handler import ErrorContext, ErrorHandler
 from connections_app.error_stats import flush_error_stats
 from connections_app.models import ErrorStat
-from tests.conftest import free_port
+from tests.conftest import FakeClock, free_port
 
 TABLE = ErrorStat._meta.db_table
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def wall() -> Clock:
-    return Clock()
+def wall() -> FakeClock:
+    return FakeClock(1_700_000_000.0)
 
 
 @pytest.fixture

@@ -6,14 +6,12 @@ import json
 import signal
 import socket
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, free_port, manage, wait_until
+from tests.conftest import free_port, manage, start_manage, wait_until
 from tests.http_targets import HttpTarget
 
 
@@ -147,14 +145,7 @@ def test_sigterm_mid_run_finishes_in_flight_checks_and_loses_no_result(sqlite_fi
     checks.append(check("slow", target.url("/slow/1"), timeout=5))
     import_checks(env, checks)
     names = [arg for c in checks for arg in ("--check", c["name"])]
-    child = subprocess.Popen(
-        [sys.executable, "manage.py", "runchecks", "--once", *names],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    child = start_manage(env, "runchecks", "--once", *names)
     wait_until(lambda: target.hits.get("/slow/1", 0) >= 1, child)
     child.send_signal(signal.SIGTERM)
     out, err = child.communicate(timeout=30)
@@ -168,14 +159,7 @@ def test_sigterm_mid_run_finishes_in_flight_checks_and_loses_no_result(sqlite_fi
 def test_forever_mode_runs_at_intervals_and_stops_cleanly(sqlite_file_env, target):
     env = sqlite_file_env
     import_checks(env, [check("api", target.url("/ok"), interval=1, timeout=0.5)])
-    child = subprocess.Popen(
-        [sys.executable, "manage.py", "runchecks"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    child = start_manage(env, "runchecks")
     wait_until(lambda: target.hits.get("/ok", 0) >= 2, child, timeout=30)
     child.send_signal(signal.SIGINT)
     _out, err = child.communicate(timeout=30)
@@ -221,14 +205,7 @@ def test_a_locked_database_delays_results_but_loses_none(sqlite_file_env, target
         "DB_RETRY_BASE_DELAY": "0.05",
     }
     import_checks(env, [check("api", target.url("/slow/1"), interval=2, timeout=1.5)])
-    child = subprocess.Popen(
-        [sys.executable, "manage.py", "runchecks"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    child = start_manage(env, "runchecks")
     path = env["DATABASE_URL"].removeprefix("sqlite:///")
     wait_until(lambda: target.hits.get("/slow/1", 0) >= 1, child, timeout=30)
     # A probe is in flight: lock every writer out until well after it ends, so its result
@@ -254,14 +231,7 @@ def test_a_locked_database_delays_results_but_loses_none(sqlite_file_env, target
 def test_a_check_deleted_while_it_runs_does_not_block_the_others(sqlite_file_env, target):
     env = sqlite_file_env
     import_checks(env, [check("kept", target.url("/ok")), check("gone", target.url("/slow/1"))])
-    child = subprocess.Popen(
-        [sys.executable, "manage.py", "runchecks", "--once", "--check", "kept", "--check", "gone"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    child = start_manage(env, "runchecks", "--once", "--check", "kept", "--check", "gone")
     wait_until(lambda: target.hits.get("/slow/1", 0) >= 1, child)
     path = env["DATABASE_URL"].removeprefix("sqlite:///")
     with sqlite3.connect(path, timeout=10) as db:
