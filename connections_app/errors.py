@@ -135,7 +135,8 @@ def _chain(exc: BaseException) -> list[BaseException]:
 def _wrapped(exc: BaseException) -> list[object]:
     inner: list[object] = [exc.__cause__, exc.__context__]
     # urllib3 keeps the socket error in .reason; aiohttp in .os_error; requests in args[0].
-    inner += [getattr(exc, "reason", None), getattr(exc, "os_error", None)]
+    # vars() for reason: websockets' ConnectionClosed has a deprecated ``reason`` property.
+    inner += [getattr(exc, "__dict__", {}).get("reason"), getattr(exc, "os_error", None)]
     inner += [a for a in getattr(exc, "args", ()) if isinstance(a, BaseException)]
     return [i for i in inner if i is not None]
 

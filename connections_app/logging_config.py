@@ -29,6 +29,9 @@ NOISY_LOGGERS = (
     "django.channels.server",
 )
 PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+#: Libraries that log a traceback for every failed reconnect (channels_redis's receive loops
+#: log one a second while Redis is away): their exceptions go through the error handler.
+RETRYING_LOGGERS = ("channels_redis.pubsub", "channels_redis.core")
 
 
 class RedactionFilter(logging.Filter):
@@ -45,6 +48,20 @@ class RedactionFilter(logging.Filter):
         if record.stack_info:
             record.stack_info = redact(record.stack_info)
         return True
+
+
+class ToErrorHandler(logging.Filter):
+    """Hands a record's exception to the error handler (one line per window) instead of
+    letting a library log a traceback for each retry."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.exc_info or record.exc_info[1] is None:
+            return True
+        from connections_app.error_handler import ErrorContext, get_global_error_handler
+
+        context = ErrorContext(operation=record.name, endpoint="")
+        get_global_error_handler().handle_error(record.exc_info[1], context)
+        return False
 
 
 class RedactingFormatter(logging.Formatter):
@@ -143,7 +160,10 @@ def build_logging_config(
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"redact": {"()": f"{__name__}.RedactionFilter"}},
+        "filters": {
+            "redact": {"()": f"{__name__}.RedactionFilter"},
+            "to_error_handler": {"()": f"{__name__}.ToErrorHandler"},
+        },
         "formatters": {
             "plain": {"class": f"{__name__}.RedactingFormatter", "format": PLAIN_FORMAT},
             "json": {"class": f"{__name__}.JsonLinesFormatter"},
@@ -154,6 +174,7 @@ def build_logging_config(
             "django": {"level": "NOTSET", "handlers": [], "propagate": True},
             "django.server": {"level": "NOTSET", "handlers": [], "propagate": True},
             **{name: dict(quiet) for name in noisy_loggers},
+            **{name: quiet | {"filters": ["to_error_handler"]} for name in RETRYING_LOGGERS},
         },
     }
 

@@ -192,7 +192,13 @@ class ResultWriter:
         level = logging.WARNING if new in ("down", "degraded") else logging.INFO
         reason = f" ({check.last_error_category})" if check.last_error_category else ""
         logger.log(level, "check %s: %s -> %s%s", check.name, old, new, reason)
-        data = {"name": check.name, "from": old, "to": new, "at": timezone.now().isoformat()}
+        data = {
+            "name": check.name,
+            "tags": check.tag_list,  # lets a tag-filtered dashboard skip what it does not show
+            "from": old,
+            "to": new,
+            "at": timezone.now().isoformat(),
+        }
         await publish_event("check.status", data)
 
 

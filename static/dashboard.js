@@ -41,6 +41,8 @@
 
   function onOpen() {
     attempt = 0;
+    state.lastSeq = 0;
+    acked = { seq: 0, at: 0 };
     everConnected = true;
     setConnection("connected");
     clearInterval(pingTimer);
@@ -81,11 +83,24 @@
     try { frame = JSON.parse(event.data); } catch (e) { return; }
     if (typeof frame.seq === "number") {
       state.lastSeq = frame.seq;
-      // Ack at once, from the message handler: timers are throttled in background tabs, and
-      // the server closes a client that falls too far behind its acks.
-      send({ type: "ack", seq: frame.seq });
+      maybeAck(frame.type === "pong");
     }
     handle(frame);
+  }
+
+  // Acks go from the message handler itself (timers are throttled in background tabs): after
+  // ACK_EVERY frames, a second after the last ack, or with a pong (docs/EVENTS.md, "Acks").
+  const ACK_EVERY = 20;
+  const ACK_AFTER_MS = 1000;
+  let acked = { seq: 0, at: 0 };
+
+  function maybeAck(force) {
+    const now = Date.now();
+    const behind = state.lastSeq - acked.seq;
+    if (behind > 0 && (force || behind >= ACK_EVERY || now - acked.at >= ACK_AFTER_MS)) {
+      send({ type: "ack", seq: state.lastSeq });
+      acked = { seq: state.lastSeq, at: now };
+    }
   }
 
   // ---- frames -----------------------------------------------------------------------------

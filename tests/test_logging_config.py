@@ -184,3 +184,23 @@ def test_json_lines_are_one_redacted_object_per_line(tmp_path, logging_state):
     assert "Traceback" in entries[1]["exception"]
     assert "xyz987654321" not in path.read_text()
     assert entries[1]["time"].endswith("+00:00")
+
+
+def test_a_library_traceback_per_retry_becomes_one_counted_line(tmp_path):
+    from connections_app.error_handler import get_global_error_handler, reset_global_error_handler
+
+    reset_global_error_handler()
+    log_file = tmp_path / "app.log"
+    setup_logging(log_level="INFO", log_file=str(log_file), enable_console=False)
+    library = logging.getLogger("channels_redis.pubsub")
+    for _ in range(50):
+        try:
+            raise ConnectionRefusedError(111, "Connection refused")
+        except ConnectionRefusedError:
+            library.exception("Unexpected exception in receive task")
+    stats = get_global_error_handler().get_error_stats()
+    assert stats["by_category"]["refused"] == 50
+    text = log_file.read_text()
+    assert "Traceback" not in text
+    assert text.count("Connection refused") <= 1
+    reset_global_error_handler()
