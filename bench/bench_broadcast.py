@@ -15,8 +15,6 @@ Servers compared, each at every client count:
   broadcasts the same frames with ``websockets.broadcast``: no auth, no acks, no retry.
 - ``daphne-floor``: a bare ASGI app on daphne writing the same frames to every socket in turn
   (``floor_app``): what daphne itself costs, with nothing of ours.
-- ``<layer>+timeout``: the layer with the change proposed for ``retry.acall_with_retry``
-  (``asyncio.timeout`` instead of ``wait_for``), applied inside that server only.
 - ``<server>+stuck``: the same with 10% of the clients never reading.
 
 Also: server memory (RSS) idle, with the clients connected and after they left; and what each
@@ -110,32 +108,6 @@ async def floor_app(scope, receive, send):
     for seq, client_send in enumerate(list(_floor_sends), start=2):
         await client_send({"type": "websocket.send", "text": frame_text(seq, text)})
     await _no_content(send)
-
-
-async def timeout_app(scope, receive, send):
-    """``inject_app`` with the change proposed for ``connections_app.retry.acall_with_retry``
-    (``asyncio.timeout`` instead of ``asyncio.wait_for``, which starts a task per call on
-    Python 3.11), applied in this process only."""
-    import connections_app.retry as retry
-
-    if retry.acall_with_retry is not _acall_with_timeout:
-        retry.acall_with_retry = _acall_with_timeout
-    return await inject_app(scope, receive, send)
-
-
-async def _acall_with_timeout(func, policy, should_retry, on_retry=None):
-    while True:
-        try:
-            async with asyncio.timeout(policy.timeout()):
-                return await func()
-        except Exception as exc:
-            if policy.is_exhausted() or not should_retry(exc):
-                raise
-            wait = policy.next_delay()
-            policy = policy.next()
-            if on_retry is not None:
-                on_retry(exc, policy, wait)
-            await asyncio.sleep(wait)
 
 
 async def _read_body(receive) -> bytes:
@@ -364,9 +336,8 @@ class Bench:
                 baseline_publisher(self.redis_url) as publish,
             ):
                 return self.measure(port, pid, publish, clients, stuck)
-        layer, _, variant = kind.partition("+")
-        app = "floor_app" if layer == "daphne-floor" else f"{variant or 'inject'}_app"
-        server, _, layer = layer.rpartition(":")
+        app = "floor_app" if kind.endswith("daphne-floor") else "inject_app"
+        server, _, layer = kind.rpartition(":")
         env = self.server_env(layer)
         with run_server(server or "daphne", env, log, f"bench.bench_broadcast:{app}") as (
             port,
@@ -530,9 +501,9 @@ def main() -> None:
     parser.add_argument(
         "--servers",
         nargs="+",
-        default=["baseline", "daphne-floor", "memory", "core", "pubsub", "pubsub+timeout"],
-        help="baseline, daphne-floor, memory, core, pubsub; a layer + '+timeout' runs it with "
-        "the proposed retry.py change",
+        default=["baseline", "daphne-floor", "memory", "core", "pubsub"],
+        help="baseline, daphne-floor, memory, core, pubsub; 'uvicorn:<layer>' runs the app under "
+        "uvicorn when it is importable",
     )
     parser.add_argument("--no-restart", action="store_true", help="skip the Redis restarts")
     parser.add_argument("--baseline-server", nargs=2, metavar=("PORT", "REDIS_URL"))
@@ -587,8 +558,8 @@ def run_all(args, workdir: Path) -> dict:
 
 
 def layer_of(kind: str) -> str:
-    """``uvicorn:pubsub+timeout`` -> ``pubsub``."""
-    return kind.partition("+")[0].rpartition(":")[2]
+    """``uvicorn:pubsub`` -> ``pubsub``."""
+    return kind.rpartition(":")[2]
 
 
 def plan(kinds: list[str], clients: int) -> list[tuple[str, int]]:
