@@ -81,8 +81,15 @@ class Client:
             return None
         limits = self.limits
         newest = self._unacked[-1][1]
-        if newest - self._unacked[0][1] > limits.max_ack_delay:
-            return f"no ack for {limits.max_ack_delay:g} s of frames"
+        # The ack of a frame sent just now cannot be back: judge the delay up to the last frame
+        # older than the grace, so a burst's tail followed by a quiet minute is not "behind".
+        cutoff = newest - limits.ack_grace
+        oldest = self._unacked[0][1]
+        if oldest <= cutoff:
+            # From the newest back: stops within the recent burst, however long the queue.
+            last_judged = next(at for _seq, at in reversed(self._unacked) if at <= cutoff)
+            if last_judged - oldest > limits.max_ack_delay:
+                return f"no ack for {limits.max_ack_delay:g} s of frames"
         if len(self._unacked) > limits.max_unacked:
             # Oldest first: the (max_unacked + 1)th oldest being old means that many are.
             if newest - self._unacked[limits.max_unacked][1] >= limits.ack_grace:

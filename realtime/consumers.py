@@ -62,7 +62,13 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
             return
         user = self.scope["user"].get_username()
         self.client = Client(user, send=self._send_text, close=self._close, limits=limits())
-        await hub.join(self.client)
+        try:
+            await hub.join(self.client)
+        except BaseException:
+            # daphne may cancel a slow connect; disconnect() would then never run, leaving a
+            # registered client and its sender behind.
+            self.client.shutdown("connect cancelled")
+            raise
 
     async def disconnect(self, code: int) -> None:
         if self.client is not None:

@@ -115,7 +115,11 @@ class Hub:
         try:
             while registry:
                 await asyncio.sleep(limits().heartbeat)
-                await self._heartbeat(layer)
+                try:
+                    await self._heartbeat(layer)
+                except Exception as exc:
+                    # One bad heartbeat must not end live updates for the whole process.
+                    report(exc, "ws.heartbeat")
             self._stopping = True
         finally:
             if listener is not None:

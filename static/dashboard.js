@@ -40,13 +40,15 @@
   }
 
   function onOpen() {
-    attempt = 0;
+    // attempt is reset by the first snapshot, not here: a server that accepts and closes at
+    // once (database down, 4000) must still see the backoff grow.
     state.lastSeq = 0;
+    lastFrameAt = Date.now();
     acked = { seq: 0, at: 0 };
     everConnected = true;
     setConnection("connected");
     clearInterval(pingTimer);
-    pingTimer = setInterval(() => send({ type: "ping" }), PING_EVERY);
+    pingTimer = setInterval(keepAlive, PING_EVERY);
   }
 
   function onClose(event) {
@@ -65,6 +67,24 @@
     scheduleReconnect();
   }
 
+  // A half-open connection (laptop sleep, a dropped NAT entry) looks open for minutes: when
+  // not even a pong came back for two ping periods, close it and reconnect.
+  let lastFrameAt = 0;
+  function keepAlive() {
+    if (Date.now() - lastFrameAt > 2 * PING_EVERY + 5000 && socket) {
+      // Its close event may never come on a dead link: detach it and reconnect now.
+      const dead = socket;
+      socket = null;
+      dead.removeEventListener("message", onMessage);
+      dead.removeEventListener("close", onClose);
+      dead.close(4000, "no answer");
+      clearInterval(pingTimer);
+      scheduleReconnect();
+      return;
+    }
+    send({ type: "ping" });
+  }
+
   function scheduleReconnect() {
     // Full jitter: many browsers that lost the same server do not come back in lockstep.
     const ceiling = Math.min(BACKOFF.cap, BACKOFF.base * BACKOFF.factor ** attempt);
@@ -79,6 +99,7 @@
   }
 
   function onMessage(event) {
+    lastFrameAt = Date.now();
     let frame;
     try { frame = JSON.parse(event.data); } catch (e) { return; }
     if (typeof frame.seq === "number") {
@@ -117,6 +138,7 @@
   }
 
   function applySnapshot(data) {
+    attempt = 0;  // the server is really back: the next loss starts the backoff afresh
     state.checks = new Map((data.checks || []).map((c) => [c.name, normaliseCheck(c)]));
     state.errors = data.errors || [];
     if (typeof data.clients === "number") state.clients = data.clients;

@@ -39,14 +39,27 @@ def test_it_lags_when_too_many_frames_are_not_acknowledged(clock):
 
 
 def test_it_lags_when_frames_keep_coming_without_an_ack_for_too_long(clock):
-    client = make_client(Socket(), max_ack_delay=45)
+    client = make_client(Socket(), max_ack_delay=45, ack_grace=2)
     client.next_seq()
     clock.now += 44
     client.next_seq()
     assert client.lag() is None
     clock.now += 2
     client.next_seq()
+    assert client.lag() is None  # the frame at 44 s could not be acked yet: not judged
+    clock.now += 2
+    client.next_seq()
     assert "no ack for 45 s" in client.lag()
+
+
+def test_a_burst_tail_then_a_quiet_minute_is_not_lag(clock):
+    # The page acks as frames arrive: the last frames of a burst stay unacked until the next
+    # one comes, which may be a minute later. Sending that frame must not close the client.
+    client = make_client(Socket(), max_ack_delay=45, ack_grace=2)
+    client.next_seq()
+    clock.now += 60
+    client.next_seq()
+    assert client.lag() is None
 
 
 def test_a_quiet_stream_does_not_make_a_batching_client_lag(clock):
