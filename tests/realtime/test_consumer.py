@@ -1,5 +1,6 @@
 """The consumer through the real ASGI stack (origin check, sessions, routing) in memory."""
 
+import asyncio
 import json
 from datetime import timedelta
 
@@ -258,4 +259,49 @@ async def test_the_heartbeat_pushes_the_client_count_and_the_error_stats(staff_c
     errors = (await receive_type(socket, "errors.updated"))["data"]["errors"]
     assert errors[0]["category"] == "refused"
     assert "hunter2" not in json.dumps(errors)
+    await socket.disconnect()
+
+
+async def test_a_connect_cancelled_before_its_snapshot_leaves_no_client(staff_cookie, monkeypatch):
+    import realtime.hub
+
+    started = asyncio.Event()
+
+    async def never_ready(client):  # a snapshot stuck on a slow database
+        started.set()
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(realtime.hub, "refresh", never_ready)
+    socket = communicator(staff_cookie)
+    connecting = asyncio.ensure_future(socket.connect(timeout=TIMEOUT))
+    await asyncio.wait_for(started.wait(), TIMEOUT)
+    assert len(registry) == 1
+    socket.future.cancel()  # what daphne does to an application that outlives its close
+    await asyncio.gather(socket.future, connecting, return_exceptions=True)
+    assert len(registry) == 0
+
+
+async def test_a_failing_heartbeat_does_not_end_live_updates(staff_cookie, settings, monkeypatch):
+    from realtime.hub import Hub
+
+    settings.DASHBOARD_LIMITS = {"heartbeat": 0.05}
+    beats = []
+    real_heartbeat = Hub._heartbeat
+
+    async def flaky_heartbeat(self, layer):
+        beats.append(1)
+        if len(beats) == 1:
+            raise RuntimeError("the database went away for one heartbeat")
+        await real_heartbeat(self, layer)
+
+    monkeypatch.setattr(Hub, "_heartbeat", flaky_heartbeat)
+    socket, _snapshot = await connected(staff_cookie)
+    for _ in range(100):  # bounded: 100 heartbeats' worth at most
+        if len(beats) >= 3:
+            break
+        await asyncio.sleep(0.05)
+    assert len(beats) >= 3
+    await publish_event("check.status", {"name": "api", "from": "up", "to": "down", "at": "x"})
+    frame = await receive_type(socket, "check.status")
+    assert frame["data"]["to"] == "down"
     await socket.disconnect()
