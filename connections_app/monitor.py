@@ -124,9 +124,6 @@ class StatusTracker:
             return None
         return old, new
 
-    def forget(self, check_id: int) -> None:
-        self._known.pop(check_id, None)
-
 
 class ResultWriter:
     """Collects outcomes, writes them in batches, then logs and publishes what changed."""

@@ -144,14 +144,27 @@ def wait_to_retry(
     its first try already happened elsewhere, or when a try is a block of the caller's own
     code, run again by a ``for`` loop, rather than one callable.
     """
+    policy, wait = _next_try(exc, policy, should_retry, on_retry, delay)
+    sleep(wait)
+    return policy
+
+
+def _next_try(
+    exc: BaseException,
+    policy: RetryPolicy,
+    should_retry: Callable[[BaseException], bool],
+    on_retry: Callable[[BaseException, RetryPolicy, float], None] | None,
+    delay: Callable[[BaseException, float], float] | None,
+) -> tuple[RetryPolicy, float]:
+    """The decision both loops share: raise ``exc`` when final, else report it and return the
+    next try's policy and the wait before it."""
     if policy.is_exhausted() or not should_retry(exc):
         raise exc
     wait = policy.next_delay() if delay is None else delay(exc, policy.next_delay())
     policy = policy.next()
     if on_retry is not None:
         on_retry(exc, policy, wait)
-    sleep(wait)
-    return policy
+    return policy, wait
 
 
 async def acall_with_retry(
@@ -169,12 +182,7 @@ async def acall_with_retry(
             async with asyncio.timeout(policy.timeout()):
                 return await func()
         except Exception as exc:
-            if policy.is_exhausted() or not should_retry(exc):
-                raise
-            wait = policy.next_delay() if delay is None else delay(exc, policy.next_delay())
-            policy = policy.next()
-            if on_retry is not None:
-                on_retry(exc, policy, wait)
+            policy, wait = _next_try(exc, policy, should_retry, on_retry, delay)
             await asyncio.sleep(wait)
 
 

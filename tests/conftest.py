@@ -148,3 +148,13 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
+
+
+@pytest.fixture
+def refused() -> ConnectionRefusedError:
+    """A real refusal from a loopback port nobody listens on."""
+    try:
+        socket.create_connection(("127.0.0.1", free_port()), timeout=1).close()
+    except ConnectionRefusedError as exc:
+        return exc
+    pytest.fail("the free port accepted a connection")

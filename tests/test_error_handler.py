@@ -64,16 +64,6 @@ def make_handler(records, clock):
 
 
 @pytest.fixture
-def refused() -> ConnectionRefusedError:
-    """A real refusal from a loopback port nobody listens on."""
-    try:
-        socket.create_connection(("127.0.0.1", free_port()), timeout=1).close()
-    except ConnectionRefusedError as exc:
-        return exc
-    pytest.fail("the free port accepted a connection")
-
-
-@pytest.fixture
 def timed_out() -> TimeoutError:
     """A real read timeout: a loopback server that accepts and never answers."""
     with socket.create_server(("127.0.0.1", 0)) as server:

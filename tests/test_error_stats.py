@@ -9,7 +9,6 @@ DATABASE_URL), in transaction=True tests because a failed statement ends a trans
 from __future__ import annotations
 
 import logging
-import socket
 from contextlib import contextmanager
 
 import pytest
@@ -19,7 +18,7 @@ from django.test.utils import CaptureQueriesContext
 from connections_app.error_handler import ErrorContext, ErrorHandler
 from connections_app.error_stats import flush_error_stats
 from connections_app.models import ErrorStat
-from tests.conftest import FakeClock, free_port
+from tests.conftest import FakeClock
 
 TABLE = ErrorStat._meta.db_table
 
@@ -32,15 +31,6 @@ def wall() -> FakeClock:
 @pytest.fixture
 def handler(wall) -> ErrorHandler:
     return ErrorHandler(wall_clock=wall, logger=logging.getLogger("test.error_stats"))
-
-
-@pytest.fixture
-def refused() -> ConnectionRefusedError:
-    try:
-        socket.create_connection(("127.0.0.1", free_port()), timeout=1).close()
-    except ConnectionRefusedError as exc:
-        return exc
-    pytest.fail("the free port accepted a connection")
 
 
 def fail(handler: ErrorHandler, exc: BaseException, operation: str, times: int) -> None:
