@@ -9,6 +9,7 @@ from asgiref.sync import async_to_sync
 from django import forms
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
@@ -23,6 +24,7 @@ from connections_app.models import (
     split_tags,
 )
 from connections_app.redaction import REDACTED, redact
+from realtime.publish import request_resync_sync
 
 STATUS_COLOURS = {
     "up": "#1a7f37",
@@ -176,6 +178,7 @@ class HealthCheckAdmin(admin.ModelAdmin):
     @admin.action(description="Pause selected checks")
     def pause(self, request: HttpRequest, queryset: QuerySet) -> None:
         count = HealthCheck.objects.filter(pk__in=queryset.values("pk")).update(enabled=False)
+        _checks_changed()
         self.message_user(request, f"Paused {count} checks.", messages.SUCCESS)
 
     @admin.action(description="Resume selected checks")
@@ -183,6 +186,7 @@ class HealthCheckAdmin(admin.ModelAdmin):
         count = HealthCheck.objects.filter(pk__in=queryset.values("pk")).update(
             enabled=True, next_due_at=None
         )
+        _checks_changed()
         self.message_user(request, f"Resumed {count} checks.", messages.SUCCESS)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
@@ -191,6 +195,12 @@ class HealthCheckAdmin(admin.ModelAdmin):
         page = Paginator(results, RESULTS_PER_PAGE).get_page(request.GET.get("results_page"))
         extra_context["results_page"] = page
         return super().change_view(request, object_id, form_url, extra_context)
+
+
+def _checks_changed() -> None:
+    # update() sends no post_save, so realtime.signals does not see it: open dashboards are told
+    # here, after the commit, as they are of any other edit.
+    transaction.on_commit(request_resync_sync)
 
 
 async def _run_now(checks: list[HealthCheck]) -> list:
