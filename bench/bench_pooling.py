@@ -14,11 +14,13 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import os
 import platform
 import ssl
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -44,15 +46,35 @@ def serve(pipe: Connection) -> None:
         pipe.recv()
 
 
-def timed(run: Callable[[int], None], count: int) -> float:
+@dataclass
+class Timing:
+    """Wall time of a run, and the CPU time the client (this process) and the server spent."""
+
+    seconds: float
+    client_cpu: float
+    server_cpu: float
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed(run: Callable[[int], None], count: int, server_pid: int) -> Timing:
     run(WARM_UP)
+    server_started = cpu_seconds(server_pid)
+    cpu_started = time.process_time()
     started = time.perf_counter()
     run(count)
-    return time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    return Timing(
+        seconds, time.process_time() - cpu_started, cpu_seconds(server_pid) - server_started
+    )
 
 
-def timed_async(run: Callable[[int], Awaitable[None]], count: int) -> float:
-    return timed(lambda n: asyncio.run(run(n)), count)
+def timed_async(run: Callable[[int], Awaitable[None]], count: int, server_pid: int) -> Timing:
+    return timed(lambda n: asyncio.run(run(n)), count, server_pid)
 
 
 def sync_modes(url: str, ca_file: str | None) -> dict[str, Callable[[int], None]]:
@@ -108,39 +130,48 @@ def async_modes(url: str, ca_file: str | None) -> dict[str, Callable[[int], Awai
     return {"pooled": pooled, "fresh session": fresh_session, "force_close": force_close}
 
 
-def measure(targets: list[tuple[str, str, str | None]], count: int) -> list[dict]:
+def measure(targets: list[tuple[str, str, str | None]], count: int, server_pid: int) -> list[dict]:
     rows = []
     for scheme, url, ca_file in targets:
         for mode, run in sync_modes(url, ca_file).items():
-            rows.append(row(f"sync {scheme}", mode, count, timed(run, count)))
+            rows.append(row(f"sync {scheme}", mode, count, timed(run, count, server_pid)))
         for mode, arun in async_modes(url, ca_file).items():
-            rows.append(row(f"async {scheme}", mode, count, timed_async(arun, count)))
+            timing = timed_async(arun, count, server_pid)
+            rows.append(row(f"async {scheme}", mode, count, timing))
     for r in rows:
         pooled = next(p for p in rows if p["path"] == r["path"] and p["mode"] == "pooled")
         r["ratio"] = round(r["seconds"] / pooled["seconds"], 2)
     return rows
 
 
-def row(path: str, mode: str, count: int, seconds: float) -> dict:
+def row(path: str, mode: str, count: int, timing: Timing) -> dict:
     return {
         "path": path,
         "mode": mode,
         "requests": count,
-        "seconds": round(seconds, 3),
-        "req_per_s": round(count / seconds),
+        "seconds": round(timing.seconds, 3),
+        "req_per_s": round(count / timing.seconds),
+        "wall_us_per_request": round(timing.seconds / count * 1e6),
+        "client_cpu_us_per_request": round(timing.client_cpu / count * 1e6),
+        "server_cpu_us_per_request": round(timing.server_cpu / count * 1e6),
     }
 
 
 def print_table(rows: list[dict]) -> None:
-    header = f"{'path':<12} {'mode':<18} {'requests':>8} {'seconds':>8} {'req/s':>7} {'ratio':>6}"
+    header = (
+        f"{'path':<12} {'mode':<18} {'requests':>8} {'seconds':>8} {'req/s':>7} {'ratio':>6} "
+        f"{'wall us':>8} {'client CPU':>10} {'server CPU':>10}"
+    )
     print(header)
     print("-" * len(header))
     for r in rows:
         print(
             f"{r['path']:<12} {r['mode']:<18} {r['requests']:>8} {r['seconds']:>8.3f} "
-            f"{r['req_per_s']:>7} {r['ratio']:>5.2f}x"
+            f"{r['req_per_s']:>7} {r['ratio']:>5.2f}x {r['wall_us_per_request']:>8} "
+            f"{r['client_cpu_us_per_request']:>10} {r['server_cpu_us_per_request']:>10}"
         )
     print("ratio: this mode's time / pooled time on the same path (higher: pooling helps more)")
+    print("wall us, client CPU, server CPU: microseconds per request (CPU from the kernel's count)")
 
 
 def main() -> int:
@@ -157,7 +188,7 @@ def main() -> int:
     try:
         if not ours.poll(TIMEOUT):
             raise RuntimeError("the benchmark server did not start")
-        rows = measure(ours.recv(), args.requests)
+        rows = measure(ours.recv(), args.requests, server.pid)
     finally:
         ours.send("stop")
         server.join(TIMEOUT)
