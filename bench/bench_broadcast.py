@@ -17,7 +17,8 @@ Servers compared, each at every client count:
   (``floor_app``): what daphne itself costs, with nothing of ours.
 - ``<server>+stuck``: the same with 10% of the clients never reading.
 
-Also: server memory (RSS) idle, with the clients connected and after they left; and what each
+Also: the server's CPU time per frame written (from /proc, while the events go out); server
+memory (RSS) idle, with the clients connected and after they left; and what each
 Redis layer does when Redis restarts (time until events flow again, resync, lost events).
 Prints tables and writes bench/results/broadcast.json. Targets at 1,000 clients on Redis:
 p99 at most 100 ms and at most 1.5x the baseline; with 10% stuck, healthy p99 within 20%.
@@ -48,6 +49,7 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the project's pa
 
 import websockets  # noqa: E402
 
+from bench.proc_stats import cpu_seconds  # noqa: E402
 from tests.realtime import servers  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "broadcast.json"
@@ -355,8 +357,12 @@ class Bench:
         crowd = Clients(port, self.cookie, clients, stuck, self.events)
         crowd.wait()
         connected = servers.rss_kib(pid)
+        cpu_started = cpu_seconds(pid)
         asyncio.run(publish_all(publish, self.events, self.rate))
         replies = crowd.wait(timeout=self.events / self.rate + 60)
+        # Every client's socket is written to, stuck or not; +1: the warm-up event.
+        frames = (self.events + 1) * clients
+        cpu_per_frame = (cpu_seconds(pid) - cpu_started) / frames
         crowd.close()
         time.sleep(3)  # daphne reaps finished connections once a second
         pairs = [pair for r in replies for pair in r["latencies"]]
@@ -373,6 +379,8 @@ class Bench:
             "p50_ms": round(_percentile(latencies, 50), 2),
             "p99_ms": round(_percentile(latencies, 99), 2),
             "max_ms": round(latencies[-1], 2) if latencies else None,
+            # Everything the server process spent while the events went out, per frame written.
+            "server_cpu_us_per_frame": round(cpu_per_frame * 1e6, 1),
             # Which events were slowest (their last receipt): stalls show up as outliers here.
             "slowest_events": sorted(
                 ({"event": i, "ms": round(ms, 1)} for i, ms in worst.items()),
@@ -629,6 +637,7 @@ def _row(run: dict) -> str:
         f"{run['server']:<22} {run['rate']:>5g} {run['clients']:>6} {run['received']:>8} "
         f"{run['missing']:>7} "
         f"{run['p50_ms']:>8.1f} {run['p99_ms']:>8.1f} {run['max_ms'] or 0:>8.1f} "
+        f"{run['server_cpu_us_per_frame']:>9.1f} "
         f"{run['rss_idle_mib']:>7.1f} {run['rss_connected_mib']:>9.1f} {run['rss_after_mib']:>7.1f}"
     )
 
@@ -636,7 +645,8 @@ def _row(run: dict) -> str:
 def print_report(report: dict) -> None:
     print(
         f"\n{'server':<22} {'ev/s':>5} {'clients':>6} {'received':>8} {'missing':>7} {'p50 ms':>8} "
-        f"{'p99 ms':>8} {'max ms':>8} {'RSS idle':>7} {'connected':>9} {'after':>7}"
+        f"{'p99 ms':>8} {'max ms':>8} {'CPU us/fr':>9} {'RSS idle':>7} {'connected':>9} "
+        f"{'after':>7}"
     )
     for run in report["runs"]:
         print(_row(run))

@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import json
 import multiprocessing
-import os
 import platform
 import ssl
 import sys
@@ -30,6 +29,7 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the project's pa
 import aiohttp  # noqa: E402
 import requests  # noqa: E402
 
+from bench.proc_stats import cpu_seconds  # noqa: E402
 from connections_app.connection_manager import ConnectionManager  # noqa: E402
 from tests.http_targets import HttpTarget  # noqa: E402
 
@@ -53,12 +53,6 @@ class Timing:
     seconds: float
     client_cpu: float
     server_cpu: float
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process, from /proc (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def timed(run: Callable[[int], None], count: int, server_pid: int) -> Timing:
