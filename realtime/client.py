@@ -18,6 +18,21 @@ SendText = Callable[[str], Awaitable[None]]
 Close = Callable[[int, str], Awaitable[None]]
 
 
+class MinInterval:
+    """Lets one request through per ``seconds`` (the first one always)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._last = float("-inf")
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        if now - self._last < self.seconds:
+            return False
+        self._last = now
+        return True
+
+
 class Client:
     """A dashboard connection. ``send`` writes one text frame to its socket, ``close`` closes
     the socket with a code and a reason; both come from the consumer."""
@@ -41,7 +56,8 @@ class Client:
         self.tasks: set[asyncio.Task] = set()
         self.catching_up: asyncio.Task | None = None
         self.refresh_lock = asyncio.Lock()
-        self.last_request_at = float("-inf")
+        self.snapshot_requests = MinInterval(limits.snapshot_min_interval)
+        self.pings = MinInterval(limits.ping_min_interval)
         self._bad_frames: deque[float] = deque()
 
     def __repr__(self) -> str:

@@ -6,8 +6,6 @@ to the hub, the client's outbox and the snapshot. The wire format is in docs/EVE
 
 from __future__ import annotations
 
-import time
-
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
@@ -89,6 +87,8 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
     async def receive_json(self, content: ClientMessage, **kwargs) -> None:
         client = self.client
         if content.type == "ping":
+            if not client.pings.allow():
+                raise BadFrame("too_fast", f"at most one ping per {client.pings.seconds:g} s")
             client.outbox.offer(encode_event("pong", {}))
         elif content.type == "ack":
             if not client.ack(content.seq):
@@ -102,10 +102,9 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
     def _check_snapshot_rate(self, client: Client) -> None:
         """Snapshots cost the database: a client may ask for one (filter, resync) at most
         once per ``snapshot_min_interval``; the one sent on connect does not count."""
-        interval, now = client.limits.snapshot_min_interval, time.monotonic()
-        if now - client.last_request_at < interval:
+        if not client.snapshot_requests.allow():
+            interval = client.snapshot_requests.seconds
             raise BadFrame("too_fast", f"at most one snapshot request per {interval:g} s")
-        client.last_request_at = now
 
     async def _bad_frame(self, client: Client, bad: BadFrame) -> None:
         client.outbox.offer(error_body(bad.code, bad.message))

@@ -37,6 +37,9 @@ class Limits:
     max_tag_length: int = 50
     #: A client may ask for a fresh snapshot (filter, resync) at most once per this many seconds.
     snapshot_min_interval: float = 1.0
+    #: The page pings every 20 s; a client pinging more often than this gets an error frame,
+    #: which counts as a bad frame, instead of a pong.
+    ping_min_interval: float = 1.0
 
 
 def limits() -> Limits:

@@ -204,6 +204,21 @@ async def test_resync_sends_a_fresh_snapshot_but_not_too_often(staff_cookie, set
     await socket.disconnect()
 
 
+async def test_pings_faster_than_the_limit_are_refused_and_count_as_bad_frames(
+    staff_cookie, settings
+):
+    settings.DASHBOARD_LIMITS = {"ping_min_interval": 60, "bad_frames_allowed": 2}
+    socket, _ = await connected(staff_cookie)
+    await socket.send_to(text_data='{"type": "ping"}')
+    assert (await receive(socket))["type"] == "pong"
+    await socket.send_to(text_data='{"type": "ping"}')
+    error = await receive(socket)
+    assert (error["type"], error["data"]["code"]) == ("error", "too_fast")
+    await socket.send_to(text_data='{"type": "ping"}')  # the second bad frame of two allowed
+    assert await closed_with(socket) == 1008
+    await socket.disconnect()
+
+
 async def test_editing_a_check_pushes_a_fresh_snapshot(staff_cookie):
     socket, _ = await connected(staff_cookie)
     await sync_to_async(HealthCheck.objects.create)(name="new", target="https://new.internal/")
