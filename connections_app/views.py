@@ -9,6 +9,7 @@ from django.views.decorators.http import require_GET
 from connections_app.db.fail_fast import fail_fast
 from connections_app.error_handler import ErrorContext, get_global_error_handler
 from connections_app.summary import health_summary
+from realtime.protocol import SCHEMA_VERSION
 
 #: What /health/ answers when it cannot read the checks: unknown, so a load balancer fails over.
 DATABASE_UNAVAILABLE = {
@@ -33,4 +34,4 @@ def health(request):
 
 @staff_member_required
 def dashboard(request):
-    return render(request, "dashboard.html", {"schema_version": 1})
+    return render(request, "dashboard.html", {"schema_version": SCHEMA_VERSION})

@@ -85,6 +85,25 @@
     send({ type: "ping" });
   }
 
+  // The server was updated while this page stayed open and now speaks another schema version:
+  // its frames would be misread, and a reconnect reaches the same server. Stop; ask for a reload.
+  function outdated(version) {
+    const old = socket;
+    socket = null;
+    if (old) {
+      old.removeEventListener("message", onMessage);
+      old.removeEventListener("close", onClose);
+      old.close(1000, "page out of date");
+    }
+    clearInterval(pingTimer);
+    clearTimeout(reconnectTimer);
+    setConnection("offline", "page out of date");
+    showBanner(
+      `The server was updated (it sends version ${version} of the dashboard's frames; this page ` +
+      `reads version ${config.schemaVersion}). Reload the page to continue.`
+    );
+  }
+
   function scheduleReconnect() {
     // Full jitter: many browsers that lost the same server do not come back in lockstep.
     const ceiling = Math.min(BACKOFF.cap, BACKOFF.base * BACKOFF.factor ** attempt);
@@ -102,6 +121,7 @@
     lastFrameAt = Date.now();
     let frame;
     try { frame = JSON.parse(event.data); } catch (e) { return; }
+    if (frame.v !== config.schemaVersion) return outdated(frame.v);
     if (typeof frame.seq === "number") {
       state.lastSeq = frame.seq;
       maybeAck(frame.type === "pong");
