@@ -10,9 +10,10 @@ from __future__ import annotations
 import functools
 import os
 import socket
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from django.db import connection, transaction
 from django.utils import timezone
 
 from realtime.models import ConnectedClient
@@ -57,8 +58,27 @@ registry = ClientRegistry()
 
 
 def sync_rows(server: str, clients: list[Client], expiry: float) -> None:
-    """Make the database show exactly ``clients`` for ``server``; forget expired servers."""
+    """Make the database show exactly ``clients`` for ``server``; forget expired servers.
+
+    Runs every heartbeat, in a thread, while frames go out: with 1,000 clients one ORM upsert
+    of every row held the GIL for 55 to 90 ms. So the rows already there get their counters
+    in one ``executemany``, and only new clients go through the ORM.
+    """
     now = timezone.now()
+    rows = ConnectedClient.objects.filter(server=server)
+    # One transaction: one commit, not one per row. A failure is reported by the heartbeat,
+    # and the next one, 10 s later, writes everything again.
+    with transaction.atomic():
+        stored = set(rows.values_list("client_id", flat=True))
+        _insert([c for c in clients if c.id not in stored], server, now)
+        _update_counters([c for c in clients if c.id in stored], now)
+        gone = stored - {c.id for c in clients}
+        if gone:
+            rows.filter(client_id__in=gone).delete()
+        ConnectedClient.objects.filter(seen_at__lt=now - timedelta(seconds=expiry)).delete()
+
+
+def _insert(clients: list[Client], server: str, now: datetime) -> None:
     rows = [
         ConnectedClient(
             client_id=c.id,
@@ -71,16 +91,31 @@ def sync_rows(server: str, clients: list[Client], expiry: float) -> None:
         )
         for c in clients
     ]
+    # A conflict: the row was written since it was read (by this server's previous heartbeat,
+    # in a race with a slow one): it is updated instead.
     ConnectedClient.objects.bulk_create(
         rows,
         update_conflicts=True,
         unique_fields=["client_id"],
-        update_fields=["seen_at", "delivered", "retries"],
+        update_fields=["server", "seen_at", "delivered", "retries"],
     )
-    ConnectedClient.objects.filter(server=server).exclude(
-        client_id__in=[c.id for c in clients]
-    ).delete()
-    ConnectedClient.objects.filter(seen_at__lt=now - timedelta(seconds=expiry)).delete()
+
+
+def _update_counters(clients: list[Client], now: datetime) -> None:
+    if not clients:
+        return
+    meta, quote = ConnectedClient._meta, connection.ops.quote_name
+    column = {name: quote(meta.get_field(name).column) for name in _COUNTER_FIELDS}
+    sql = (
+        f"UPDATE {quote(meta.db_table)} SET {column['seen_at']} = %s, "
+        f"{column['delivered']} = %s, {column['retries']} = %s WHERE {column['client_id']} = %s"
+    )
+    seen_at = connection.ops.adapt_datetimefield_value(now)
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, [(seen_at, c.delivered, c.retries, c.id) for c in clients])
+
+
+_COUNTER_FIELDS = ("seen_at", "delivered", "retries", "client_id")
 
 
 def clients_elsewhere(server: str, expiry: float) -> int:

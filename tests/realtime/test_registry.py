@@ -20,6 +20,17 @@ def test_the_heartbeat_writes_this_servers_clients_and_forgets_the_rest():
     assert (row.client_id, row.delivered, row.retries, row.server) == (a.id, 7, 1, "host:1")
 
 
+def test_a_row_swept_while_its_server_was_paused_comes_back_at_the_next_heartbeat():
+    # Another server expires rows whose heartbeat is late (a long GC pause, a stopped VM).
+    a, b = make_client(Socket()), make_client(Socket())
+    sync_rows("host:1", [a, b], expiry=30)
+    ConnectedClient.objects.filter(client_id=a.id).delete()
+    a.delivered = 3
+    sync_rows("host:1", [a, b], expiry=30)
+    rows = dict(ConnectedClient.objects.values_list("client_id", "delivered"))
+    assert rows == {a.id: 3, b.id: 0}
+
+
 def test_rows_of_a_server_that_stopped_writing_expire():
     dead = make_client(Socket())
     sync_rows("dead:1", [dead], expiry=30)
