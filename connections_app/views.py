@@ -4,7 +4,7 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.db import DEFAULT_DB_ALIAS, DatabaseError
 from django.http import JsonResponse
 from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 from connections_app.db.fail_fast import fail_fast
 from connections_app.error_handler import ErrorContext, get_global_error_handler
@@ -20,7 +20,7 @@ DATABASE_UNAVAILABLE = {
 }
 
 
-@require_GET
+@require_safe  # GET and HEAD: load balancers probe with either
 @fail_fast()  # a probe: answer 503 in about one connect timeout, never wait for the database
 def health(request):
     try:
