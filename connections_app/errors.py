@@ -151,6 +151,10 @@ def _by_library(exc: BaseException) -> ErrorCategory | None:
         "channels.exceptions.DenyConnection",
     }:
         return ErrorCategory.CLIENT_GONE
+    # A server that answered "no" (wrong user or password): redis-py files it under its
+    # ConnectionError, but no wait and no reconnect will change the answer.
+    if name & {"redis.exceptions.AuthenticationError", "redis.exceptions.AuthorizationError"}:
+        return ErrorCategory.UNKNOWN
     # aiohttp keeps a reset after the headers only as text inside ClientPayloadError. redis-py
     # raises its own ConnectionError, with no socket error inside, when the server hangs up.
     if name & {
@@ -165,7 +169,7 @@ def _by_library(exc: BaseException) -> ErrorCategory | None:
         "urllib3.exceptions.SSLError",
     } or isinstance(exc, (ssl.SSLError, ssl.CertificateError)):
         return ErrorCategory.TLS
-    if name & {"urllib3.exceptions.NameResolutionError"} or isinstance(exc, socket.gaierror):
+    if name & {"urllib3.exceptions.NameResolutionError"}:
         return ErrorCategory.DNS
     if name & {
         "requests.exceptions.Timeout",
@@ -231,6 +235,8 @@ def _pg_connect_refused_for_good(exc: BaseException) -> bool:
 
 
 def _by_os_error(exc: BaseException) -> ErrorCategory | None:
+    if isinstance(exc, socket.gaierror):
+        return ErrorCategory.DNS
     if isinstance(exc, ConnectionRefusedError):
         return ErrorCategory.REFUSED
     if isinstance(exc, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)):

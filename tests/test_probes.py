@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import pytest
 import redis
 from channels.layers import channel_layers
@@ -70,6 +72,22 @@ async def test_redis_refused():
 async def test_redis_password_never_reaches_the_message():
     result = await probe(make("redis", f"redis://:hunter2@127.0.0.1:{free_port()}/0"))
     assert "hunter2" not in result.error_message
+
+
+async def test_redis_unknown_host_is_dns():
+    # redis-py wraps the resolver's error in its own ConnectionError, which alone means reset.
+    result = await probe(make("redis", "redis://no-such-host.invalid:6379/0"))
+    assert (result.ok, result.error_category) == (False, "dns")
+
+
+async def test_redis_wrong_credentials_are_not_a_reset(redis_url):
+    parts = urlsplit(redis_url)
+    result = await probe(
+        make("redis", parts._replace(netloc=f"nobody:wrong@{parts.netloc}").geturl())
+    )
+    assert (result.ok, result.error_category) == (False, "unknown")
+    assert "AuthenticationError" in result.error_message
+    assert "wrong" not in result.error_message
 
 
 async def test_tcp_refused():
