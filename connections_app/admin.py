@@ -53,7 +53,9 @@ class StatusFilter(admin.SimpleListFilter):
         return STATUS_CHOICES
 
     def queryset(self, request, queryset):
-        return queryset.with_derived_status(self.value()) if self.value() else queryset
+        # A hand-edited ?status= that names no status filters nothing, as Django's own do.
+        known = {status for status, _label in STATUS_CHOICES}
+        return queryset.with_derived_status(self.value()) if self.value() in known else queryset
 
 
 class TagFilter(admin.SimpleListFilter):

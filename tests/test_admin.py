@@ -59,6 +59,7 @@ def test_changelist_never_shows_a_password(staff, checks):
         ("status=down", ["cache"]),
         ("status=up", ["api"]),
         ("status=paused", []),
+        ("status=bogus", ["api", "cache"]),  # a hand-edited URL: no filter, not a 500
         ("kind__exact=redis", ["cache"]),
         ("tag=api", ["api"]),
         ("tag=prod", ["api", "cache"]),
