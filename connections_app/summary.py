@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TypedDict
 
 from django.utils import timezone
 
 from connections_app.models import DOWN, HealthCheck, overall_status
+
+#: A check's latest result older than this many intervals (plus its timeout and a grace) is
+#: stale: nobody is running the checks (the runner stopped, or cannot store results), and the
+#: status shown is history, not the present.
+STALE_AFTER_RUNS = 3
+STALE_GRACE = 10.0
 
 
 class CheckSummary(TypedDict):
@@ -18,18 +25,34 @@ class CheckSummary(TypedDict):
     latency_ms: float | None
     last_checked_at: str | None
     error_category: str
+    stale: bool
+    stale_after_s: float
 
 
 class HealthSummary(TypedDict):
     status: str
     critical_down: bool
+    stale: bool
     generated_at: str
     checks: list[CheckSummary]
 
 
-def check_summary(check: HealthCheck) -> CheckSummary:
+def stale_after(check: HealthCheck) -> float:
+    """Seconds after its latest result at which a check's status is stale."""
+    return STALE_AFTER_RUNS * check.interval + check.timeout + STALE_GRACE
+
+
+def is_stale(check: HealthCheck, now: datetime) -> bool:
+    """Whether an enabled check's latest result is older than ``stale_after`` at ``now``."""
+    if not check.enabled or check.last_checked_at is None:
+        return False
+    return (now - check.last_checked_at).total_seconds() > stale_after(check)
+
+
+def check_summary(check: HealthCheck, now: datetime | None = None) -> CheckSummary:
     """One check as JSON-ready data; ``check`` comes from ``with_status()``. No target: it may
     hold credentials and /health/ is public."""
+    now = now or timezone.now()
     return {
         "name": check.name,
         "kind": check.kind,
@@ -41,15 +64,20 @@ def check_summary(check: HealthCheck) -> CheckSummary:
         else None,
         "last_checked_at": check.last_checked_at.isoformat() if check.last_checked_at else None,
         "error_category": check.last_error_category or "",
+        "stale": is_stale(check, now),
+        "stale_after_s": stale_after(check),
     }
 
 
 def health_summary() -> HealthSummary:
-    checks = [check_summary(c) for c in HealthCheck.objects.with_status()]
+    now = timezone.now()
+    checks = [check_summary(c, now) for c in HealthCheck.objects.with_status()]
     statuses = [c["status"] for c in checks]
     return {
         "status": overall_status(statuses),
         "critical_down": any(c["status"] == DOWN and c["critical"] for c in checks),
-        "generated_at": timezone.now().isoformat(),
+        # Statuses as of their last results: true when any is older than it should be.
+        "stale": any(c["stale"] for c in checks),
+        "generated_at": now.isoformat(),
         "checks": checks,
     }

@@ -15,6 +15,7 @@ from realtime.protocol import SCHEMA_VERSION
 DATABASE_UNAVAILABLE = {
     "status": "unknown",
     "critical_down": True,
+    "stale": True,
     "error": "database unavailable",
     "checks": [],
 }

@@ -301,7 +301,8 @@
     li.querySelector(".uptime").textContent = formatUptime(c.uptime);
     const since = li.querySelector(".since");
     since.dataset.at = c.last_checked_at || "";
-    since.textContent = ago(c.last_checked_at);
+    since.dataset.staleAfter = c.status === "paused" ? "" : String(c.stale_after_s ?? "");
+    showSince(since);
     li.querySelector(".error").textContent = c.error_category || "–";
     li.querySelector(".tags").replaceChildren(...(c.tags || []).map((t) => {
       const span = document.createElement("span");
@@ -410,10 +411,20 @@
   });
   $("search").addEventListener("input", (event) => { state.filter.text = event.target.value; render(); });
 
-  // "3 s ago" keeps counting between events.
-  setInterval(() => {
-    document.querySelectorAll(".since[data-at]").forEach((el) => { el.textContent = ago(el.dataset.at); });
-  }, 1000);
+  // "3 s ago" keeps counting between events, and a result that gets too old says so.
+  setInterval(() => { document.querySelectorAll(".since[data-at]").forEach(showSince); }, 1000);
+
+  // Stale: older than the server's stale_after_s for this check (three intervals and then
+  // some): nobody is running the checks, and the status shown is history.
+  function showSince(el) {
+    const limit = Number(el.dataset.staleAfter);
+    const age = (Date.now() - Date.parse(el.dataset.at)) / 1000;
+    const stale = el.dataset.at !== "" && el.dataset.staleAfter !== "" && age > limit;
+    el.textContent = stale ? `stale: ${ago(el.dataset.at)}` : ago(el.dataset.at);
+    el.title = stale ? "No new result for three intervals: is the check runner running?" : "";
+    el.classList.toggle("stale", stale);
+    el.closest("li.check")?.classList.toggle("is-stale", stale);
+  }
   // A tab that comes back from the background reconnects at once instead of waiting out a
   // long backoff.
   document.addEventListener("visibilitychange", () => {

@@ -5,10 +5,12 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
-from connections_app.models import HealthCheck
+from connections_app.models import CheckResult, HealthCheck
 from tests.conftest import REPO, free_port, wait_until
 from tests.test_models import add_results
 
@@ -50,6 +52,23 @@ def test_a_non_critical_check_down_keeps_200(client, only_our_checks):
     response = client.get("/health/")
     assert response.status_code == 200
     assert response.json()["status"] == "down"
+
+
+def test_results_older_than_three_runs_are_marked_stale(client, only_our_checks):
+    # The runner stopped: the last results say UP, but they are history, and /health/ says so.
+    make("cache", [True])
+    old = make("db", [True])
+    # 3 intervals + the timeout + 10 s: 3 * 30 + 5 + 10 = 105 s for the defaults.
+    assert (old.interval, old.timeout) == (30, 5)
+    CheckResult.objects.filter(health_check=old).update(
+        checked_at=timezone.now() - timedelta(seconds=200)
+    )
+    summary = client.get("/health/").json()
+    stale = {c["name"]: (c["stale"], c["stale_after_s"]) for c in summary["checks"]}
+    assert stale == {"cache": (False, 105), "db": (True, 105)}
+    assert summary["stale"] is True
+    HealthCheck.objects.filter(pk=old.pk).update(enabled=False)  # paused: never stale
+    assert client.get("/health/").json()["stale"] is False
 
 
 def test_it_never_shows_targets_or_their_secrets(client, only_our_checks):
@@ -97,6 +116,7 @@ def test_with_the_database_down_it_answers_503_within_one_connect_timeout():
     assert json.loads(body) == {
         "status": "unknown",
         "critical_down": True,
+        "stale": True,
         "error": "database unavailable",
         "checks": [],
     }

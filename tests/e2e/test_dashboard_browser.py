@@ -205,3 +205,35 @@ def test_a_page_older_than_the_server_stops_and_asks_for_a_reload(browser, site)
     assert page.locator("li.check").count() == 0  # the snapshot was not misread
     shot(page, "dashboard-out-of-date")
     page.close()
+
+
+STALE_CHECK = """
+from datetime import timedelta
+from django.utils import timezone
+from connections_app.models import CheckResult, HealthCheck
+now = timezone.now()
+job = HealthCheck.objects.create(
+    name="nightly export", kind="tcp", target="127.0.0.1:9", interval=3600, timeout=5,
+    next_due_at=now + timedelta(hours=1),
+)
+CheckResult.objects.create(health_check=job, ok=True, checked_at=now - timedelta(hours=4))
+"""
+
+
+def test_a_result_nobody_refreshed_for_three_intervals_is_marked_stale(browser, site):
+    server, _target = site
+    # Due in an hour, last result 4 h ago, interval 1 h: the runner skips it, the page
+    # must not present that old UP as the present.
+    assert manage(server.env, "shell", "-c", STALE_CHECK).returncode == 0
+    page = browser.new_page()
+    log_in(page, server)
+    job, live = card(page, "nightly export"), card(page, "payments api")
+    job.wait_for()
+    page.wait_for_function(
+        "document.querySelector('li.check[data-name=\"payments api\"]').dataset.status === 'up'"
+    )
+    assert "stale" in job.locator(".since").inner_text()
+    assert "is-stale" in job.get_attribute("class")
+    assert "stale" not in live.locator(".since").inner_text()
+    shot(page, "dashboard-stale")
+    page.close()
