@@ -1,4 +1,8 @@
-"""How ``runchecks --once`` reports: a table for people, JSON for scripts, an exit code."""
+"""How ``runchecks --once`` reports: a table for people, JSON for scripts, an exit code.
+
+The table's DETAIL is one line of at most ``DETAIL_WIDTH`` characters, cut between words with an
+ellipsis; the JSON document carries every error message in full.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,12 @@ EXIT_UP = 0
 EXIT_DEGRADED = 1
 EXIT_DOWN = 2
 EXIT_USAGE = 3
+#: ``runchecks --once`` abandoned by a second signal: 128 + its number, as shells report it.
+EXIT_SIGINT = 130
+EXIT_SIGTERM = 143
+
+DETAIL_WIDTH = 120
+ELLIPSIS = "..."
 
 
 def exit_code(outcomes: list) -> int:
@@ -22,7 +32,13 @@ def exit_code(outcomes: list) -> int:
 
 
 def _row(outcome) -> dict:
-    return {"name": outcome.check.name, "kind": outcome.check.kind, "status": outcome.status}
+    check = outcome.check
+    return {
+        "name": check.name,
+        "kind": check.kind,
+        "enabled": check.enabled,
+        "status": outcome.status,
+    }
 
 
 def render_json(outcomes: list) -> str:
@@ -58,4 +74,16 @@ def render_table(outcomes: list) -> str:
 def _detail(result) -> str:
     if result.ok:
         return f"HTTP {result.http_status}" if result.http_status else "ok"
-    return f"{result.error_category}: {result.error_message}"[:120]
+    return shorten(f"{result.error_category}: {result.error_message}", DETAIL_WIDTH)
+
+
+def shorten(text: str, width: int) -> str:
+    """``text`` on one line, at most ``width`` characters: when longer, cut at the last space
+    that leaves room for an ellipsis (mid-word only for a single word longer than the line)."""
+    text = " ".join(text.split())
+    if len(text) <= width:
+        return text
+    room = width - len(ELLIPSIS)
+    cut = text.rfind(" ", 0, room + 1)
+    head = text[:cut] if cut > 0 else text[:room]
+    return head.rstrip(" ,;:") + ELLIPSIS

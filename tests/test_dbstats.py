@@ -49,3 +49,9 @@ def dbstats_on(env: dict, url: str):
     assert run.stderr.startswith("CommandError: cannot read database 'default': ")
     assert len(run.stderr.strip().splitlines()) == 1, run.stderr
     return run
+
+
+def test_a_command_line_mistake_exits_3_with_the_usage(sqlite_file_env):
+    run = manage(sqlite_file_env, "dbstats", "--bogus")
+    assert run.returncode == 3, run.stderr
+    assert "usage:" in run.stderr and "--bogus" in run.stderr

@@ -89,11 +89,124 @@ def test_exit_3_on_usage_errors(sqlite_file_env):
     assert run.returncode == 3 and "go with --once" in run.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--once", "--format", "xml"], "argument --format: invalid choice: 'xml'"),
+        (["--bogus"], "unrecognized arguments: --bogus"),
+        (["--concurrency", "x"], "argument --concurrency: expected a whole number, got 'x'"),
+        (["--once", "--concurrency", "0"], "argument --concurrency: must be 1 or more, got 0"),
+        (["--once", "--verbosity", "7"], "argument -v/--verbosity: invalid choice: 7"),
+    ],
+)
+def test_a_command_line_mistake_exits_3_with_the_usage_not_2(sqlite_file_env, args, message):
+    # 2 means "some check down" to a script: a typo must not look like an outage.
+    run = manage(sqlite_file_env, "runchecks", *args)
+    assert run.returncode == 3, run.stderr
+    assert run.stderr.startswith("usage: manage.py runchecks ")
+    assert f"manage.py runchecks: error: {message}" in run.stderr
+    assert run.stdout == ""
+
+
+def test_help_documents_every_exit_code_and_paused_checks(sqlite_file_env):
+    run = manage(sqlite_file_env, "runchecks", "--help")
+    assert run.returncode == 0, run.stderr
+    text = " ".join(run.stdout.split())
+    for code in ("0 (all up)", "1 (some degraded)", "2 (some down)", "3 (usage", "130 or 143"):
+        assert code in text
+    assert "a paused (disabled) check named here runs too" in text
+    assert "checks running at once (default: 20)" in text
+
+
 def test_exit_3_when_the_database_is_unusable(sqlite_file_env, tmp_path):
     env = sqlite_file_env | {"DATABASE_URL": f"sqlite:///{tmp_path}/missing/dir/db.sqlite3"}
     run = manage(env, "runchecks", "--once")
     assert run.returncode == 3
     assert "Traceback" not in run.stderr
+
+
+def test_a_paused_check_named_with_check_runs_and_is_judged_as_if_enabled(sqlite_file_env, target):
+    env = sqlite_file_env
+    closed = f"http://127.0.0.1:{free_port()}/"
+    checks = [
+        check("fresh fail", closed, enabled=False, failures_before_down=1),
+        check("paused flaky", closed, enabled=False, failures_before_down=3),
+        check("paused up", target.url("/ok"), enabled=False),
+    ]
+    import_checks(env, checks)
+    code, report = run_once_json(env, "--check", "fresh fail")
+    assert code == 2
+    row = report["checks"][0]
+    assert (row["status"], row["enabled"], row["error_category"]) == ("down", False, "refused")
+    assert report["status"] == "down"
+    code, report = run_once_json(env, "--check", "paused flaky", "--check", "paused up")
+    assert code == 1
+    assert {c["name"]: c["status"] for c in report["checks"]} == {
+        "paused flaky": "degraded",
+        "paused up": "up",
+    }
+    table = manage(env, "runchecks", "--once", "--check", "fresh fail")
+    assert table.returncode == 2
+    assert table.stdout.splitlines()[1].split()[:3] == ["fresh", "fail", "http"]
+    assert "DOWN" in table.stdout.splitlines()[1] and "PAUSED" not in table.stdout
+    # Still paused for everything else: a run without --check leaves it out.
+    import_checks(env, [check("api", target.url("/ok"))])
+    _code, report = run_once_json(env)
+    names = {c["name"] for c in report["checks"]}
+    assert "api" in names and not names & {"fresh fail", "paused flaky", "paused up"}
+
+
+def _details(table: str) -> dict[str, str]:
+    """The DETAIL column of a runchecks table, by check name."""
+    lines = table.splitlines()
+    header, rows = lines[0], lines[1 : lines.index("")]
+    kind, detail = header.index("KIND"), header.index("DETAIL")
+    return {row[:kind].rstrip(): row[detail:] for row in rows}
+
+
+def test_a_long_detail_is_cut_between_words_and_json_keeps_it_whole(sqlite_file_env, target):
+    env = sqlite_file_env
+    wordy = "the service answered with " + " ".join(f"word{i}" for i in range(20))
+    checks = [
+        # The walkthrough's case: a refusal message that ran past the cut by a few characters.
+        check("refused", f"http://127.0.0.1:{free_port()}/"),
+        check("wordy", target.url("/ok"), expected_body=wordy),
+    ]
+    import_checks(env, checks)
+    names = ["--check", "refused", "--check", "wordy"]
+    table = manage(env, "runchecks", "--once", *names).stdout
+    _code, report = run_once_json(env, *names)
+    full = {c["name"]: f"{c['error_category']}: {c['error_message']}" for c in report["checks"]}
+    assert wordy in full["wordy"]  # the JSON document has every word
+    details = _details(table)
+    assert set(details) == {"refused", "wordy"}
+    for name, detail in details.items():
+        if len(full[name]) <= 120:
+            assert detail == full[name]
+            continue
+        assert len(detail) <= 120 and detail.endswith("...")
+        head = detail.removesuffix("...")
+        assert full[name].startswith(head)
+        # Cut where a word ends: what follows in the full text starts at a separator.
+        assert full[name][len(head)] in " ,;:", (name, detail)
+    assert details["wordy"].endswith("...")
+
+
+@pytest.mark.parametrize(
+    ("text", "width", "expected"),
+    [
+        ("short enough", 20, "short enough"),
+        ("one two three four", 12, "one two..."),
+        ("a, b, c, d, e, f", 10, "a, b..."),  # no dangling comma before the ellipsis
+        ("x" * 30, 20, "x" * 17 + "..."),  # a single word longer than the line: cut inside
+        ("line\none   two", 20, "line one two"),  # always one line
+    ],
+)
+def test_shorten_cuts_between_words(text, width, expected):
+    from connections_app.checks_report import shorten
+
+    assert shorten(text, width) == expected
+    assert len(shorten(text, width)) <= width
 
 
 def test_every_failure_becomes_a_categorised_result(sqlite_file_env, target):
@@ -139,21 +252,97 @@ def test_the_self_checks_pass_on_the_embedded_default(sqlite_file_env):
     assert kinds == ["channel_layer", "database"]
 
 
-def test_sigterm_mid_run_finishes_in_flight_checks_and_loses_no_result(sqlite_file_env, target):
+def signal_twice(child, sig: signal.Signals) -> str:
+    """Send ``sig``, wait (bounded) until the child says it took it, send it again; the stderr
+    read so far. Two signals sent back to back may arrive as one."""
+    child.send_signal(sig)
+    said = ""
+    deadline = time.monotonic() + 15
+    while "send it again" not in said:
+        assert time.monotonic() < deadline, f"no answer to the first {sig.name}: {said!r}"
+        line = child.stderr.readline()
+        assert line, f"stderr closed before the first {sig.name} was taken: {said!r}"
+        said += line
+    child.send_signal(sig)
+    return said
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_during_once_lets_running_checks_finish_and_loses_no_result(
+    sqlite_file_env, target, sig
+):
     env = sqlite_file_env
-    checks = [check(f"fast {i}", target.url("/ok")) for i in range(5)]
+    checks = [check(f"fast {i}", target.url("/ok")) for i in range(3)]
     checks.append(check("slow", target.url("/slow/1"), timeout=5))
+    checks.append(check("waiting", target.url("/ok")))  # after "slow" in name order
     import_checks(env, checks)
     names = [arg for c in checks for arg in ("--check", c["name"])]
-    child = start_manage(env, "runchecks", "--once", *names)
-    wait_until(lambda: target.hits.get("/slow/1", 0) >= 1, child)
-    child.send_signal(signal.SIGTERM)
-    out, err = child.communicate(timeout=30)
+    # One at a time, in name order: the fast ones have finished when the slow one starts.
+    child = start_manage(env, "runchecks", "--once", "--concurrency", "1", *names)
+    try:
+        wait_until(lambda: target.hits.get("/slow/1", 0) >= 1, child)
+        child.send_signal(sig)
+        out, err = child.communicate(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
     assert child.returncode == 0, err
+    assert f"runchecks: {sig.name}: letting the running checks finish" in err
+    assert f"runchecks: stopped by {sig.name}; 4 results stored" in err
     assert "Traceback" not in err
-    stored = results_in(env)
-    assert len(stored) == 6
-    assert ("slow", 1, "") in stored
+    assert out == ""  # no report of a run cut short
+    stored = sorted(results_in(env))
+    assert stored == [(f"fast {i}", 1, "") for i in range(3)] + [("slow", 1, "")]
+
+
+@pytest.mark.parametrize(
+    ("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"]
+)
+def test_a_second_signal_abandons_running_checks_and_stores_what_finished(
+    sqlite_file_env, target, sig, code
+):
+    env = sqlite_file_env
+    checks = [check(f"fast {i}", target.url("/ok")) for i in range(3)]
+    checks.append(check("stalled", target.url("/stall"), timeout=20, interval=60))  # never answers
+    import_checks(env, checks)
+    names = [arg for c in checks for arg in ("--check", c["name"])]
+    child = start_manage(env, "runchecks", "--once", "--concurrency", "1", *names)
+    try:
+        wait_until(lambda: target.hits.get("/stall", 0) >= 1, child)
+        signalled = time.monotonic()
+        said = signal_twice(child, sig)
+        out, err = child.communicate(timeout=30)
+        err = said + err
+        elapsed = time.monotonic() - signalled
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    assert child.returncode == code, err
+    assert elapsed < 10, f"took {elapsed:.1f} s: the 20 s probe was waited out, not abandoned"
+    assert f"runchecks: interrupted by {sig.name}; 3 results stored" in err
+    assert "Traceback" not in err
+    assert out == ""
+    assert sorted(results_in(env)) == [(f"fast {i}", 1, "") for i in range(3)]
+
+
+def test_once_abandoned_before_any_result_stores_none(sqlite_file_env, target):
+    env = sqlite_file_env
+    import_checks(env, [check("stalled", target.url("/stall"), timeout=20, interval=60)])
+    child = start_manage(env, "runchecks", "--once", "--check", "stalled")
+    try:
+        wait_until(lambda: target.hits.get("/stall", 0) >= 1, child)
+        said = signal_twice(child, signal.SIGINT)
+        _out, err = child.communicate(timeout=30)
+        err = said + err
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    assert child.returncode == 130, err
+    assert "interrupted by SIGINT; 0 results stored" in err
+    assert results_in(env) == []
 
 
 def test_forever_mode_runs_at_intervals_and_stops_cleanly(sqlite_file_env, target):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import REPO, free_port, wait_until
+from tests.conftest import REPO, free_port, manage, wait_until
 
 
 @pytest.fixture
@@ -74,3 +75,43 @@ def test_sigterm_stops_it_cleanly(server):
     assert child.returncode == 0, err
     assert "Traceback" not in err
     assert "/dashboard/" in out and "createsuperuser" in out
+
+
+def test_a_busy_port_is_one_line_naming_the_address_and_exit_1(sqlite_file_env):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        run = manage(sqlite_file_env, "serve", "--port", str(port))
+    assert run.returncode == 1, run.stderr
+    assert run.stderr.splitlines() == [
+        f"CommandError: cannot listen on 127.0.0.1:{port}: Address already in use"
+    ]
+    assert run.stdout == ""  # no "Connection Health on ..." for a server that is not there
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--port", "99999"], "argument --port: must be 1 to 65535, got 99999"),
+        (["--port", "http"], "argument --port: expected a port number, got 'http'"),
+        (["--concurrency", "0"], "argument --concurrency: must be 1 or more, got 0"),
+        (["--bogus"], "unrecognized arguments: --bogus"),
+    ],
+)
+def test_a_command_line_mistake_exits_3_with_the_usage(sqlite_file_env, args, message):
+    run = manage(sqlite_file_env, "serve", *args)
+    assert run.returncode == 3, run.stderr
+    assert run.stderr.startswith("usage: manage.py serve ")
+    assert f"manage.py serve: error: {message}" in run.stderr
+
+
+def test_help_explains_every_option_with_its_default(sqlite_file_env):
+    run = manage(sqlite_file_env | {"COLUMNS": "80"}, "serve", "--help")
+    assert run.returncode == 0, run.stderr
+    text = " ".join(run.stdout.split())
+    host = text[text.index("--host HOST ") : text.index("--port PORT ")]
+    port = text[text.index("--port PORT ") : text.index("--no-checks ")]
+    concurrency = text[text.index("--concurrency N ") : text.index("--version ")]
+    assert "address to listen on" in host and "(default: 127.0.0.1)" in host
+    assert "TCP port" in port and "(default: 8000)" in port
+    assert "checks running at once" in concurrency and "(default: 20)" in concurrency
+    assert "1 when the address cannot be listened on" in text

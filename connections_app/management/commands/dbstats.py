@@ -11,10 +11,11 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from connections_app.checks_report import EXIT_USAGE
 from connections_app.db.fail_fast import fail_fast
 from connections_app.db.health import get_database_stats
+from connections_app.management.usage import UsageExitMixin
 from connections_app.redaction import redact
 
 
-class Command(BaseCommand):
+class Command(UsageExitMixin, BaseCommand):
     help = (
         "Show a database's engine, size, row counts of our tables, this process's connection "
         "age and its retries and reconnects. Exit 3 when the database cannot be read."

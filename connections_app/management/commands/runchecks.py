@@ -1,8 +1,23 @@
-"""``manage.py runchecks``: run health checks once (for scripts) or until stopped."""
+"""``manage.py runchecks``: run health checks once (for scripts) or until stopped.
+
+``--once`` exit codes: 0 all up, 1 some degraded, 2 some down, 3 usage or configuration error
+(bad option, unknown check, database unusable, results not stored). SIGINT or SIGTERM during
+``--once`` skips the checks still waiting for their turn, lets the running ones finish (each
+is bounded by its timeout), stores every result and exits 0 with no report; a second signal
+abandons the running ones too, stores what finished and exits 130 (SIGINT) or 143 (SIGTERM).
+Either way one line on stderr says what happened.
+
+A check named with ``--check`` runs even when it is paused (disabled), and is judged as if it
+were enabled: its report row and the exit code carry the status its results give it.
+
+Without ``--once`` it runs every enabled check at its own interval; SIGINT or SIGTERM lets the
+running checks finish, stores their results and exits 0.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -11,10 +26,19 @@ from asgiref.sync import sync_to_async
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
-from connections_app.checks_report import EXIT_USAGE, exit_code, render_json, render_table
+from connections_app.checks_report import (
+    EXIT_SIGINT,
+    EXIT_SIGTERM,
+    EXIT_USAGE,
+    exit_code,
+    render_json,
+    render_table,
+)
 from connections_app.connection_manager import ConnectionManager
+from connections_app.error_stats import flush_error_stats
+from connections_app.management.usage import UsageExitMixin, positive_int
 from connections_app.models import HealthCheck
-from connections_app.monitor import Monitor
+from connections_app.monitor import Monitor, Outcome
 from connections_app.redaction import redact
 
 #: --verbosity 0 logs only problems; 2 and 3 add a line per stored batch and per retry.
@@ -26,27 +50,47 @@ class UsageError(CommandError):
         super().__init__(message, returncode=EXIT_USAGE)
 
 
-class Command(BaseCommand):
+class Command(UsageExitMixin, BaseCommand):
     help = (
         "Run health checks. With --once: each selected check once, then exit 0 (all up), "
-        "1 (some degraded), 2 (some down) or 3 (usage or configuration error). "
-        "Without: run every enabled check at its own interval until SIGINT/SIGTERM."
+        "1 (some degraded), 2 (some down) or 3 (usage or configuration error); SIGINT or "
+        "SIGTERM lets the running checks finish, stores their results and exits 0 with no "
+        "report, and a second one abandons them (exit 130 or 143). Without --once: run every "
+        "enabled check at its own interval until SIGINT/SIGTERM, which let running checks "
+        "finish (exit 0)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--once", action="store_true", help="run each check once and exit")
         parser.add_argument(
-            "--check", action="append", default=[], metavar="NAME", help="only this check"
+            "--check",
+            action="append",
+            default=[],
+            metavar="NAME",
+            help="only this check (repeatable); a paused (disabled) check named here runs "
+            "too, and is judged as if it were enabled",
         )
-        parser.add_argument("--tag", action="append", default=[], help="only checks with a tag")
-        parser.add_argument("--format", choices=["table", "json"], default="table")
         parser.add_argument(
-            "--concurrency", type=int, default=20, help="checks running at once (default 20)"
+            "--tag",
+            action="append",
+            default=[],
+            help="only enabled checks with this tag (repeatable)",
+        )
+        parser.add_argument(
+            "--format",
+            choices=["table", "json"],
+            default="table",
+            help="report for people or one JSON document for scripts (default: %(default)s)",
+        )
+        parser.add_argument(
+            "--concurrency",
+            type=positive_int,
+            default=20,
+            metavar="N",
+            help="checks running at once (default: %(default)s)",
         )
 
     def handle(self, *args, **options) -> None:
-        if options["concurrency"] < 1:
-            raise UsageError("--concurrency must be 1 or more")
         logging.getLogger("connections_app").setLevel(VERBOSITY_LEVELS[options["verbosity"]])
         try:
             self._run(options)
@@ -65,17 +109,27 @@ class Command(BaseCommand):
         asyncio.run(self._forever(options))
 
     async def _once(self, options: dict) -> int:
+        stop = _stop_on_signals(abandonable=True)
         checks = await sync_to_async(select_checks)(options["check"], options["tag"])
-        stop = _stop_on_signals()
         async with ConnectionManager() as manager:
             monitor = Monitor(manager, concurrency=options["concurrency"])
-            outcomes = await monitor.run_once(checks, stop)
+            outcomes = await run_until_stopped(monitor, checks, stop)
         unstored = monitor.writer.pending + monitor.writer.dropped
         if unstored:
             self.stderr.write(f"could not store {unstored} results (see the log above)")
+        if stop.signal is not None:
+            stored = monitor.writer.written
+            how = "interrupted" if stop.abandoned.is_set() else "stopped"
+            self.stderr.write(
+                f"runchecks: {how} by {stop.signal.name}; "
+                f"{stored} result{'' if stored == 1 else 's'} stored"
+            )
+            if not stop.abandoned.is_set():
+                return 0
+            return EXIT_SIGINT if stop.signal == signal.SIGINT else EXIT_SIGTERM
+        if unstored:
             return EXIT_USAGE
-        if stop.is_set():
-            return 0
+        await sync_to_async(judge_as_enabled)(outcomes)
         render = render_json if options["format"] == "json" else render_table
         self.stdout.write(render(outcomes))
         return exit_code(outcomes)
@@ -108,10 +162,74 @@ def select_checks(names: list[str], tags: list[str]) -> list[HealthCheck]:
     return sorted(found.values(), key=lambda c: c.name)
 
 
-def _stop_on_signals() -> asyncio.Event:
+async def run_until_stopped(
+    monitor: Monitor, checks: list[HealthCheck], stop: SignalStop
+) -> list[Outcome]:
+    """Each check once, then store the results; the stored outcomes, in the order of ``checks``.
+
+    After ``stop``, the checks still waiting for their turn are skipped and the running ones
+    end by themselves (each bounded by its timeout); after ``stop.abandoned`` (a second signal)
+    they are cancelled: a person pressing Ctrl-C twice does not wait out a 20-second timeout.
+    What finished is stored either way.
+    """
+    probes = asyncio.gather(*(monitor.run_check(check, stop) for check in checks))
+    abandoned = asyncio.ensure_future(stop.abandoned.wait())
+    try:
+        await asyncio.wait({probes, abandoned}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        abandoned.cancel()
+        probes.cancel()  # nothing to cancel when every probe has finished
+        # Wait for cancelled probes to unwind (sockets closed); a probe that raised goes up.
+        with contextlib.suppress(asyncio.CancelledError):
+            await probes
+    stored = await monitor.writer.flush()
+    await sync_to_async(flush_error_stats)()  # a database failure is reported there
+    order = {check.pk: position for position, check in enumerate(checks)}
+    # No status: its check was deleted while it ran.
+    return sorted((o for o in stored if o.status), key=lambda o: order[o.check.pk])
+
+
+def judge_as_enabled(outcomes: list[Outcome]) -> None:
+    """Give each outcome of a paused check the status it would have if enabled (named with
+    --check, it ran: its results decide, not the switch that keeps the runner off it)."""
+    paused = {o.check.pk: o for o in outcomes if not o.check.enabled}
+    if not paused:
+        return
+    for check in HealthCheck.objects.filter(pk__in=paused).with_status():
+        check.enabled = True
+        paused[check.pk].status = check.status
+
+
+class SignalStop(asyncio.Event):
+    """Set by the first SIGINT or SIGTERM (``signal`` says which). With ``abandonable``, a
+    second one sets ``abandoned``: stop waiting for the running checks."""
+
+    def __init__(self, abandonable: bool) -> None:
+        super().__init__()
+        self.signal: signal.Signals | None = None
+        self.abandoned = asyncio.Event()
+        self._abandonable = abandonable
+
+    def received(self, sig: signal.Signals) -> None:
+        if self.signal is not None:
+            if self._abandonable:
+                self.abandoned.set()
+            return
+        self.signal = sig
+        self.set()
+        if self._abandonable:
+            # Said at once: the running checks may take up to their timeout to finish.
+            sys.stderr.write(
+                f"runchecks: {sig.name}: letting the running checks finish; "
+                "send it again to abandon them\n"
+            )
+            sys.stderr.flush()
+
+
+def _stop_on_signals(abandonable: bool = False) -> SignalStop:
     """An event set by SIGINT or SIGTERM: running work ends cleanly instead of a traceback."""
-    stop = asyncio.Event()
+    stop = SignalStop(abandonable)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, stop.received, sig)
     return stop

@@ -3,6 +3,9 @@
 
 The embedded default needs both in one process: the in-memory channel layer cannot carry events
 between processes. With Redis, run ``daphne project.asgi:application`` and ``runchecks`` apart.
+
+Exit codes: 0 stopped by SIGINT/SIGTERM, 1 cannot listen (address in use, not allowed), 3 usage
+error (bad option or value).
 """
 
 from __future__ import annotations
@@ -14,28 +17,55 @@ import daphne.server  # isort:skip
 import asyncio
 import logging
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from twisted.internet import defer, reactor
+from twisted.internet.error import CannotListenError
+from twisted.python.failure import Failure
 
 from connections_app.connection_manager import ConnectionManager
+from connections_app.management.usage import UsageExitMixin, port_number, positive_int
 from connections_app.monitor import Monitor
+
+#: The address is taken or not ours to take: the server cannot start, the command line was fine.
+EXIT_CANNOT_LISTEN = 1
 
 logger = logging.getLogger(__name__)
 
 
-class Command(BaseCommand):
-    help = "Serve HTTP and WebSocket with daphne, and run the health checks in the same process."
+class Command(UsageExitMixin, BaseCommand):
+    help = (
+        "Serve HTTP and WebSocket with daphne, and run the health checks in the same process. "
+        "Exit 0 when stopped by SIGINT/SIGTERM, 1 when the address cannot be listened on, "
+        "3 on a usage error."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--host", default="127.0.0.1")
-        parser.add_argument("--port", type=int, default=8000)
-        parser.add_argument("--no-checks", action="store_true", help="serve only")
-        parser.add_argument("--concurrency", type=int, default=20)
+        parser.add_argument(
+            "--host",
+            default="127.0.0.1",
+            help="address to listen on; 0.0.0.0 or :: for every interface (default: %(default)s)",
+        )
+        parser.add_argument(
+            "--port",
+            type=port_number,
+            default=8000,
+            help="TCP port to listen on (default: %(default)s)",
+        )
+        parser.add_argument(
+            "--no-checks", action="store_true", help="serve only; run the checks elsewhere"
+        )
+        parser.add_argument(
+            "--concurrency",
+            type=positive_int,
+            default=20,
+            metavar="N",
+            help="checks running at once (default: %(default)s)",
+        )
 
     def handle(self, *args, **options) -> None:
         from project.asgi import application
 
-        server = daphne.server.Server(
+        server = _Server(
             application=application,
             endpoints=[f"tcp:port={options['port']}:interface={_twisted_host(options['host'])}"],
             signal_handlers=True,
@@ -45,17 +75,57 @@ class Command(BaseCommand):
         if not options["no_checks"]:
             _run_checks_alongside(options["concurrency"])
         server.run()
+        if server.listen_failure is not None:
+            raise CommandError(
+                f"cannot listen on {_address(options)}: {_reason(server.listen_failure)}",
+                returncode=EXIT_CANNOT_LISTEN,
+            )
 
     def _announce(self, options: dict) -> None:
-        host = options["host"] if ":" not in options["host"] else f"[{options['host']}]"
-        base = f"http://{host}:{options['port']}"
+        everywhere = options["host"] in ("0.0.0.0", "::")
+        # A browser cannot open http://0.0.0.0/: show the local address, and say what the
+        # other machines need.
+        shown = dict(options, host="127.0.0.1") if everywhere else options
+        base = f"http://{_address(shown)}"
         self.stdout.write(
             f"Connection Health on {base}/dashboard/  (admin: {base}/admin/, "
             f"JSON: {base}/health/)\n"
-            "Create a staff user with: .venv/bin/python manage.py createsuperuser\n"
+            + (
+                "Listening on every address: add the names other machines use to "
+                "ALLOWED_HOSTS in .env (Django answers 400 to any other Host).\n"
+                if everywhere
+                else ""
+            )
+            + "Create a staff user with: .venv/bin/python manage.py createsuperuser\n"
             "Stop with Ctrl-C."
         )
         self.stdout.flush()
+
+
+class _Server(daphne.server.Server):
+    """daphne's server, keeping a listen failure for the command to report in one line."""
+
+    listen_failure: Failure | None = None
+
+    def listen_error(self, failure: Failure) -> None:
+        # daphne logs CRITICAL and stops with nothing to tell the command; an exit code is
+        # what a script or a supervisor needs, and the command writes the one line.
+        self.listen_failure = failure
+        self.stop()
+
+
+def _address(options: dict) -> str:
+    host = options["host"] if ":" not in options["host"] else f"[{options['host']}]"
+    return f"{host}:{options['port']}"
+
+
+def _reason(failure: Failure) -> str:
+    """The operating system's reason ("Address already in use"), without Twisted's wrapping
+    ("Couldn't listen on ...: [Errno 98] ...") that would repeat the address."""
+    error = failure.value
+    if isinstance(error, CannotListenError) and isinstance(error.socketError, OSError):
+        return error.socketError.strerror or str(error.socketError)
+    return failure.getErrorMessage()
 
 
 def _twisted_host(host: str) -> str:

@@ -1,0 +1,63 @@
+"""Usage errors exit with 3, as the README promises, instead of argparse's 2.
+
+Exit 2 means "some check down" for ``runchecks --once``; a mistyped option must not look like
+that to a script. Every command of this app mixes ``UsageExitMixin`` in before ``BaseCommand``:
+
+    class Command(UsageExitMixin, BaseCommand): ...
+
+Parsing errors (unknown option, bad choice, bad number) then print argparse's usage and message
+on stderr and exit ``EXIT_USAGE``; called through ``call_command`` they raise ``CommandError``
+with that return code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from django.core.management.base import CommandError, CommandParser
+
+from connections_app.checks_report import EXIT_USAGE
+
+
+class UsageParser(CommandParser):
+    """Django's parser, with ``EXIT_USAGE`` as the exit code of a usage error."""
+
+    def error(self, message: str):
+        if self.called_from_command_line:
+            self.print_usage(sys.stderr)
+            self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+        raise CommandError(f"Error: {message}", returncode=EXIT_USAGE)
+
+
+class UsageExitMixin:
+    """Put before ``BaseCommand``: its parser reports usage errors with ``EXIT_USAGE``."""
+
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs) -> CommandParser:
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        # BaseCommand.create_parser builds a CommandParser and offers no way to choose the
+        # class; UsageParser adds no state, only overrides error(), so switching is safe.
+        parser.__class__ = UsageParser
+        return parser
+
+
+def positive_int(text: str) -> int:
+    """An argparse ``type``: an integer of 1 or more (anything else is a usage error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def port_number(text: str) -> int:
+    """An argparse ``type``: a TCP port, 1 to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 1 to 65535, got {value}")
+    return value
