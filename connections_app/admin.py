@@ -73,7 +73,7 @@ class TagFilter(admin.SimpleListFilter):
 
 
 class HealthCheckForm(forms.ModelForm):
-    """Shows the target with any password masked; an unchanged masked value keeps the stored one."""
+    """Shows the target with its secrets masked; a masked value keeps the stored one."""
 
     class Meta:
         model = HealthCheck
@@ -89,24 +89,82 @@ class HealthCheckForm(forms.ModelForm):
         stored = self.instance.target if self.instance.pk else ""
         if stored and target == redact(stored):
             return stored
-        if stored and REDACTED in target:
-            target = _with_stored_password(target, stored)
         if REDACTED in target:
+            target = _with_stored_secrets(target, stored)
+        return target
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        if self.has_error("kind"):
+            # The model reads a target by its kind: given the kind that was typed (and refused)
+            # rather than the stored one, it reports only the kind.
+            self.instance.kind = self.data.get(self.add_prefix("kind"), "")
+        return cleaned
+
+
+def _with_stored_secrets(target: str, stored: str) -> str:
+    """``target`` with each ``***`` replaced by the stored value it stands for: the URL
+    password, and secret query parameters by name (the n-th masked ``token=`` gets the n-th
+    stored ``token``), so an edit of the host or path keeps the secrets the form never showed.
+    A mask that stands for nothing stored is refused."""
+    try:
+        new, old = urlsplit(target), urlsplit(stored)
+        new_password, old_password = new.password, old.password
+    except ValueError:
+        new = old = new_password = old_password = None
+    if new is None:
+        raise forms.ValidationError(
+            f"{REDACTED} stands for a stored secret, and this target is not a URL to keep it "
+            "in: type the secret in full."
+        )
+    netloc = new.netloc
+    if new_password == REDACTED:
+        if old_password is None:
             raise forms.ValidationError(
                 f"{REDACTED} stands for a stored password, and this target has none to keep: "
                 "type the password in full."
             )
-        return target
+        # The last "@" ends the user information: a password may contain "@" itself.
+        userinfo, _, host = netloc.rpartition("@")
+        netloc = f"{userinfo.partition(':')[0]}:{old_password}@{host}"
+    query = _with_stored_parameters(new.query, old.query)
+    kept = new._replace(netloc=netloc, query=query).geturl()
+    if REDACTED in kept:
+        raise forms.ValidationError(
+            f"{REDACTED} stands for a stored secret only as the password or a query parameter's "
+            "value: type the value in full."
+        )
+    return kept
 
 
-def _with_stored_password(target: str, stored: str) -> str:
-    """``target`` with a masked URL password replaced by the stored URL's password, so an
-    edit of the host or path keeps the secret the form never showed."""
-    new, old = urlsplit(target), urlsplit(stored)
-    if new.password != REDACTED or old.password is None:
-        return target
-    netloc = new.netloc.replace(f":{REDACTED}@", f":{old.password}@", 1)
-    return new._replace(netloc=netloc).geturl()
+def _with_stored_parameters(query: str, stored_query: str) -> str:
+    """``query`` with each masked parameter value replaced by the stored value of that name."""
+    if REDACTED not in query:
+        return query
+    stored: dict[str, list[str]] = {}
+    for parameter in stored_query.split("&") if stored_query else []:
+        name, _, value = parameter.partition("=")
+        stored.setdefault(name, []).append(value)
+    parameters = []
+    for parameter in query.split("&"):
+        name, equals, value = parameter.partition("=")
+        if equals and REDACTED in value:
+            values = stored.get(name) or []
+            # The mask of a whole value, or the value as the form showed it with a secret inside.
+            if values and (value == REDACTED or value == _masked_value(name, values[0])):
+                value = values.pop(0)
+            elif value == REDACTED:
+                raise forms.ValidationError(
+                    f"{REDACTED} in {name}= stands for a stored value, and the stored target has "
+                    f"no {name} to keep: type it in full."
+                )
+        parameters.append(f"{name}{equals}{value}")
+    return "&".join(parameters)
+
+
+def _masked_value(name: str, value: str) -> str:
+    """A query parameter's value as ``redact`` shows it inside the target."""
+    return redact(f"?{name}={value}").partition("=")[2]
 
 
 @admin.register(HealthCheck)
@@ -173,7 +231,7 @@ class HealthCheckAdmin(admin.ModelAdmin):
         outcomes = async_to_sync(_run_now)(list(queryset))
         failed = [o.check.name for o in outcomes if not o.result.ok]
         level = messages.WARNING if failed else messages.SUCCESS
-        text = f"Ran {len(outcomes)} checks"
+        text = f"Ran {_checks(len(outcomes))}"
         text += f"; failing: {', '.join(failed)}" if failed else "; all passed"
         self.message_user(request, text, level)
 
@@ -181,7 +239,7 @@ class HealthCheckAdmin(admin.ModelAdmin):
     def pause(self, request: HttpRequest, queryset: QuerySet) -> None:
         count = HealthCheck.objects.filter(pk__in=queryset.values("pk")).update(enabled=False)
         _checks_changed()
-        self.message_user(request, f"Paused {count} checks.", messages.SUCCESS)
+        self.message_user(request, f"Paused {_checks(count)}.", messages.SUCCESS)
 
     @admin.action(description="Resume selected checks")
     def resume(self, request: HttpRequest, queryset: QuerySet) -> None:
@@ -189,7 +247,7 @@ class HealthCheckAdmin(admin.ModelAdmin):
             enabled=True, next_due_at=None
         )
         _checks_changed()
-        self.message_user(request, f"Resumed {count} checks.", messages.SUCCESS)
+        self.message_user(request, f"Resumed {_checks(count)}.", messages.SUCCESS)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = extra_context or {}
@@ -197,6 +255,10 @@ class HealthCheckAdmin(admin.ModelAdmin):
         page = Paginator(results, RESULTS_PER_PAGE).get_page(request.GET.get("results_page"))
         extra_context["results_page"] = page
         return super().change_view(request, object_id, form_url, extra_context)
+
+
+def _checks(count: int) -> str:
+    return f"{count} check" if count == 1 else f"{count} checks"
 
 
 def _checks_changed() -> None:

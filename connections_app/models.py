@@ -7,6 +7,7 @@ check, ``HealthCheck.objects.with_status()`` for a list in one query).
 from __future__ import annotations
 
 import ipaddress
+import math
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -185,27 +186,47 @@ class HealthCheck(models.Model):
         return self.name
 
     def clean(self) -> None:
+        # Only values clean_fields() accepted are checked here: a refused one has its message
+        # already (one message per field), and may not even be a number to compare.
+        refused = _refused_fields(self, CLEANED_FIELDS)
+        value = {name: None if name in refused else getattr(self, name) for name in CLEANED_FIELDS}
         errors: dict[str, str] = {}
-        self.tags = ",".join(split_tags(self.tags or ""))
-        if self.interval is not None and self.interval < 1:
-            errors["interval"] = "The interval must be at least 1 second."
-        if self.timeout is not None and self.timeout <= 0:
-            errors["timeout"] = "The timeout must be above 0 seconds."
-        elif self.timeout is not None and self.interval and self.timeout >= self.interval:
-            errors["timeout"] = "The timeout must be shorter than the interval."
-        if self.failures_before_down is not None and self.failures_before_down < 1:
+        if "tags" not in refused:
+            self.tags = ",".join(split_tags(self.tags or ""))
+        interval, timeout = value["interval"], value["timeout"]
+        if interval is not None:
+            error = _seconds_error("interval", interval, MAX_INTERVAL_SECONDS)
+            if error is None and interval < 1:
+                error = "The interval must be at least 1 second."
+            if error:
+                errors["interval"] = error
+                interval = None
+        if timeout is not None:
+            error = _seconds_error("timeout", timeout, MAX_TIMEOUT_SECONDS)
+            if error is None and timeout <= 0:
+                error = "The timeout must be above 0 seconds."
+            elif error is None and interval is not None and timeout >= interval:
+                error = "The timeout must be shorter than the interval."
+            if error:
+                errors["timeout"] = error
+        failures = value["failures_before_down"]
+        if failures is not None and failures < 1:
             errors["failures_before_down"] = "At least 1 failure is needed before DOWN."
-        elif (self.failures_before_down or 0) > MAX_FAILURES_BEFORE_DOWN:
+        elif failures is not None and failures > MAX_FAILURES_BEFORE_DOWN:
             errors["failures_before_down"] = f"At most {MAX_FAILURES_BEFORE_DOWN} failures."
-        errors.update(self._status_range_errors())
-        target_error = validate_target(self.kind, self.target or "")
-        if target_error:
-            errors["target"] = target_error
+        errors.update(
+            self._status_range_errors(value["expected_status_min"], value["expected_status_max"])
+        )
+        # A target is read by its kind: with no valid kind, only the kind is reported.
+        if value["kind"] is not None and value["target"] is not None:
+            target_error = validate_target(self.kind, self.target)
+            if target_error:
+                errors["target"] = target_error
         if errors:
             raise ValidationError(errors)
 
-    def _status_range_errors(self) -> dict[str, str]:
-        low, high = self.expected_status_min, self.expected_status_max
+    def _status_range_errors(self, low: int | None, high: int | None) -> dict[str, str]:
+        """The expected status range's errors, from the values clean_fields() accepted."""
         errors = {}
         for field, value in (("expected_status_min", low), ("expected_status_max", high)):
             if value is not None and not 100 <= value <= 599:
@@ -241,23 +262,53 @@ class HealthCheck(models.Model):
         return ok / total if total else None
 
 
+#: The longest interval and timeout a check may have: the runner schedules by them.
+MAX_INTERVAL_SECONDS = 7 * 24 * 3600
+MAX_TIMEOUT_SECONDS = 300
+#: The fields ``HealthCheck.clean()`` reads (only once clean_fields() has accepted them).
+CLEANED_FIELDS = (
+    "kind",
+    "target",
+    "interval",
+    "timeout",
+    "failures_before_down",
+    "expected_status_min",
+    "expected_status_max",
+    "tags",
+)
+_HOST_CHARACTERS = "letters, digits, '-', '_' and '.'"
+
+
 def validate_target(kind: str, target: str) -> str | None:
     """A sentence naming what is wrong with ``target`` for ``kind``, or None when it is fine."""
-    target = target.strip()
-    if not target:
+    if not target.strip():
         return "A target is required."
+    if target != target.strip():
+        return "The target must not start or end with a space."
+    control = next((c for c in target if ord(c) < 32 or ord(c) == 127), None)
+    if control is not None:
+        return f"The target contains a control character ({control!r})."
     if kind == KIND_HTTP:
-        parts = urlsplit(target)
+        parts, error = _split_url(target)
+        if error:
+            return error
         if parts.scheme not in ("http", "https"):
             return f"The URL scheme must be http or https, not {parts.scheme or 'empty'!r}."
         if not parts.hostname:
             return "The URL has no host."
-        return _port_error(parts)
+        return _host_error(parts.hostname) or _port_error(parts)
     if kind == KIND_REDIS:
-        parts = urlsplit(target)
+        parts, error = _split_url(target)
+        if error:
+            return error
         if parts.scheme not in ("redis", "rediss", "unix"):
-            return f"A Redis URL starts with redis://, rediss:// or unix://, not {parts.scheme!r}."
-        return _port_error(parts)
+            scheme = parts.scheme or "empty"
+            return f"A Redis URL starts with redis://, rediss:// or unix://, not {scheme!r}."
+        if parts.scheme == "unix":
+            return None if parts.path else "A unix:// Redis URL needs the socket's path."
+        if not parts.hostname:
+            return "The Redis URL has no host: it is redis://host:6379/0."
+        return _host_error(parts.hostname) or _port_error(parts)
     if kind == KIND_TCP:
         return _host_port_error(target)
     if kind == KIND_DATABASE and target not in settings.DATABASES:
@@ -266,6 +317,14 @@ def validate_target(kind: str, target: str) -> str | None:
         known = ", ".join(sorted(settings.CHANNEL_LAYERS))
         return f"No channel layer alias {target!r}; known: {known}."
     return None
+
+
+def _split_url(target: str):
+    """``(parts, None)``, or ``(None, sentence)`` for a URL that cannot be taken apart."""
+    try:
+        return urlsplit(target), None
+    except ValueError as exc:  # unbalanced brackets, an invalid bracketed address
+        return None, f"The URL is malformed: {exc}."
 
 
 def _port_error(parts) -> str | None:
@@ -282,15 +341,67 @@ def _host_port_error(target: str) -> str | None:
     host, sep, port = target.rpartition(":")
     if not sep or not host:
         return "A TCP target is host:port, for example db.internal:5432."
-    if not port.isdigit() or not 1 <= int(port) <= 65535:
+    if not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
         return "The port must be a number from 1 to 65535."
-    host = host.strip("[]")
-    if ":" in host:
+    if host.startswith("[") != host.endswith("]"):
+        return f"{host!r} misses a bracket: an IPv6 address is written [::1]:6379."
+    return _host_error(host.removeprefix("[").removesuffix("]"))
+
+
+def _host_error(host: str) -> str | None:
+    """A sentence naming what is wrong with a host name or IP address, or None."""
+    if ":" in host:  # only an IPv6 address has colons
         try:
             ipaddress.IPv6Address(host)
         except ValueError:
             return f"{host!r} is not a valid IPv6 address."
+        return None
+    bad = next((c for c in host if not (c.isalnum() or c in "-_.")), None)
+    if bad is not None:
+        what = "a space" if bad.isspace() else repr(bad)
+        return f"The host {host!r} contains {what}: a host name has only {_HOST_CHARACTERS}."
+    labels = host.removesuffix(".").split(".")
+    if "" in labels:
+        return f"The host {host!r} has an empty part between dots."
+    if any(len(label) > 63 for label in labels) or len(host) > 253:
+        return f"The host {host!r} is too long: 63 characters a part, 253 in all."
+    if any(label.startswith("-") or label.endswith("-") for label in labels):
+        return f"The host {host!r} has a part that starts or ends with '-'."
     return None
+
+
+def _seconds_error(field: str, seconds: float, most: int) -> str | None:
+    """What is wrong with a number of seconds that is not finite or above ``most``, or None."""
+    if not math.isfinite(seconds):
+        return f"The {field} must be a finite number of seconds, not {seconds}."
+    if seconds > most:
+        return f"The {field} must be at most {most} seconds ({_duration(most)})."
+    return None
+
+
+def _duration(seconds: int) -> str:
+    """``604800`` -> ``"7 days"``, ``300`` -> ``"5 minutes"``."""
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'' if count == 1 else 's'}"
+    return f"{seconds} seconds"
+
+
+def _refused_fields(check: models.Model, names) -> set[str]:
+    """The fields among ``names`` whose value clean_fields() refuses: it runs the same checks
+    (conversion, choices, blank, null, validators) and skips the same blank values."""
+    refused = set()
+    for name in names:
+        field = check._meta.get_field(name)
+        value = getattr(check, field.attname)
+        if field.blank and value in field.empty_values:
+            continue
+        try:
+            field.clean(value, check)
+        except (ValidationError, TypeError, ValueError, OverflowError):
+            refused.add(name)
+    return refused
 
 
 class CheckResult(models.Model):

@@ -82,6 +82,19 @@ def test_pause_and_resume(staff, checks):
     assert HealthCheck.objects.filter(enabled=True).count() == 2
 
 
+def _action_messages(staff, action: str, checks) -> list[str]:
+    data = {"action": action, "_selected_action": [str(c.pk) for c in checks]}
+    response = staff.post(CHANGELIST, data, follow=True)
+    return [str(m) for m in response.context["messages"]]
+
+
+def test_action_messages_count_one_check_or_several(staff, checks):
+    assert _action_messages(staff, "pause", checks[:1]) == ["Paused 1 check."]
+    assert _action_messages(staff, "pause", checks) == ["Paused 2 checks."]
+    assert _action_messages(staff, "resume", checks[:1]) == ["Resumed 1 check."]
+    assert _action_messages(staff, "resume", checks) == ["Resumed 2 checks."]
+
+
 def test_run_now_stores_a_result_and_reports_failures(staff, checks):
     api = checks[0]  # port 9 on loopback: nothing listens, refused at once
     before = api.results.count()
@@ -92,7 +105,7 @@ def test_run_now_stores_a_result_and_reports_failures(staff, checks):
     latest = api.results.order_by("-checked_at").first()
     assert not latest.ok and latest.error_category == "refused"
     messages = [str(m) for m in response.context["messages"]]
-    assert any("failing: api" in m for m in messages)
+    assert messages == ["Ran 1 check; failing: api"]
 
 
 def test_change_form_pages_through_recent_results(staff, checks):
@@ -127,27 +140,68 @@ def test_an_unchanged_masked_target_keeps_the_stored_password(staff, checks):
         ("expected_status_min", "42", "between 100 and 599"),
         ("failures_before_down", "0", "At least 1"),
         ("kind", "smoke", "valid choice"),
+        ("interval", "1e12", "at most 604800 seconds (7 days)"),
+        ("interval", "inf", "Enter a number"),
+        ("timeout", "301", "at most 300 seconds"),
+        ("target", "http://a b/", "'a b' contains a space"),
+        ("target", "http://a_b!/", "contains '!'"),
     ],
 )
 def test_bad_input_names_the_field(staff, field, value, words):
-    data = {
-        "name": "new",
-        "kind": "http",
-        "target": "http://127.0.0.1:8080/",
-        "interval": "30",
-        "timeout": "5",
-        "failures_before_down": "3",
-        "expected_status_min": "200",
-        "expected_status_max": "399",
-        "enabled": "on",
-        field: value,
-    }
-    response = staff.post(ADD, data)
+    response = staff.post(ADD, NEW_CHECK | {field: value})
     assert response.status_code == 200
     errors = response.context["adminform"].form.errors
     assert field in errors
     assert words in " ".join(errors[field])
     assert not HealthCheck.objects.filter(name="new").exists()
+
+
+NEW_CHECK = {
+    "name": "new",
+    "kind": "http",
+    "target": "http://127.0.0.1:8080/",
+    "interval": "30",
+    "timeout": "5",
+    "failures_before_down": "3",
+    "expected_status_min": "200",
+    "expected_status_max": "399",
+    "enabled": "on",
+}
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"target": ""}, {"target": ["This field is required."]}),
+        (
+            {"target": "http://user:***@127.0.0.1:9/"},
+            {
+                "target": [
+                    "*** stands for a stored password, and this target has none to keep: "
+                    "type the password in full."
+                ]
+            },
+        ),
+        (
+            {"kind": "nope", "target": "default"},
+            {"kind": ["Select a valid choice. nope is not one of the available choices."]},
+        ),
+        (
+            {"failures_before_down": "-1"},
+            {"failures_before_down": ["Ensure this value is greater than or equal to 0."]},
+        ),
+    ],
+)
+def test_each_bad_field_gets_one_message(staff, changes, expected):
+    response = staff.post(ADD, NEW_CHECK | changes)
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors == expected
+
+
+def test_an_edit_with_an_invalid_kind_reports_only_the_kind(staff, checks):
+    response = _edit(staff, checks[0], kind="nope", target="default")
+    assert response.status_code == 200
+    assert list(response.context["adminform"].form.errors) == ["kind"]
 
 
 def test_results_and_error_stats_are_read_only(staff, checks):
@@ -186,3 +240,45 @@ def test_a_mask_with_nothing_to_stand_for_is_refused(staff, checks):
 def test_search_does_not_look_inside_targets(staff, checks):
     response = staff.get(f"{CHANGELIST}?q=hunter2")
     assert list(response.context["cl"].result_list) == []
+
+
+@pytest.fixture
+def secret_query():
+    return HealthCheck.objects.create(
+        name="query", target="http://bob:pw@127.0.0.1:18433/x?token=abc&a=1&token=def"
+    )
+
+
+def test_the_form_masks_the_password_and_secret_parameters(staff, secret_query):
+    url = reverse("admin:connections_app_healthcheck_change", args=[secret_query.pk])
+    form = staff.get(url).context["adminform"].form
+    assert form.initial["target"] == "http://bob:***@127.0.0.1:18433/x?token=***&a=1&token=***"
+
+
+def test_editing_the_path_keeps_masked_query_secrets(staff, secret_query):
+    target = "http://bob:***@127.0.0.1:18433/y?token=***&a=2&token=***"
+    response = _edit(staff, secret_query, target=target)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    secret_query.refresh_from_db()
+    assert secret_query.target == "http://bob:pw@127.0.0.1:18433/y?token=abc&a=2&token=def"
+
+
+def test_a_masked_parameter_with_nothing_stored_is_refused(staff, secret_query):
+    target = "http://bob:***@127.0.0.1:18433/x?token=***&a=1&token=***&key=***"
+    response = _edit(staff, secret_query, target=target)
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert errors == {
+        "target": [
+            "*** in key= stands for a stored value, and the stored target has no key to keep: "
+            "type it in full."
+        ]
+    }
+    secret_query.refresh_from_db()
+    assert secret_query.target.endswith("/x?token=abc&a=1&token=def")
+
+
+def test_a_mask_outside_the_password_and_query_is_refused(staff, secret_query):
+    response = _edit(staff, secret_query, target="http://bob:***@127.0.0.1:18433/***")
+    assert response.status_code == 200
+    assert "type the value in full" in str(response.context["adminform"].form.errors)

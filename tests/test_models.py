@@ -63,12 +63,64 @@ def errors_of(**fields) -> dict:
         ({"expected_status_max": 600}, "expected_status_max", "between 100 and 599"),
         ({"expected_status_min": 300, "expected_status_max": 200}, "expected_status_max", "below"),
         ({"name": ""}, "name", "cannot be blank"),
+        ({"interval": 1e12}, "interval", "at most 604800 seconds (7 days)"),
+        ({"interval": float("inf")}, "interval", "finite"),
+        ({"interval": float("nan")}, "interval", "finite"),
+        ({"interval": 600, "timeout": 301}, "timeout", "at most 300 seconds"),
+        ({"timeout": float("inf")}, "timeout", "finite"),
+        ({"timeout": float("nan")}, "timeout", "finite"),
+        ({"kind": "redis", "target": "redis://"}, "target", "no host"),
+        ({"kind": "redis", "target": "rediss://:pw@:6379/0"}, "target", "no host"),
+        ({"kind": "redis", "target": "unix://"}, "target", "socket's path"),
+        ({"kind": "redis", "target": "redis://a b:6379/0"}, "target", "contains a space"),
+        ({"kind": "tcp", "target": "foo bar:80"}, "target", "'foo bar' contains a space"),
+        ({"kind": "tcp", "target": "db!:80"}, "target", "contains '!'"),
+        ({"kind": "tcp", "target": "a..b:80"}, "target", "empty part"),
+        ({"kind": "tcp", "target": "-a:80"}, "target", "starts or ends with '-'"),
+        ({"kind": "tcp", "target": "[::1:80"}, "target", "bracket"),
+        ({"target": "http://a b/"}, "target", "'a b' contains a space"),
+        ({"target": "http://a,b/"}, "target", "contains ','"),
+        ({"target": "http://[::1/"}, "target", "malformed"),
+        ({"target": " http://a.example/ "}, "target", "start or end with a space"),
+        ({"target": "http://a.example/\nx"}, "target", "control character"),
     ],
 )
 def test_it_names_the_bad_field(fields, field, words):
     errors = errors_of(**fields)
     assert field in errors, errors
     assert words in " ".join(errors[field])
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"target": ""}, {"target": ["This field cannot be blank."]}),
+        (
+            {"failures_before_down": -1},
+            {"failures_before_down": ["Ensure this value is greater than or equal to 0."]},
+        ),
+        ({"interval": "abc"}, {"interval": ["“abc” value must be a float."]}),
+        ({"timeout": "abc"}, {"timeout": ["“abc” value must be a float."]}),
+        (
+            {"expected_status_min": "abc"},
+            {"expected_status_min": ["“abc” value must be an integer."]},
+        ),
+        ({"kind": "nope", "target": "default"}, {"kind": ["Value 'nope' is not a valid choice."]}),
+        ({"kind": "", "target": "default"}, {"kind": ["This field cannot be blank."]}),
+    ],
+)
+def test_each_field_gets_one_message_and_a_refused_value_is_not_checked_again(fields, expected):
+    assert errors_of(**fields) == expected
+
+
+def test_a_valid_timeout_is_not_compared_with_a_refused_interval():
+    assert errors_of(interval=1e12, timeout=60) == {
+        "interval": ["The interval must be at most 604800 seconds (7 days)."]
+    }
+
+
+def test_the_longest_interval_and_timeout_are_accepted():
+    HealthCheck(name="slow", target="http://a.example", interval=604800, timeout=300).full_clean()
 
 
 def test_it_rejects_a_duplicate_name():
@@ -81,7 +133,14 @@ def test_it_accepts_every_kind_of_good_target():
         ("http", "https://api.example.com/health?x=1"),
         ("tcp", "127.0.0.1:5432"),
         ("tcp", "[::1]:6379"),
+        ("tcp", "db-1.internal:5432"),
+        ("tcp", "my_service:80"),
+        ("http", "http://[::1]:8080/x"),
+        ("http", "https://bücher.example/"),
+        ("http", "http://user:p%40ss@host.example./x?token=a%20b"),
         ("redis", "redis://:secret@127.0.0.1:6379/0"),
+        ("redis", "rediss://cache.internal"),
+        ("redis", "unix:///run/redis.sock"),
         ("database", "default"),
         ("channel_layer", "default"),
     ]

@@ -1,13 +1,16 @@
 """``manage.py importchecks FILE``: create or update checks from a JSON list, all or nothing.
 
-Each item has the model's field names (``name`` and ``target`` required). A check with the same
-name is updated. Any invalid item stops the import with its position and field named, and
-nothing is written.
+Each item has the model's field names (``name`` required, and ``target`` for a new check), each
+value of its JSON type: strings, numbers, ``true``/``false`` for ``enabled`` and ``critical``
+only, and ``tags`` as a string or a list of strings. A check with the same name is updated: the
+fields the item leaves out keep their stored values. Any invalid item stops the import with its
+position, name and field in one line, exit code 3, and nothing is written.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -16,29 +19,42 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from connections_app.checks_report import EXIT_USAGE
-from connections_app.models import HealthCheck
+from connections_app.management.usage import UsageExitMixin
+from connections_app.models import (
+    KIND_CHOICES,
+    MAX_FAILURES_BEFORE_DOWN,
+    MAX_INTERVAL_SECONDS,
+    MAX_TIMEOUT_SECONDS,
+    HealthCheck,
+)
 
-IMPORTABLE = {
-    "name",
-    "kind",
-    "target",
-    "interval",
-    "timeout",
-    "failures_before_down",
-    "expected_status_min",
-    "expected_status_max",
-    "expected_body",
-    "enabled",
-    "critical",
-    "tags",
-}
+STRINGS = ("name", "kind", "target", "expected_body")
+SECONDS = ("interval", "timeout")
+INTEGERS = ("failures_before_down", "expected_status_min", "expected_status_max")
+BOOLEANS = ("enabled", "critical")
+IMPORTABLE = {*STRINGS, *SECONDS, *INTEGERS, *BOOLEANS, "tags"}
+
+HELP = (
+    "Create or update health checks from FILE, a JSON list of objects ('-' reads stdin). "
+    "Fields: name (string, required); target (string, required for a new check); kind ("
+    + ", ".join(kind for kind, _ in KIND_CHOICES)
+    + f"; default http); interval (seconds, 1 to {MAX_INTERVAL_SECONDS}; default 30); "
+    f"timeout (seconds, above 0, at most {MAX_TIMEOUT_SECONDS} and below the interval; "
+    f"default 5); failures_before_down (1 to {MAX_FAILURES_BEFORE_DOWN}; default 3); "
+    "expected_status_min and expected_status_max (100 to 599; default 200 and 399); "
+    "expected_body (string); enabled and critical (true or false; default true); tags (a "
+    'string, comma or space separated, or a list of strings such as ["prod", "db"]). '
+    "An item whose name exists updates that check and keeps the fields it leaves out. "
+    "All or nothing: an invalid item is named with its position and field, nothing is "
+    "stored, and the exit code is 3."
+)
 
 
-class Command(BaseCommand):
-    help = "Create or update health checks from a JSON file (a list of objects); - reads stdin."
+class Command(UsageExitMixin, BaseCommand):
+    help = HELP
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("file")
+        parser.add_argument("file", help="a JSON file holding a list of checks; - reads stdin")
 
     def handle(self, *args, **options) -> None:
         items = _load(options["file"])
@@ -46,7 +62,11 @@ class Command(BaseCommand):
             created, updated = import_checks(items)
         except ValueError as exc:
             raise CommandError(str(exc), returncode=EXIT_USAGE) from None
-        self.stdout.write(f"{created} checks created, {updated} updated")
+        self.stdout.write(f"{_checks(created)} created, {updated} updated")
+
+
+def _checks(count: int) -> str:
+    return f"{count} check" if count == 1 else f"{count} checks"
 
 
 def _load(path: str) -> list:
@@ -57,6 +77,8 @@ def _load(path: str) -> list:
         raise CommandError(f"{path}: {exc.strerror}", returncode=EXIT_USAGE) from None
     except json.JSONDecodeError as exc:
         raise CommandError(f"{path}: not JSON: {exc}", returncode=EXIT_USAGE) from None
+    except RecursionError:
+        raise CommandError(f"{path}: not JSON: nested too deeply", returncode=EXIT_USAGE) from None
     if not isinstance(items, list):
         raise CommandError(f"{path}: expected a JSON list of checks", returncode=EXIT_USAGE)
     return items
@@ -77,17 +99,26 @@ def import_checks(items: list) -> tuple[int, int]:
 def _build(position: int, item: object) -> tuple[HealthCheck, bool]:
     where = f"check #{position}"
     if not isinstance(item, dict):
-        raise ValueError(f"{where}: expected an object, got {type(item).__name__}")
+        raise ValueError(f"{where}: expected an object, got {_shown(item)}")
     unknown = sorted(set(item) - IMPORTABLE)
     if unknown:
         raise ValueError(f"{where}: unknown field {', '.join(unknown)}")
-    if not item.get("name"):
+    name = item.get("name")
+    if not isinstance(name, str) and name is not None:
+        raise ValueError(f"{where}: name: expected a string, got {_shown(name)}")
+    if not name or not name.strip():
         raise ValueError(f"{where}: name: this field is required")
-    where = f"check #{position} ({item['name']!r})"
-    check = HealthCheck.objects.filter(name=item["name"]).first()
+    where = f"check #{position} ({name!r})"
+    values = {}
+    for field, value in item.items():
+        try:
+            values[field] = _converted(field, value)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {field}: {exc}") from None
+    check = HealthCheck.objects.filter(name=name).first()
     is_new = check is None
     check = check or HealthCheck()
-    for field, value in item.items():
+    for field, value in values.items():
         setattr(check, field, value)
     try:
         check.full_clean()
@@ -95,3 +126,51 @@ def _build(position: int, item: object) -> tuple[HealthCheck, bool]:
         field, errors = next(iter(exc.message_dict.items()))
         raise ValueError(f"{where}: {field}: {' '.join(errors)}") from None
     return check, is_new
+
+
+def _converted(field: str, value: object) -> object:
+    """``value`` as the model takes it, or ValueError saying which JSON type ``field`` takes."""
+    if field in BOOLEANS:
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"expected true or false, got {_shown(value)}")
+    if field in STRINGS:
+        if isinstance(value, str):
+            return value
+        raise ValueError(f"expected a string, got {_shown(value)}")
+    if field == "tags":
+        return _tags(value)
+    # A number; JSON's true and false are not (bool is an int in Python).
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"expected a number, got {_shown(value)}")
+    try:
+        number = float(value)  # a huge JSON integer does not fit
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise ValueError(f"expected a finite number, got {_shown(value)}")
+    if field in INTEGERS:
+        if not number.is_integer():
+            raise ValueError(f"expected a whole number, got {_shown(value)}")
+        return int(value)
+    return number
+
+
+def _tags(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, list) or not all(isinstance(tag, str) for tag in value):
+        raise ValueError(f"expected a string or a list of strings, got {_shown(value)}")
+    for tag in value:
+        if not tag.strip() or any(c == "," or c.isspace() for c in tag):
+            raise ValueError(f"{tag!r} is not one tag: a tag is text with no comma or space")
+    return ",".join(value)
+
+
+def _shown(value: object) -> str:
+    """A JSON value as it was written, shortened: ``"abc"``, ``["a"]``, ``true``, ``NaN``."""
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (ValueError, RecursionError):  # too deep to write back
+        text = type(value).__name__
+    return text if len(text) <= 60 else f"{text[:57]}..."

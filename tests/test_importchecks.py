@@ -1,0 +1,171 @@
+"""``manage.py importchecks``: what a JSON file may hold, and how a bad item is reported."""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from connections_app.models import HealthCheck
+from tests.conftest import manage
+
+pytestmark = pytest.mark.django_db
+
+GOOD = '{"name": "good", "target": "http://127.0.0.1:1/"}'
+
+
+def run_import(tmp_path, text: str) -> str:
+    path = tmp_path / "checks.json"
+    path.write_text(text)
+    out = StringIO()
+    call_command("importchecks", str(path), stdout=out)
+    return out.getvalue()
+
+
+def refused(tmp_path, text: str) -> str:
+    before = list(HealthCheck.objects.values_list("name", "updated_at"))
+    with pytest.raises(CommandError) as caught:
+        run_import(tmp_path, text)
+    assert caught.value.returncode == 3
+    assert list(HealthCheck.objects.values_list("name", "updated_at")) == before
+    return str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        # Numbers: finite, within bounds, of the right type.
+        ('"interval": 1e12', "interval: The interval must be at most 604800 seconds (7 days)."),
+        ('"interval": 1e400', "interval: expected a finite number, got Infinity"),
+        ('"interval": NaN', "interval: expected a finite number, got NaN"),
+        ('"interval": -Infinity', "interval: expected a finite number, got -Infinity"),
+        ('"interval": "abc"', 'interval: expected a number, got "abc"'),
+        ('"interval": "30"', 'interval: expected a number, got "30"'),
+        ('"interval": true', "interval: expected a number, got true"),
+        ('"interval": null', "interval: expected a number, got null"),
+        (
+            '"interval": 600, "timeout": 301',
+            "timeout: The timeout must be at most 300 seconds (5 minutes).",
+        ),
+        ('"timeout": 1e400', "timeout: expected a finite number, got Infinity"),
+        ('"expected_status_min": "abc"', 'expected_status_min: expected a number, got "abc"'),
+        ('"failures_before_down": 1e400', "failures_before_down: expected a finite number"),
+        ('"failures_before_down": 2.5', "failures_before_down: expected a whole number, got 2.5"),
+        (
+            '"failures_before_down": -1',
+            "failures_before_down: Ensure this value is greater than or equal to 0.",
+        ),
+        ('"failures_before_down": 0', "failures_before_down: At least 1 failure is needed"),
+        # Strings and booleans.
+        ('"kind": 1', "kind: expected a string, got 1"),
+        ('"kind": "nope"', "kind: Value 'nope' is not a valid choice."),
+        ('"expected_body": ["ok"]', 'expected_body: expected a string, got ["ok"]'),
+        ('"enabled": 1', "enabled: expected true or false, got 1"),
+        ('"critical": "yes"', 'critical: expected true or false, got "yes"'),
+        ('"tags": ["a", 1]', 'tags: expected a string or a list of strings, got ["a", 1]'),
+        ('"tags": {"a": 1}', "tags: expected a string or a list of strings"),
+        ('"tags": ["a b"]', "tags: 'a b' is not one tag"),
+        # Targets.
+        ('"target": " http://a.example/ "', "target: The target must not start or end"),
+        ('"target": "http://a b/"', "target: The host 'a b' contains a space"),
+        ('"kind": "tcp", "target": "foo bar:80"', "target: The host 'foo bar' contains a space"),
+        ('"kind": "redis", "target": "redis://"', "target: The Redis URL has no host"),
+        ('"target": ""', "target: This field cannot be blank."),
+    ],
+)
+def test_a_bad_item_is_named_in_one_line_and_nothing_is_stored(tmp_path, fields, message):
+    text = f'[{GOOD}, {{"name": "bad", "target": "http://127.0.0.1:1/", {fields}}}]'
+    error = refused(tmp_path, text)
+    assert error.startswith(f"check #2 ('bad'): {message}"), error
+    assert "\n" not in error
+    assert not HealthCheck.objects.filter(name__in=["good", "bad"]).exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ('["a"]', 'check #2: name: expected a string, got ["a"]'),
+        ("true", "check #2: name: expected a string, got true"),
+        ("1", "check #2: name: expected a string, got 1"),
+        ('""', "check #2: name: this field is required"),
+        ('"  "', "check #2: name: this field is required"),
+        ("null", "check #2: name: this field is required"),
+    ],
+)
+def test_a_name_must_be_a_string(tmp_path, name, message):
+    text = f'[{GOOD}, {{"name": {name}, "target": "http://127.0.0.1:1/"}}]'
+    assert refused(tmp_path, text) == message
+
+
+def test_one_message_per_field(tmp_path):
+    # clean() used to repeat, in its own words, what clean_fields() had already said.
+    items = [{"name": "x", "target": "", "failures_before_down": -1}]
+    assert refused(tmp_path, json.dumps(items)) == (
+        "check #1 ('x'): target: This field cannot be blank."
+    )
+    items[0]["target"] = "http://a.example/"
+    assert refused(tmp_path, json.dumps(items)) == (
+        "check #1 ('x'): failures_before_down: Ensure this value is greater than or equal to 0."
+    )
+
+
+def test_tags_may_be_a_list_of_strings(tmp_path):
+    out = run_import(tmp_path, '[{"name": "t", "target": "http://a.example/", "tags": ["b", "A"]}]')
+    assert out == "1 check created, 0 updated\n"
+    assert HealthCheck.objects.get(name="t").tags == "a,b"
+
+
+def test_an_existing_name_updates_and_keeps_the_fields_left_out(tmp_path):
+    HealthCheck.objects.create(
+        name="api", target="http://a.example/", interval=60, timeout=7, tags="prod"
+    )
+    out = run_import(
+        tmp_path,
+        '[{"name": "api", "timeout": 3}, {"name": "new1", "target": "http://b.example/"},'
+        ' {"name": "new2", "kind": "tcp", "target": "db.internal:5432"}]',
+    )
+    assert out == "2 checks created, 1 updated\n"
+    api = HealthCheck.objects.get(name="api")
+    assert (api.target, api.interval, api.timeout, api.tags) == ("http://a.example/", 60, 3, "prod")
+
+
+def test_help_lists_the_fields_and_what_an_update_keeps(capsys):
+    with pytest.raises(SystemExit):
+        call_command("importchecks", "--help")
+    help_text = " ".join(capsys.readouterr().out.split())
+    for field in (
+        "name",
+        "kind",
+        "target",
+        "interval",
+        "timeout",
+        "failures_before_down",
+        "expected_status_min",
+        "expected_status_max",
+        "expected_body",
+        "enabled",
+        "critical",
+        "tags",
+    ):
+        assert f"{field} (" in help_text or f"{field} and" in help_text, field
+    assert "604800" in help_text and "300" in help_text
+    assert "An item whose name exists updates that check and keeps the fields it leaves out" in (
+        help_text
+    )
+
+
+def test_the_command_line_reports_a_type_error_without_a_traceback(sqlite_file_env):
+    bad = '[{"name": "n", "target": "http://a.example/", "interval": NaN}]'
+    run = manage(sqlite_file_env, "importchecks", "-", stdin=bad)
+    assert run.returncode == 3
+    expected = "CommandError: check #1 ('n'): interval: expected a finite number, got NaN"
+    assert run.stderr.strip() == expected
+    assert "Traceback" not in run.stderr
+
+
+def test_a_command_line_mistake_exits_3_with_the_usage(sqlite_file_env):
+    run = manage(sqlite_file_env, "importchecks")  # the file is missing
+    assert run.returncode == 3, run.stderr
+    assert "usage:" in run.stderr and "file" in run.stderr
