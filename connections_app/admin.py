@@ -9,13 +9,13 @@ from asgiref.sync import async_to_sync
 from django import forms
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
-from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.timesince import timesince
 
+from connections_app.checks_report import counted
 from connections_app.models import (
     STATUS_CHOICES,
     CheckResult,
@@ -24,7 +24,7 @@ from connections_app.models import (
     split_tags,
 )
 from connections_app.redaction import REDACTED, redact
-from realtime.publish import request_resync_sync
+from realtime.signals import checks_changed
 
 STATUS_COLOURS = {
     "up": "#1a7f37",
@@ -93,14 +93,6 @@ class HealthCheckForm(forms.ModelForm):
             target = _with_stored_secrets(target, stored)
         return target
 
-    def clean(self) -> dict:
-        cleaned = super().clean()
-        if self.has_error("kind"):
-            # The model reads a target by its kind: given the kind that was typed (and refused)
-            # rather than the stored one, it reports only the kind.
-            self.instance.kind = self.data.get(self.add_prefix("kind"), "")
-        return cleaned
-
 
 def _with_stored_secrets(target: str, stored: str) -> str:
     """``target`` with each ``***`` replaced by the stored value it stands for: the URL
@@ -124,10 +116,11 @@ def _with_stored_secrets(target: str, stored: str) -> str:
                 f"{REDACTED} stands for a stored password, and this target has none to keep: "
                 "type the password in full."
             )
+        _check_same_address(new, old)
         # The last "@" ends the user information: a password may contain "@" itself.
         userinfo, _, host = netloc.rpartition("@")
         netloc = f"{userinfo.partition(':')[0]}:{old_password}@{host}"
-    query = _with_stored_parameters(new.query, old.query)
+    query = _with_stored_parameters(new, old)
     kept = new._replace(netloc=netloc, query=query).geturl()
     if REDACTED in kept:
         raise forms.ValidationError(
@@ -137,8 +130,27 @@ def _with_stored_secrets(target: str, stored: str) -> str:
     return kept
 
 
-def _with_stored_parameters(query: str, stored_query: str) -> str:
-    """``query`` with each masked parameter value replaced by the stored value of that name."""
+def _check_same_address(new, old) -> None:
+    # Staff never see a stored secret: it must not be sent, unseen, to another server.
+    if _address(new) != _address(old):
+        raise forms.ValidationError(
+            f"{REDACTED} keeps a stored secret only for the same scheme, host and port: type "
+            "the secret in full for the new address."
+        )
+
+
+def _address(parts) -> tuple:
+    try:
+        port = parts.port
+    except ValueError:  # not a number: never the stored address
+        port = parts.netloc
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port
+
+
+def _with_stored_parameters(new, old) -> str:
+    """``new``'s query with each masked parameter value replaced by the stored value of that
+    name in ``old``'s."""
+    query, stored_query = new.query, old.query
     if REDACTED not in query:
         return query
     stored: dict[str, list[str]] = {}
@@ -152,6 +164,7 @@ def _with_stored_parameters(query: str, stored_query: str) -> str:
             values = stored.get(name) or []
             # The mask of a whole value, or the value as the form showed it with a secret inside.
             if values and (value == REDACTED or value == _masked_value(name, values[0])):
+                _check_same_address(new, old)
                 value = values.pop(0)
             elif value == REDACTED:
                 raise forms.ValidationError(
@@ -231,23 +244,25 @@ class HealthCheckAdmin(admin.ModelAdmin):
         outcomes = async_to_sync(_run_now)(list(queryset))
         failed = [o.check.name for o in outcomes if not o.result.ok]
         level = messages.WARNING if failed else messages.SUCCESS
-        text = f"Ran {_checks(len(outcomes))}"
+        text = f"Ran {counted(len(outcomes), 'check')}"
         text += f"; failing: {', '.join(failed)}" if failed else "; all passed"
         self.message_user(request, text, level)
 
     @admin.action(description="Pause selected checks")
     def pause(self, request: HttpRequest, queryset: QuerySet) -> None:
         count = HealthCheck.objects.filter(pk__in=queryset.values("pk")).update(enabled=False)
-        _checks_changed()
-        self.message_user(request, f"Paused {_checks(count)}.", messages.SUCCESS)
+        # update() sends no post_save: tell open dashboards as any other edit does.
+        checks_changed(sender=HealthCheck)
+        self.message_user(request, f"Paused {counted(count, 'check')}.", messages.SUCCESS)
 
     @admin.action(description="Resume selected checks")
     def resume(self, request: HttpRequest, queryset: QuerySet) -> None:
         count = HealthCheck.objects.filter(pk__in=queryset.values("pk")).update(
             enabled=True, next_due_at=None
         )
-        _checks_changed()
-        self.message_user(request, f"Resumed {_checks(count)}.", messages.SUCCESS)
+        # update() sends no post_save: tell open dashboards as any other edit does.
+        checks_changed(sender=HealthCheck)
+        self.message_user(request, f"Resumed {counted(count, 'check')}.", messages.SUCCESS)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = extra_context or {}
@@ -255,16 +270,6 @@ class HealthCheckAdmin(admin.ModelAdmin):
         page = Paginator(results, RESULTS_PER_PAGE).get_page(request.GET.get("results_page"))
         extra_context["results_page"] = page
         return super().change_view(request, object_id, form_url, extra_context)
-
-
-def _checks(count: int) -> str:
-    return f"{count} check" if count == 1 else f"{count} checks"
-
-
-def _checks_changed() -> None:
-    # update() sends no post_save, so realtime.signals does not see it: open dashboards are told
-    # here, after the commit, as they are of any other edit.
-    transaction.on_commit(request_resync_sync)
 
 
 async def _run_now(checks: list[HealthCheck]) -> list:

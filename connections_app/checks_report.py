@@ -68,7 +68,12 @@ def render_table(outcomes: list) -> str:
         for r in rows
     ]
     summary = overall_status([o.status for o in outcomes]).upper()
-    return "\n".join([*lines, "", f"{len(outcomes)} checks, overall {summary}"])
+    return "\n".join([*lines, "", f"{counted(len(outcomes), 'check')}, overall {summary}"])
+
+
+def counted(count: int, noun: str) -> str:
+    """``1 check``, ``2 checks``: the messages people read count in words that agree."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _detail(result) -> str:

@@ -18,6 +18,8 @@ from django.db.models import Count, Exists, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from connections_app.redaction import redact
+
 KIND_HTTP = "http"
 KIND_TCP = "tcp"
 KIND_DATABASE = "database"
@@ -185,10 +187,20 @@ class HealthCheck(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def full_clean(self, exclude=None, validate_unique=True, validate_constraints=True) -> None:
+        # A ModelForm excludes the fields it refused itself: their values here are the stored
+        # ones, which clean() must not judge (nor compare the others with).
+        self._excluded = set(exclude or ())
+        try:
+            super().full_clean(exclude, validate_unique, validate_constraints)
+        finally:
+            del self._excluded
+
     def clean(self) -> None:
         # Only values clean_fields() accepted are checked here: a refused one has its message
         # already (one message per field), and may not even be a number to compare.
-        refused = _refused_fields(self, CLEANED_FIELDS)
+        excluded = getattr(self, "_excluded", set()) & set(CLEANED_FIELDS)
+        refused = _refused_fields(self, CLEANED_FIELDS) | excluded
         value = {name: None if name in refused else getattr(self, name) for name in CLEANED_FIELDS}
         errors: dict[str, str] = {}
         if "tags" not in refused:
@@ -221,7 +233,8 @@ class HealthCheck(models.Model):
         if value["kind"] is not None and value["target"] is not None:
             target_error = validate_target(self.kind, self.target)
             if target_error:
-                errors["target"] = target_error
+                # Messages quote parts of the target: never a password that was in it.
+                errors["target"] = redact(target_error)
         if errors:
             raise ValidationError(errors)
 
@@ -323,8 +336,9 @@ def _split_url(target: str):
     """``(parts, None)``, or ``(None, sentence)`` for a URL that cannot be taken apart."""
     try:
         return urlsplit(target), None
-    except ValueError as exc:  # unbalanced brackets, an invalid bracketed address
-        return None, f"The URL is malformed: {exc}."
+    except ValueError:  # unbalanced brackets, an invalid bracketed address
+        # Not the exception's text: it quotes the whole netloc, password included.
+        return None, "The URL is malformed: check its brackets and the characters of its host."
 
 
 def _port_error(parts) -> str | None:

@@ -220,12 +220,32 @@ def _edit(staff, check, **changes):
     return staff.post(url, data | {"tags": "prod"} | changes)
 
 
-def test_editing_the_host_keeps_the_masked_password(staff, checks):
+def test_editing_the_database_number_keeps_the_masked_password(staff, checks):
     cache = checks[1]
-    response = _edit(staff, cache, target="redis://:***@10.0.0.9:6380/1")
+    response = _edit(staff, cache, target="redis://:***@127.0.0.1:6379/1")
     assert response.status_code == 302
     cache.refresh_from_db()
-    assert cache.target == "redis://:hunter2@10.0.0.9:6380/1"
+    assert cache.target == "redis://:hunter2@127.0.0.1:6379/1"
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "redis://:***@10.0.0.9:6379/0",  # another host
+        "redis://:***@127.0.0.1:6380/0",  # another port
+        "rediss://:***@127.0.0.1:6379/0",  # another scheme
+    ],
+)
+def test_a_masked_password_is_never_sent_to_another_address(staff, checks, target):
+    # Staff never see the stored password: it must not go, unseen, to a server of their choice.
+    cache = checks[1]
+    response = _edit(staff, cache, target=target)
+    assert response.status_code == 200
+    assert "type the secret in full for the new address" in str(
+        response.context["adminform"].form.errors
+    )
+    cache.refresh_from_db()
+    assert cache.target == "redis://:hunter2@127.0.0.1:6379/0"
 
 
 def test_a_mask_with_nothing_to_stand_for_is_refused(staff, checks):
@@ -263,6 +283,17 @@ def test_editing_the_path_keeps_masked_query_secrets(staff, secret_query):
     assert secret_query.target == "http://bob:pw@127.0.0.1:18433/y?token=abc&a=2&token=def"
 
 
+def test_a_masked_query_secret_is_never_sent_to_another_host(staff, secret_query):
+    stored = secret_query.target
+    response = _edit(staff, secret_query, target="http://10.0.0.9:18433/x?token=***")
+    assert response.status_code == 200
+    assert "type the secret in full for the new address" in str(
+        response.context["adminform"].form.errors
+    )
+    secret_query.refresh_from_db()
+    assert secret_query.target == stored
+
+
 def test_a_masked_parameter_with_nothing_stored_is_refused(staff, secret_query):
     target = "http://bob:***@127.0.0.1:18433/x?token=***&a=1&token=***&key=***"
     response = _edit(staff, secret_query, target=target)
@@ -282,3 +313,11 @@ def test_a_mask_outside_the_password_and_query_is_refused(staff, secret_query):
     response = _edit(staff, secret_query, target="http://bob:***@127.0.0.1:18433/***")
     assert response.status_code == 200
     assert "type the value in full" in str(response.context["adminform"].form.errors)
+
+
+def test_a_refused_interval_is_not_replaced_by_the_stored_one_in_other_checks(staff, checks):
+    # The form refuses "abc"; the timeout must not then be compared with the stored 30 s.
+    response = _edit(staff, checks[0], interval="abc", timeout="40")
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert set(errors) == {"interval"}, errors

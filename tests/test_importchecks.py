@@ -169,3 +169,28 @@ def test_a_command_line_mistake_exits_3_with_the_usage(sqlite_file_env):
     run = manage(sqlite_file_env, "importchecks")  # the file is missing
     assert run.returncode == 3, run.stderr
     assert "usage:" in run.stderr and "file" in run.stderr
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        # A value of the wrong type is quoted back: never with its password.
+        '{"name": "n", "target": {"url": "redis://:hunter2@127.0.0.1:6379/0"}}',
+        # A URL that cannot be taken apart: urlsplit's own message quotes the netloc.
+        '{"name": "n", "target": "http://user:hunter2@[::1/"}',
+        '{"name": "n", "kind": "redis", "target": "redis://user:hunter2@[::1/0"}',
+        # A database alias that is a DSN instead.
+        '{"name": "n", "kind": "database", "target": "postgres://u:hunter2@127.0.0.1/db"}',
+    ],
+)
+def test_an_error_never_shows_a_password_from_the_item(tmp_path, item):
+    assert "hunter2" not in refused(tmp_path, f"[{item}]")
+
+
+def test_a_file_that_is_not_utf8_is_one_line_and_exit_3(sqlite_file_env, tmp_path):
+    path = tmp_path / "checks.json"
+    path.write_bytes(b'[{"name": "caf\xe9", "target": "http://127.0.0.1:1/"}]')  # Latin-1
+    run = manage(sqlite_file_env, "importchecks", str(path))
+    assert run.returncode == 3, run.stderr
+    assert "not UTF-8 text" in run.stderr
+    assert "Traceback" not in run.stderr

@@ -18,7 +18,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from connections_app.checks_report import EXIT_USAGE
+from connections_app.checks_report import EXIT_USAGE, counted
 from connections_app.management.usage import UsageExitMixin
 from connections_app.models import (
     KIND_CHOICES,
@@ -27,6 +27,7 @@ from connections_app.models import (
     MAX_TIMEOUT_SECONDS,
     HealthCheck,
 )
+from connections_app.redaction import redact
 
 STRINGS = ("name", "kind", "target", "expected_body")
 SECONDS = ("interval", "timeout")
@@ -62,11 +63,7 @@ class Command(UsageExitMixin, BaseCommand):
             created, updated = import_checks(items)
         except ValueError as exc:
             raise CommandError(str(exc), returncode=EXIT_USAGE) from None
-        self.stdout.write(f"{_checks(created)} created, {updated} updated")
-
-
-def _checks(count: int) -> str:
-    return f"{count} check" if count == 1 else f"{count} checks"
+        self.stdout.write(f"{counted(created, 'check')} created, {updated} updated")
 
 
 def _load(path: str) -> list:
@@ -75,6 +72,11 @@ def _load(path: str) -> list:
         items = json.loads(text)
     except OSError as exc:
         raise CommandError(f"{path}: {exc.strerror}", returncode=EXIT_USAGE) from None
+    except UnicodeDecodeError as exc:
+        raise CommandError(
+            f"{path}: not UTF-8 text (byte {exc.start}): save the file as UTF-8",
+            returncode=EXIT_USAGE,
+        ) from None
     except json.JSONDecodeError as exc:
         raise CommandError(f"{path}: not JSON: {exc}", returncode=EXIT_USAGE) from None
     except RecursionError:
@@ -173,4 +175,5 @@ def _shown(value: object) -> str:
         text = json.dumps(value, ensure_ascii=False)
     except (ValueError, RecursionError):  # too deep to write back
         text = type(value).__name__
+    text = redact(text)  # a value in the wrong place may still hold a password
     return text if len(text) <= 60 else f"{text[:57]}..."
