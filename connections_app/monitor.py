@@ -8,6 +8,7 @@ misses an event rebuilds everything from the next snapshot.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -220,14 +221,34 @@ class Monitor:
         self.writer.add(outcome)
         return outcome
 
-    async def run_once(self, checks: Iterable[HealthCheck], stop: asyncio.Event) -> list[Outcome]:
-        """Every check once. After ``stop``, running probes end (each is bounded by its
-        timeout), the ones still waiting for their turn are skipped, and results are written."""
-        outcomes = await asyncio.gather(*(self.run_check(c, stop) for c in checks))
-        await self.writer.flush()
+    async def run_once(
+        self,
+        checks: Iterable[HealthCheck],
+        stop: asyncio.Event,
+        abandon: asyncio.Event | None = None,
+    ) -> list[Outcome]:
+        """Every check once; the stored outcomes, in the order of ``checks``.
+
+        After ``stop``, running probes end (each is bounded by its timeout) and the ones still
+        waiting for their turn are skipped; after ``abandon``, the running ones are cancelled
+        too. What finished is written either way.
+        """
+        checks = list(checks)
+        probes = asyncio.gather(*(self.run_check(c, stop) for c in checks))
+        abandoned = asyncio.ensure_future((abandon or asyncio.Event()).wait())
+        try:
+            await asyncio.wait({probes, abandoned}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            abandoned.cancel()
+            probes.cancel()  # nothing to cancel when every probe has finished
+            # Cancelled probes unwind (their sockets close) before the results are written.
+            with contextlib.suppress(asyncio.CancelledError):
+                await probes
+        stored = await self.writer.flush()
         await _quietly(flush_error_stats, "error_stats.flush")
-        # No status: skipped after ``stop``, not stored, or its check was deleted meanwhile.
-        return [o for o in outcomes if o is not None and o.status]
+        order = {check.pk: position for position, check in enumerate(checks)}
+        # No status: its check was deleted meanwhile.
+        return sorted((o for o in stored if o.status), key=lambda o: order[o.check.pk])
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         """Each enabled check at its own interval until ``stop`` is set; then drain and flush."""

@@ -327,6 +327,29 @@ def test_a_second_signal_abandons_running_checks_and_stores_what_finished(
     assert sorted(results_in(env)) == [(f"fast {i}", 1, "") for i in range(3)]
 
 
+def test_results_that_cannot_be_stored_outrank_a_signal(sqlite_file_env, target):
+    # Stopped by a signal, but the result was lost: exit 3, never the 0 a script reads as "up".
+    env = sqlite_file_env | {"SQLITE_BUSY_TIMEOUT": "0.2"}
+    import_checks(env, [check("slow", target.url("/slow/1"), timeout=5)])
+    path = env["DATABASE_URL"].removeprefix("sqlite:///")
+    child = start_manage(env, "runchecks", "--once", "--check", "slow")
+    holder = sqlite3.connect(path, isolation_level=None, timeout=5)
+    try:
+        wait_until(lambda: target.hits.get("/slow/1", 0) >= 1, child)
+        holder.execute("begin immediate")  # every writer is locked out until the child ends
+        child.send_signal(signal.SIGINT)
+        _out, err = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+        holder.close()
+    assert child.returncode == 3, err
+    assert "could not store 1 result (see the log above)" in err
+    assert "runchecks: stopped by SIGINT; 0 results stored" in err
+    assert results_in(env) == []
+
+
 def test_once_abandoned_before_any_result_stores_none(sqlite_file_env, target):
     env = sqlite_file_env
     import_checks(env, [check("stalled", target.url("/stall"), timeout=20, interval=60)])

@@ -5,7 +5,8 @@
 ``--once`` skips the checks still waiting for their turn, lets the running ones finish (each
 is bounded by its timeout), stores every result and exits 0 with no report; a second signal
 abandons the running ones too, stores what finished and exits 130 (SIGINT) or 143 (SIGTERM).
-Either way one line on stderr says what happened.
+stderr says when the first signal arrives, and at the end how many results were stored; results
+that could not be stored make the exit code 3 in every case.
 
 A check named with ``--check`` runs even when it is paused (disabled), and is judged as if it
 were enabled: its report row and the exit code carry the status its results give it.
@@ -17,7 +18,6 @@ running checks finish, stores their results and exits 0.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import sys
@@ -30,12 +30,12 @@ from connections_app.checks_report import (
     EXIT_SIGINT,
     EXIT_SIGTERM,
     EXIT_USAGE,
+    counted,
     exit_code,
     render_json,
     render_table,
 )
 from connections_app.connection_manager import ConnectionManager
-from connections_app.error_stats import flush_error_stats
 from connections_app.management.usage import UsageExitMixin, positive_int
 from connections_app.models import HealthCheck
 from connections_app.monitor import Monitor, Outcome
@@ -113,22 +113,22 @@ class Command(UsageExitMixin, BaseCommand):
         checks = await sync_to_async(select_checks)(options["check"], options["tag"])
         async with ConnectionManager() as manager:
             monitor = Monitor(manager, concurrency=options["concurrency"])
-            outcomes = await run_until_stopped(monitor, checks, stop)
+            outcomes = await monitor.run_once(checks, stop, stop.abandoned)
         unstored = monitor.writer.pending + monitor.writer.dropped
         if unstored:
-            self.stderr.write(f"could not store {unstored} results (see the log above)")
+            self.stderr.write(f"could not store {counted(unstored, 'result')} (see the log above)")
         if stop.signal is not None:
             stored = monitor.writer.written
             how = "interrupted" if stop.abandoned.is_set() else "stopped"
             self.stderr.write(
-                f"runchecks: {how} by {stop.signal.name}; "
-                f"{stored} result{'' if stored == 1 else 's'} stored"
+                f"runchecks: {how} by {stop.signal.name}; {counted(stored, 'result')} stored"
             )
-            if not stop.abandoned.is_set():
-                return 0
-            return EXIT_SIGINT if stop.signal == signal.SIGINT else EXIT_SIGTERM
         if unstored:
-            return EXIT_USAGE
+            return EXIT_USAGE  # lost results outrank everything: a script must not read "up"
+        if stop.abandoned.is_set():
+            return EXIT_SIGINT if stop.signal == signal.SIGINT else EXIT_SIGTERM
+        if stop.signal is not None:
+            return 0  # as documented: the running checks finished and every result is stored
         await sync_to_async(judge_as_enabled)(outcomes)
         render = render_json if options["format"] == "json" else render_table
         self.stdout.write(render(outcomes))
@@ -160,33 +160,6 @@ def select_checks(names: list[str], tags: list[str]) -> list[HealthCheck]:
     if not found:
         raise UsageError(f"--tag: no enabled check has the tag {', '.join(map(repr, tags))}")
     return sorted(found.values(), key=lambda c: c.name)
-
-
-async def run_until_stopped(
-    monitor: Monitor, checks: list[HealthCheck], stop: SignalStop
-) -> list[Outcome]:
-    """Each check once, then store the results; the stored outcomes, in the order of ``checks``.
-
-    After ``stop``, the checks still waiting for their turn are skipped and the running ones
-    end by themselves (each bounded by its timeout); after ``stop.abandoned`` (a second signal)
-    they are cancelled: a person pressing Ctrl-C twice does not wait out a 20-second timeout.
-    What finished is stored either way.
-    """
-    probes = asyncio.gather(*(monitor.run_check(check, stop) for check in checks))
-    abandoned = asyncio.ensure_future(stop.abandoned.wait())
-    try:
-        await asyncio.wait({probes, abandoned}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        abandoned.cancel()
-        probes.cancel()  # nothing to cancel when every probe has finished
-        # Wait for cancelled probes to unwind (sockets closed); a probe that raised goes up.
-        with contextlib.suppress(asyncio.CancelledError):
-            await probes
-    stored = await monitor.writer.flush()
-    await sync_to_async(flush_error_stats)()  # a database failure is reported there
-    order = {check.pk: position for position, check in enumerate(checks)}
-    # No status: its check was deleted while it ran.
-    return sorted((o for o in stored if o.status), key=lambda o: order[o.check.pk])
 
 
 def judge_as_enabled(outcomes: list[Outcome]) -> None:
