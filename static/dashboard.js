@@ -24,6 +24,7 @@
   let reconnectTimer = null;
   let pingTimer = null;
   let everConnected = false;
+  let outOfDate = false;
 
   function wsUrl() {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
@@ -31,6 +32,7 @@
   }
 
   function connect() {
+    if (outOfDate) return;  // only a reload helps: the server speaks another version
     clearTimeout(reconnectTimer);
     setConnection(everConnected ? "reconnecting" : "connecting");
     socket = new WebSocket(wsUrl());
@@ -88,6 +90,7 @@
   // The server was updated while this page stayed open and now speaks another schema version:
   // its frames would be misread, and a reconnect reaches the same server. Stop; ask for a reload.
   function outdated(version) {
+    outOfDate = true;
     const old = socket;
     socket = null;
     if (old) {
@@ -122,12 +125,20 @@
     let frame;
     try { frame = JSON.parse(event.data); } catch (e) { return; }
     if (frame.v !== config.schemaVersion) return outdated(frame.v);
+    const sentAt = Date.parse(frame.at);
+    if (!Number.isNaN(sentAt)) clockOffset = sentAt - Date.now();
     if (typeof frame.seq === "number") {
       state.lastSeq = frame.seq;
       maybeAck(frame.type === "pong");
     }
     handle(frame);
   }
+
+  // Ages ("3 s ago", stale) are measured on the server's clock: a browser whose clock is a
+  // few minutes off would otherwise mark every check stale, or none. Each frame's "at" resets
+  // the offset (its delivery delay, milliseconds, is noise here).
+  let clockOffset = 0;
+  function serverNow() { return Date.now() + clockOffset; }
 
   // Acks go from the message handler itself (timers are throttled in background tabs): after
   // ACK_EVERY frames, a second after the last ack, or with a pong (docs/EVENTS.md, "Acks").
@@ -376,7 +387,7 @@
 
   function ago(iso) {
     if (!iso) return "never";
-    const seconds = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
+    const seconds = Math.max(0, Math.round((serverNow() - Date.parse(iso)) / 1000));
     if (seconds < 60) return `${seconds} s ago`;
     if (seconds < 3600) return `${Math.floor(seconds / 60)} min ago`;
     if (seconds < 86400) return `${Math.floor(seconds / 3600)} h ago`;
@@ -418,7 +429,7 @@
   // some): nobody is running the checks, and the status shown is history.
   function showSince(el) {
     const limit = Number(el.dataset.staleAfter);
-    const age = (Date.now() - Date.parse(el.dataset.at)) / 1000;
+    const age = (serverNow() - Date.parse(el.dataset.at)) / 1000;
     const stale = el.dataset.at !== "" && el.dataset.staleAfter !== "" && age > limit;
     el.textContent = stale ? `stale: ${ago(el.dataset.at)}` : ago(el.dataset.at);
     el.title = stale ? "No new result for three intervals: is the check runner running?" : "";

@@ -203,6 +203,9 @@ def test_a_page_older_than_the_server_stops_and_asks_for_a_reload(browser, site)
     assert "Reload the page" in page.locator("#banner").inner_text()
     assert page.locator("#connection-text").inner_text() == "page out of date"
     assert page.locator("li.check").count() == 0  # the snapshot was not misread
+    # Coming back to the tab reconnects a page that lost its socket, but not this one.
+    page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
+    assert page.locator("#connection-text").inner_text() == "page out of date"
     shot(page, "dashboard-out-of-date")
     page.close()
 
@@ -236,4 +239,26 @@ def test_a_result_nobody_refreshed_for_three_intervals_is_marked_stale(browser, 
     assert "is-stale" in job.get_attribute("class")
     assert "stale" not in live.locator(".since").inner_text()
     shot(page, "dashboard-stale")
+    page.close()
+
+
+def test_ages_are_read_on_the_servers_clock_not_the_browsers(browser, site):
+    server, _target = site
+    page = browser.new_page()
+    # The browser's clock is 10 minutes fast: by it, every result would look stale.
+    fast = time.time() + 600
+    page.clock.set_system_time(fast)
+    log_in(page, server)
+    live = card(page, "payments api")
+    live.wait_for()
+    page.wait_for_function(
+        "document.querySelector('li.check[data-name=\"payments api\"]').dataset.status === 'up'"
+    )
+    page.wait_for_function(
+        "document.querySelector('li.check[data-name=\"payments api\"] .since').textContent"
+        ".endsWith(' s ago')"
+    )
+    assert page.evaluate("Date.now() / 1000") > fast - 60  # the browser's clock is still fast
+    assert "stale" not in live.locator(".since").inner_text()
+    assert "is-stale" not in live.get_attribute("class")
     page.close()
