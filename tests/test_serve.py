@@ -47,6 +47,18 @@ def _get(url: str):
         return None
 
 
+def _raw_head(base: str, path: str) -> bytes:
+    """Everything the server sends for a HEAD request, read off the socket until it closes
+    (an HTTP client library would hide a body sent by mistake)."""
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(f"HEAD {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received
+
+
 def _result_count(path: str) -> int:
     with sqlite3.connect(path) as db:
         return db.execute("select count(*) from connections_app_checkresult").fetchone()[0]
@@ -62,6 +74,8 @@ def test_it_serves_pages_and_runs_the_checks_live(server):
         "self: database": "up",
         "self: channel layer": "up",
     }
+    head = _raw_head(base, "/health/")
+    assert head.startswith(b"HTTP/1.1 200") and head.endswith(b"\r\n\r\n")  # headers, no body
     status, _ = _get(base + "/static/dashboard.js")
     assert status == 200
     status, body = _get(base + "/dashboard/")
