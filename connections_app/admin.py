@@ -23,7 +23,7 @@ from connections_app.models import (
     HealthCheck,
     split_tags,
 )
-from connections_app.redaction import REDACTED, redact
+from connections_app.redaction import REDACTED, redact, redact_url
 from realtime.signals import checks_changed
 
 STATUS_COLOURS = {
@@ -82,12 +82,12 @@ class HealthCheckForm(forms.ModelForm):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if self.instance.pk:
-            self.initial["target"] = redact(self.instance.target)
+            self.initial["target"] = masked(self.instance.target)
 
     def clean_target(self) -> str:
         target = self.cleaned_data["target"].strip()
         stored = self.instance.target if self.instance.pk else ""
-        if stored and target == redact(stored):
+        if stored and target == masked(stored):
             return stored
         if REDACTED in target:
             target = _with_stored_secrets(target, stored)
@@ -176,8 +176,14 @@ def _with_stored_parameters(new, old) -> str:
 
 
 def _masked_value(name: str, value: str) -> str:
-    """A query parameter's value as ``redact`` shows it inside the target."""
-    return redact(f"?{name}={value}").partition("=")[2]
+    """A query parameter's value as ``masked`` shows it inside the target."""
+    return masked(f"http://host/?{name}={value}").partition("?")[2].partition("=")[2]
+
+
+def masked(target: str) -> str:
+    """A target as staff see it. A URL is taken apart (``redact_url``): a password with a
+    space, or a parameter name written ``api%5Fkey``, escapes the patterns of ``redact``."""
+    return redact_url(target) if "://" in target else redact(target)
 
 
 @admin.register(HealthCheck)
@@ -218,7 +224,7 @@ class HealthCheckAdmin(admin.ModelAdmin):
 
     @admin.display(description="target", ordering="target")
     def target_display(self, obj: HealthCheck) -> str:
-        return redact(obj.target)
+        return masked(obj.target)
 
     @admin.display(description="latency", ordering="last_latency_ms")
     def latency_display(self, obj: HealthCheck) -> str:

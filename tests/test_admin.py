@@ -321,3 +321,21 @@ def test_a_refused_interval_is_not_replaced_by_the_stored_one_in_other_checks(st
     assert response.status_code == 200
     errors = response.context["adminform"].form.errors
     assert set(errors) == {"interval"}, errors
+
+
+@pytest.mark.parametrize(
+    ("target", "secret"),
+    [
+        ("redis://:pass word@127.0.0.1:6379/0", "pass word"),  # a space ends a pattern's match
+        ("http://127.0.0.1:9/x?api%5Fkey=s3cr3t-value", "s3cr3t-value"),  # an encoded name
+    ],
+)
+def test_secrets_the_patterns_miss_are_masked_and_kept(staff, target, secret):
+    kind = "redis" if target.startswith("redis") else "http"
+    check = HealthCheck.objects.create(name="odd", kind=kind, target=target)
+    assert secret not in staff.get(CHANGELIST).content.decode()
+    change = reverse("admin:connections_app_healthcheck_change", args=[check.pk])
+    assert secret not in staff.get(change).content.decode()
+    assert _edit(staff, check).status_code == 302  # the masked target, unchanged
+    check.refresh_from_db()
+    assert check.target == target
