@@ -61,3 +61,14 @@ def port_number(text: str) -> int:
     if not 1 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"must be 1 to 65535, got {value}")
     return value
+
+
+def add_concurrency_argument(parser: argparse.ArgumentParser) -> None:
+    """``--concurrency N``, the same for ``serve`` and ``runchecks`` (both run checks)."""
+    parser.add_argument(
+        "--concurrency",
+        type=positive_int,
+        default=20,
+        metavar="N",
+        help="checks running at once (default: %(default)s)",
+    )

@@ -36,7 +36,7 @@ from connections_app.checks_report import (
     render_table,
 )
 from connections_app.connection_manager import ConnectionManager
-from connections_app.management.usage import UsageExitMixin, positive_int
+from connections_app.management.usage import UsageExitMixin, add_concurrency_argument
 from connections_app.models import HealthCheck
 from connections_app.monitor import Monitor, Outcome
 from connections_app.redaction import redact
@@ -82,13 +82,7 @@ class Command(UsageExitMixin, BaseCommand):
             default="table",
             help="report for people or one JSON document for scripts (default: %(default)s)",
         )
-        parser.add_argument(
-            "--concurrency",
-            type=positive_int,
-            default=20,
-            metavar="N",
-            help="checks running at once (default: %(default)s)",
-        )
+        add_concurrency_argument(parser)
 
     def handle(self, *args, **options) -> None:
         logging.getLogger("connections_app").setLevel(VERBOSITY_LEVELS[options["verbosity"]])

@@ -23,7 +23,11 @@ from twisted.internet.error import CannotListenError
 from twisted.python.failure import Failure
 
 from connections_app.connection_manager import ConnectionManager
-from connections_app.management.usage import UsageExitMixin, port_number, positive_int
+from connections_app.management.usage import (
+    UsageExitMixin,
+    add_concurrency_argument,
+    port_number,
+)
 from connections_app.monitor import Monitor
 
 #: The address is taken or not ours to take: the server cannot start, the command line was fine.
@@ -54,13 +58,7 @@ class Command(UsageExitMixin, BaseCommand):
         parser.add_argument(
             "--no-checks", action="store_true", help="serve only; run the checks elsewhere"
         )
-        parser.add_argument(
-            "--concurrency",
-            type=positive_int,
-            default=20,
-            metavar="N",
-            help="checks running at once (default: %(default)s)",
-        )
+        add_concurrency_argument(parser)
 
     def handle(self, *args, **options) -> None:
         from project.asgi import application
