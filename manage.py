@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Django's command-line utility, with configuration errors reported in one line."""
+"""Django's command-line utility, with configuration errors and Ctrl-C reported in one line."""
 
 import os
 import sys
@@ -22,4 +22,11 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        # Ctrl-C before a command installed its own handling (Django still starting): a line,
+        # not a traceback, and the shell's code for SIGINT.
+        command = sys.argv[1] if len(sys.argv) > 1 else "manage.py"
+        print(f"{command}: interrupted", file=sys.stderr)
+        sys.exit(130)
