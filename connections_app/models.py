@@ -154,8 +154,12 @@ class HealthCheck(models.Model):
         help_text="URL for http; host:port for tcp; alias for database and channel_layer; "
         "redis://host:port/db for redis.",
     )
-    interval = models.FloatField(default=30.0, help_text="Seconds between checks (1 or more).")
-    timeout = models.FloatField(default=5.0, help_text="Seconds; must be below the interval.")
+    interval = models.FloatField(
+        default=30.0, help_text="Seconds between checks: 1 to 604800 (7 days)."
+    )
+    timeout = models.FloatField(
+        default=5.0, help_text="Seconds: above 0, at most 300, and below the interval."
+    )
     failures_before_down = models.PositiveSmallIntegerField(
         default=3,
         help_text="Failures in a row before the check is DOWN (DEGRADED before); 1 to "

@@ -221,3 +221,15 @@ def test_overall_status_is_the_worst():
 def test_first_start_has_the_two_self_checks():
     names = set(HealthCheck.objects.values_list("name", flat=True))
     assert {"self: database", "self: channel layer"} <= names
+
+
+def test_the_migrations_match_the_models():
+    # A model edit without its migration (a help text included) would surface on a user's
+    # next makemigrations as a change of ours.
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("makemigrations", "--check", "--dry-run", stdout=out)
+    assert "No changes detected" in out.getvalue()
