@@ -192,19 +192,27 @@ class HealthCheck(models.Model):
         return self.name
 
     def full_clean(self, exclude=None, validate_unique=True, validate_constraints=True) -> None:
-        # A ModelForm excludes the fields it refused itself: their values here are the stored
-        # ones, which clean() must not judge (nor compare the others with).
-        self._excluded = set(exclude or ())
+        # clean() judges only values clean_fields() accepted. The fields a ModelForm refused
+        # itself come as ``exclude`` (their values here are the stored ones); clean_fields()
+        # adds the ones it refuses.
+        self._not_judged = set(exclude or ())
         try:
             super().full_clean(exclude, validate_unique, validate_constraints)
         finally:
-            del self._excluded
+            del self._not_judged
+
+    def clean_fields(self, exclude=None) -> None:
+        try:
+            super().clean_fields(exclude)
+        except ValidationError as exc:
+            if hasattr(self, "_not_judged"):
+                self._not_judged |= set(exc.error_dict)
+            raise
 
     def clean(self) -> None:
-        # Only values clean_fields() accepted are checked here: a refused one has its message
-        # already (one message per field), and may not even be a number to compare.
-        excluded = getattr(self, "_excluded", set()) & set(CLEANED_FIELDS)
-        refused = _refused_fields(self, CLEANED_FIELDS) | excluded
+        # A refused value has its message already (one message per field), and may not even
+        # be a number to compare.
+        refused = getattr(self, "_not_judged", set()) & set(CLEANED_FIELDS)
         value = {name: None if name in refused else getattr(self, name) for name in CLEANED_FIELDS}
         errors: dict[str, str] = {}
         if "tags" not in refused:
@@ -404,22 +412,6 @@ def _duration(seconds: int) -> str:
             count = seconds // size
             return f"{count} {unit}{'' if count == 1 else 's'}"
     return f"{seconds} seconds"
-
-
-def _refused_fields(check: models.Model, names) -> set[str]:
-    """The fields among ``names`` whose value clean_fields() refuses: it runs the same checks
-    (conversion, choices, blank, null, validators) and skips the same blank values."""
-    refused = set()
-    for name in names:
-        field = check._meta.get_field(name)
-        value = getattr(check, field.attname)
-        if field.blank and value in field.empty_values:
-            continue
-        try:
-            field.clean(value, check)
-        except (ValidationError, TypeError, ValueError, OverflowError):
-            refused.add(name)
-    return refused
 
 
 class CheckResult(models.Model):
