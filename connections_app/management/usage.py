@@ -43,23 +43,21 @@ class UsageExitMixin:
 
 def positive_int(text: str) -> int:
     """An argparse ``type``: an integer of 1 or more (anything else is a usage error)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
-    return value
+    return _whole_number(text, "a whole number", 1, None, "must be 1 or more")
 
 
 def port_number(text: str) -> int:
     """An argparse ``type``: a TCP port, 1 to 65535."""
+    return _whole_number(text, "a port number", 1, 65535, "must be 1 to 65535")
+
+
+def _whole_number(text: str, what: str, low: int, high: int | None, rule: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be 1 to 65535, got {value}")
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if value < low or (high is not None and value > high):
+        raise argparse.ArgumentTypeError(f"{rule}, got {value}")
     return value
 
 
