@@ -15,7 +15,8 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.timesince import timesince
 
-from connections_app.checks_report import counted
+from connections_app.cli import counted
+from connections_app.events import announce_checks_changed
 from connections_app.models import (
     STATUS_CHOICES,
     CheckResult,
@@ -24,7 +25,6 @@ from connections_app.models import (
     split_tags,
 )
 from connections_app.redaction import REDACTED, redact, redact_url
-from realtime.signals import checks_changed
 
 STATUS_COLOURS = {
     "up": "#1a7f37",
@@ -257,8 +257,8 @@ class HealthCheckAdmin(admin.ModelAdmin):
     @admin.action(description="Pause selected checks")
     def pause(self, request: HttpRequest, queryset: QuerySet) -> None:
         count = HealthCheck.objects.filter(pk__in=queryset.values("pk")).update(enabled=False)
-        # update() sends no post_save: tell open dashboards as any other edit does.
-        checks_changed(sender=HealthCheck)
+        # update() sends no post_save: announce it as any other edit is.
+        announce_checks_changed()
         self.message_user(request, f"Paused {counted(count, 'check')}.", messages.SUCCESS)
 
     @admin.action(description="Resume selected checks")
@@ -266,8 +266,8 @@ class HealthCheckAdmin(admin.ModelAdmin):
         count = HealthCheck.objects.filter(pk__in=queryset.values("pk")).update(
             enabled=True, next_due_at=None
         )
-        # update() sends no post_save: tell open dashboards as any other edit does.
-        checks_changed(sender=HealthCheck)
+        # update() sends no post_save: announce it as any other edit is.
+        announce_checks_changed()
         self.message_user(request, f"Resumed {counted(count, 'check')}.", messages.SUCCESS)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):

@@ -8,15 +8,8 @@ from __future__ import annotations
 
 import json
 
+from connections_app.cli import EXIT_DEGRADED, EXIT_DOWN, EXIT_UP, counted
 from connections_app.models import DEGRADED, DOWN, overall_status
-
-EXIT_UP = 0
-EXIT_DEGRADED = 1
-EXIT_DOWN = 2
-EXIT_USAGE = 3
-#: ``runchecks --once`` abandoned by a second signal: 128 + its number, as shells report it.
-EXIT_SIGINT = 130
-EXIT_SIGTERM = 143
 
 DETAIL_WIDTH = 120
 ELLIPSIS = "..."
@@ -69,11 +62,6 @@ def render_table(outcomes: list) -> str:
     ]
     summary = overall_status([o.status for o in outcomes]).upper()
     return "\n".join([*lines, "", f"{counted(len(outcomes), 'check')}, overall {summary}"])
-
-
-def counted(count: int, noun: str) -> str:
-    """``1 check``, ``2 checks``: the messages people read count in words that agree."""
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _detail(result) -> str:

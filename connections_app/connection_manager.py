@@ -23,6 +23,7 @@ propagate unchanged: callers classify them with ``errors.classify``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import socket
 import threading
 import weakref
@@ -59,8 +60,7 @@ class ConnectionConfig:
         pool_per_host: connections kept per host.
         pool_total: connections in all; the sync path keeps ``pool_total // pool_per_host`` host
             pools of ``pool_per_host`` each.
-        retry: backoff and number of retries; per-try timeouts come from the fields above, so
-            its ``first_timeout`` and ``retry_timeout`` must be None.
+        retry: backoff and number of retries (each try is bounded by the timeouts above).
         retry_statuses: answers retried (idempotent methods only).
         retry_methods: methods retried; only idempotent ones are accepted.
         max_retry_after: the longest ``Retry-After`` honoured, in seconds.
@@ -112,10 +112,10 @@ class ConnectionConfig:
     def _check_retry(self) -> None:
         _require(isinstance(self.retry, RetryPolicy), "retry", self.retry, "a RetryPolicy")
         _require(
-            self.retry.first_timeout is None and self.retry.retry_timeout is None,
+            self.retry.attempts is not None,
             "retry",
             self.retry,
-            "free of first_timeout/retry_timeout (the timeouts here bound each try)",
+            "a RetryPolicy with a number of attempts (a request must end)",
         )
 
     def http_retry(self) -> HttpRetry:
@@ -318,12 +318,14 @@ class ConnectionManager:
 
     def _new_sync_session(self) -> requests.Session:
         config = self.config
-        session = _TimeoutSession(config.urllib3_timeout(), self._tracker)
+        session = _TimeoutSession(
+            config.urllib3_timeout(), self._tracker, self._retry, self._count_retry
+        )
+        # No retries inside urllib3: the session retries each send with the one loop.
         adapter = _CountingAdapter(
             self._tracker,
             pool_connections=config.pool_total // config.pool_per_host,
             pool_maxsize=config.pool_per_host,
-            max_retries=self._retry.for_urllib3(on_retry=self._count_retry),
         )
         session.mount("http://", adapter)
         session.mount("https://", adapter)
@@ -426,12 +428,17 @@ class _Tracker:
 
 
 class _TimeoutSession(requests.Session):
-    """A Session that counts its requests and gives each one a timeout when the caller did not."""
+    """A Session that counts its requests, gives each one a timeout when the caller did not,
+    and retries each send by the manager's rules."""
 
-    def __init__(self, timeout: Timeout, tracker: _Tracker) -> None:
+    def __init__(
+        self, timeout: Timeout, tracker: _Tracker, rules: HttpRetry, on_retry: Callable[[], None]
+    ) -> None:
         super().__init__()
         self._default_timeout = timeout
         self._tracker = tracker
+        self._rules = rules
+        self._on_retry = on_retry
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
         self._tracker.add("requests")
@@ -445,7 +452,8 @@ class _TimeoutSession(requests.Session):
         # send(), not request(): redirects and direct send() calls go through here too.
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self._default_timeout
-        return super().send(request, **kwargs)
+        send_once = functools.partial(requests.Session.send, self, request, **kwargs)
+        return self._rules.send(send_once, request.method or "GET", on_retry=self._on_retry)
 
 
 class _CountingAdapter(HTTPAdapter):

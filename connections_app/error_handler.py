@@ -1,11 +1,14 @@
 """Errors become counts and one log line: classify, fingerprint, suppress repeats, keep stats.
 
-The first occurrence of a fingerprint (category, operation, endpoint) in a window is logged in
-full; repeats inside the window are only counted, and one summary line reports them when the
-window closes: at the next error after it, at ``close_expired_windows()`` (a periodic call,
-so that a summary does not wait for that next error), at ``flush_summaries()``, or at
-``close()`` (the global handler closes at interpreter exit). A connection that fails 4,000
-times a minute costs two log lines a minute, not 4,000 tracebacks.
+``report(exc, operation, endpoint="", **extra)`` is the one way the project reports an error;
+the public ``handle_error(exc, ErrorContext(...))`` and ``@handle_connection_errors`` go through
+the same steps. The first occurrence of a fingerprint (category, operation, endpoint) in a
+window is logged in full; repeats inside the window are only counted, and one summary line
+reports them when the window closes: at the next error after it, at
+``close_expired_windows()`` (a periodic call, so that a summary does not wait for that next
+error), at ``flush_summaries()``, or at ``close()`` (the global handler closes at interpreter
+exit). A connection that fails 4,000 times a minute costs two log lines a minute, not 4,000
+tracebacks.
 
 Memory is bounded: at most ``max_fingerprints`` are tracked (least recently seen evicted, its
 pending summary logged first) and at most ``max_pending`` wait for ``flush_error_stats`` (the
@@ -136,16 +139,37 @@ class ErrorHandler:
 
     def handle_error(self, exc: BaseException, context: ErrorContext) -> ErrorInfo:
         """Count ``exc``; log it unless its fingerprint was already logged in this window."""
-        category = classify(exc)
-        endpoint = _safe_endpoint(context.endpoint)
-        fingerprint = _fingerprint(category, context.operation, endpoint)
-        raw_message = _describe(exc)
+        return self.report(exc, context.operation, context.endpoint, **context.extra)
+
+    def report(
+        self,
+        error: BaseException | str,
+        operation: str,
+        endpoint: str = "",
+        *,
+        category: ErrorCategory | str | None = None,
+        **extra: object,
+    ) -> ErrorInfo:
+        """Count one error; log it unless its fingerprint was already logged in this window.
+
+        ``error`` is an exception, or the text of a failure that raised none (a probe whose
+        target answered wrongly), which then needs its ``category``. A ``category`` given with
+        an exception overrides the classifier's (the caller knew better).
+        """
+        if category is None:
+            if isinstance(error, str):
+                raise TypeError("report(text, ...) needs the category of the failure")
+            category = classify(error)
+        category = ErrorCategory(category)
+        endpoint = _safe_endpoint(endpoint)
+        fingerprint = _fingerprint(category, operation, endpoint)
+        raw_message = error if isinstance(error, str) else _describe(error)
         with self._lock:
             now = self._clock()
             summaries = self._close_windows(now)
             entry = self._tracked.get(fingerprint)
             if entry is None:
-                entry = _Tracked(category, context.operation, endpoint)
+                entry = _Tracked(category, operation, endpoint)
                 summaries += self._track(fingerprint, entry, now)
             suppressed = self._record(fingerprint, entry, raw_message, now)
             message = entry.last_message
@@ -154,7 +178,8 @@ class ErrorHandler:
             category, category.severity, category.retryable, fingerprint, message, suppressed
         )
         if not suppressed:
-            self._log_first(info, exc, _where(entry), context.extra)
+            exc = None if isinstance(error, str) else error
+            self._log_first(info, exc, _where(entry), extra)
         return info
 
     def close_expired_windows(self) -> int:
@@ -267,14 +292,16 @@ class ErrorHandler:
         self._pending[fingerprint] = pending
         return pending
 
-    def _log_first(self, info: ErrorInfo, exc: BaseException, where: str, extra: dict) -> None:
+    def _log_first(
+        self, info: ErrorInfo, exc: BaseException | None, where: str, extra: dict
+    ) -> None:
         line = f"{where}: {info.category}: {info.message}"
         if extra:
             # Last on the line: a redacted value swallows what follows it up to a space.
             line += " | " + " ".join(f"{k}={v!r}" for k, v in redact_mapping(extra).items())
         # A traceback only where it helps: an error we cannot name, or when asked for.
         debug = self._logger.isEnabledFor(logging.DEBUG)
-        traceback = info.category is ErrorCategory.UNKNOWN or debug
+        traceback = exc is not None and (info.category is ErrorCategory.UNKNOWN or debug)
         self._logger.log(_LEVELS[info.severity], "%s", line, exc_info=exc if traceback else None)
 
     def _log_summaries(self, summaries: list[tuple[int, str]]) -> None:
@@ -347,6 +374,24 @@ def get_global_error_handler() -> ErrorHandler:
         return _global_handler
 
 
+def report(
+    error: BaseException | str,
+    operation: str,
+    endpoint: str = "",
+    *,
+    category: ErrorCategory | str | None = None,
+    **extra: object,
+) -> ErrorInfo:
+    """Report an error to the process-wide handler: the one way to report one.
+
+    ``operation`` says what was being done (``results.store``, ``check.http``), ``endpoint``
+    where (a database alias, a check's name, a server), ``extra`` adds detail to the log line.
+    """
+    return get_global_error_handler().report(
+        error, operation, endpoint, category=category, **extra
+    )
+
+
 def reset_global_error_handler() -> None:
     """Close the process-wide handler (logging its summaries); the next use makes a new one."""
     global _global_handler
@@ -373,7 +418,7 @@ def handle_connection_errors(
     """
 
     def decorate(function: Callable) -> Callable:
-        context = ErrorContext(operation or function.__qualname__, endpoint)
+        where = operation or function.__qualname__
 
         if inspect.iscoroutinefunction(function):
 
@@ -382,7 +427,7 @@ def handle_connection_errors(
                 try:
                     return await function(*args, **kwargs)
                 except Exception as exc:
-                    get_global_error_handler().handle_error(exc, context)
+                    report(exc, where, endpoint)
                     if reraise:
                         raise
                     return default
@@ -394,7 +439,7 @@ def handle_connection_errors(
             try:
                 return function(*args, **kwargs)
             except Exception as exc:
-                get_global_error_handler().handle_error(exc, context)
+                report(exc, where, endpoint)
                 if reraise:
                     raise
                 return default

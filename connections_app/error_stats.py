@@ -17,12 +17,7 @@ from datetime import UTC, datetime
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 
 from connections_app.db.transactions import retry_transaction
-from connections_app.error_handler import (
-    ErrorContext,
-    ErrorHandler,
-    PendingCount,
-    get_global_error_handler,
-)
+from connections_app.error_handler import ErrorHandler, PendingCount, get_global_error_handler
 from connections_app.models import ErrorStat
 
 _COLUMNS = (
@@ -49,19 +44,26 @@ def flush_error_stats(handler: ErrorHandler | None = None, using: str = DEFAULT_
     if not pending:
         return 0
     try:
-        # A lock or a lost connection re-runs the whole block (the database RetryPolicy).
-        for attempt in retry_transaction(using=using):
-            with attempt, connections[using].cursor() as cursor:
-                sql = _upsert_sql(using)
-                for fingerprint, count in pending.items():
-                    cursor.execute(sql, _row(fingerprint, count, using))
+        _upsert(pending, using)
     except DatabaseError as exc:
         # Also CommitOutcomeUnknown: the counts come back, so a commit that did land before
         # the connection dropped is counted twice, once; no count is ever lost.
         handler.restore_pending(pending)
-        handler.handle_error(exc, ErrorContext(operation="error_stats.flush", endpoint=using))
+        handler.report(exc, "error_stats.flush", using)
         return 0
     return len(pending)
+
+
+def _upsert(pending: dict[str, PendingCount], using: str) -> None:
+    # A lock or a lost connection re-runs the whole transaction (the database RetryPolicy).
+    @retry_transaction(using=using)
+    def write() -> None:
+        with connections[using].cursor() as cursor:
+            sql = _upsert_sql(using)
+            for fingerprint, count in pending.items():
+                cursor.execute(sql, _row(fingerprint, count, using))
+
+    write()
 
 
 def _upsert_sql(using: str) -> str:

@@ -12,7 +12,6 @@ import errno
 import socket
 import sqlite3
 import ssl
-from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -39,42 +38,63 @@ class ErrorCategory(StrEnum):
 
     @property
     def severity(self) -> Severity:
-        return _TRAITS[self].severity
+        return _SEVERITY[self]
 
     @property
     def retryable(self) -> bool:
-        return _TRAITS[self].retryable
+        """Whether trying again may help somewhere (``RETRYABLE``)."""
+        return self in RETRYABLE
 
 
-@dataclass(frozen=True)
-class _Traits:
-    severity: Severity
-    retryable: bool
-
-
-_TRAITS = {
-    ErrorCategory.TIMEOUT: _Traits(Severity.WARNING, True),
-    ErrorCategory.REFUSED: _Traits(Severity.ERROR, True),
-    ErrorCategory.RESET: _Traits(Severity.WARNING, True),
-    ErrorCategory.DNS: _Traits(Severity.ERROR, True),
-    ErrorCategory.TLS: _Traits(Severity.ERROR, False),
-    ErrorCategory.HTTP_4XX: _Traits(Severity.WARNING, False),
-    ErrorCategory.HTTP_5XX: _Traits(Severity.ERROR, True),
-    ErrorCategory.DB_LOCKED: _Traits(Severity.WARNING, True),
-    ErrorCategory.DB_DISCONNECTED: _Traits(Severity.ERROR, True),
-    ErrorCategory.CHANNEL_FULL: _Traits(Severity.WARNING, True),
-    ErrorCategory.CLIENT_GONE: _Traits(Severity.INFO, False),
-    ErrorCategory.UNKNOWN: _Traits(Severity.ERROR, True),
+_SEVERITY = {
+    ErrorCategory.TIMEOUT: Severity.WARNING,
+    ErrorCategory.REFUSED: Severity.ERROR,
+    ErrorCategory.RESET: Severity.WARNING,
+    ErrorCategory.DNS: Severity.ERROR,
+    ErrorCategory.TLS: Severity.ERROR,
+    ErrorCategory.HTTP_4XX: Severity.WARNING,
+    ErrorCategory.HTTP_5XX: Severity.ERROR,
+    ErrorCategory.DB_LOCKED: Severity.WARNING,
+    ErrorCategory.DB_DISCONNECTED: Severity.ERROR,
+    ErrorCategory.CHANNEL_FULL: Severity.WARNING,
+    ErrorCategory.CLIENT_GONE: Severity.INFO,
+    ErrorCategory.UNKNOWN: Severity.ERROR,
 }
+
+# What "retryable" means, once for the whole project. Each retry loop names the set that fits
+# where it runs (``retry.retry(func, policy, retry_on=...)``); nothing else decides.
+#: The network failed on the way: the same request may get through later.
+NETWORK_TRANSIENT = frozenset(
+    {ErrorCategory.TIMEOUT, ErrorCategory.REFUSED, ErrorCategory.RESET, ErrorCategory.DNS}
+)
+#: Our own database: a lock that will be released, a connection that can be made again.
+DATABASE_TRANSIENT = frozenset({ErrorCategory.DB_LOCKED, ErrorCategory.DB_DISCONNECTED})
+#: A statement that did not run because of a lock (a dead connection is replaced, not waited).
+DATABASE_LOCKED = frozenset({ErrorCategory.DB_LOCKED})
+#: A WebSocket send that failed for good: the client's connection is gone.
+DELIVERY_PERMANENT = frozenset(
+    {ErrorCategory.CLIENT_GONE, ErrorCategory.RESET, ErrorCategory.REFUSED}
+)
+#: Anything that may succeed if tried again somewhere: never a refusal by the other side
+#: (TLS, HTTP 4xx) nor a client that left.
+RETRYABLE = (
+    NETWORK_TRANSIENT
+    | DATABASE_TRANSIENT
+    | {ErrorCategory.HTTP_5XX, ErrorCategory.CHANNEL_FULL, ErrorCategory.UNKNOWN}
+)
+
+
+def is_retryable(exc: BaseException, categories: frozenset[ErrorCategory] = RETRYABLE) -> bool:
+    """Whether ``exc`` falls in ``categories``: the one test every retry decision makes."""
+    return classify(exc) in categories
 
 _REFUSED_ERRNOS = {errno.ECONNREFUSED}
 _RESET_ERRNOS = {errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ESHUTDOWN}
 _TIMEOUT_ERRNOS = {errno.ETIMEDOUT}
 _UNREACHABLE_ERRNOS = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL}
 
-# SQLite primary result codes (sqlite3.h): BUSY, LOCKED, CANTOPEN.
+# SQLite primary result codes (sqlite3.h): BUSY, LOCKED.
 _SQLITE_LOCKED_CODES = {5, 6}
-_SQLITE_CANTOPEN = 14
 # SQLSTATE classes and codes that mean "the connection is gone, the statement did not run".
 _PG_DISCONNECT_CLASSES = ("08",)
 _PG_DISCONNECT_CODES = {"57P01", "57P02", "57P03"}
@@ -100,8 +120,8 @@ def classify(exc: BaseException) -> ErrorCategory:
     precise than a wrapper's class (urllib3's ``NewConnectionError`` is a subclass of its
     timeout error even when the socket said "connection refused").
     """
-    links = _chain(exc)
-    for check in (_by_os_error, _by_database, _by_http_status, _by_library):
+    links = causes(exc)
+    for check in (_by_os_error, _by_database, _by_http_status, _by_library, _by_base_class):
         for link in links:
             category = check(link)
             if category is not None:
@@ -117,7 +137,7 @@ def http_status_category(status: int) -> ErrorCategory | None:
     return None
 
 
-def _chain(exc: BaseException) -> list[BaseException]:
+def causes(exc: BaseException) -> list[BaseException]:
     """``exc`` and everything it wraps, outermost first, without loops."""
     seen: list[BaseException] = []
     pending: list[BaseException] = [exc]
@@ -196,8 +216,7 @@ def _by_database(exc: BaseException) -> ErrorCategory | None:
         code = getattr(exc, "sqlite_errorcode", None)
         if code is not None and code & 0xFF in _SQLITE_LOCKED_CODES:
             return ErrorCategory.DB_LOCKED
-        if code is not None and code & 0xFF == _SQLITE_CANTOPEN:
-            return ErrorCategory.DB_DISCONNECTED
+        # CANTOPEN (a missing directory, no permission) is not waited out: no retry opens it.
         return None
     if isinstance(exc, sqlite3.ProgrammingError) and "closed database" in str(exc):
         return ErrorCategory.DB_DISCONNECTED
@@ -249,6 +268,12 @@ def _by_os_error(exc: BaseException) -> ErrorCategory | None:
         if exc.errno in _TIMEOUT_ERRNOS:
             return ErrorCategory.TIMEOUT
     return None
+
+
+def _by_base_class(exc: BaseException) -> ErrorCategory | None:
+    """Last resort, after every more precise look: a bare ``ConnectionError`` (no errno, no
+    library class we know) still says the connection is gone."""
+    return ErrorCategory.RESET if isinstance(exc, ConnectionError) else None
 
 
 def _qualified_names(exc: BaseException) -> set[str]:

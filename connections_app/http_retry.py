@@ -1,10 +1,10 @@
-"""HTTP retries from the one ``RetryPolicy``: urllib3's ``Retry`` (requests), a wrapper (aiohttp).
+"""HTTP retries from the one ``RetryPolicy`` and the one loop, for requests and aiohttp alike.
 
 Both paths retry the same things and wait the same way:
 
 - a retry status (429, 502, 503, 504 by default) answered to an idempotent method;
-- a network error that ``errors.classify`` calls retryable: for an idempotent method, or for any
-  method when the connection never opened (nothing was sent, as urllib3 does);
+- a network error in ``errors.NETWORK_TRANSIENT``: for an idempotent method, or for any method
+  when the connection never opened (nothing was sent, so nothing can be done twice);
 - the wait is the policy's backoff, or longer when the server's ``Retry-After`` asks for longer;
   the ``Retry-After`` part never exceeds ``max_retry_after``.
 
@@ -18,24 +18,25 @@ import email.utils
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import aiohttp
-from urllib3.response import BaseHTTPResponse
-from urllib3.util.retry import Retry
+import requests
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
-from connections_app.errors import classify
-from connections_app.retry import RetryPolicy, acall_with_retry
+from connections_app.errors import NETWORK_TRANSIENT, causes, is_retryable
+from connections_app.retry import RetryPolicy, aretry, retry
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 
-# aiohttp errors that mean the network failed (an invalid URL or a 4xx raised by
-# raise_for_status is not worth a retry whatever the classifier says of it).
-_NETWORK_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError)
-# aiohttp errors raised before a single byte of the request was sent.
-_NOT_SENT_ERRORS = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+# Errors raised before a single byte of the request was sent: connecting failed.
+_NOT_SENT_ERRORS = (
+    NewConnectionError,  # also urllib3's NameResolutionError
+    ConnectTimeoutError,
+    aiohttp.ClientConnectorError,
+    aiohttp.ConnectionTimeoutError,
+)
 
 OnRetry = Callable[[], None]
 
@@ -63,19 +64,29 @@ class HttpRetry:
             return backoff
         return max(backoff, min(asked, self.max_retry_after))
 
-    def for_urllib3(self, on_retry: OnRetry | None = None) -> Retry:
-        """A urllib3 ``Retry`` (for ``HTTPAdapter(max_retries=...)``) that follows these rules."""
-        return _PolicyRetry(
-            rules=self,
-            on_retry=on_retry,
-            total=len(self.policy.delays()),
-            allowed_methods=self.methods,
-            status_forcelist=self.statuses,
-            raise_on_status=False,
-            # Retry-After is honoured by _PolicyRetry.sleep, capped; urllib3's own handling
-            # would also retry 413/429/503 outside ``statuses``.
-            respect_retry_after_header=False,
-        )
+    def send(
+        self,
+        send_once: Callable[[], requests.Response],
+        method: str,
+        *,
+        on_retry: OnRetry | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> requests.Response:
+        """``send_once()`` (one requests ``Session.send``) with these retries."""
+        tries = _Tries(self, method.upper(), on_retry)
+
+        def attempt() -> requests.Response:
+            response = send_once()
+            tries.check_status(response.status_code, response)
+            return response
+
+        try:
+            return retry(
+                attempt, self.policy, tries.should_retry, on_retry=tries.note,
+                delay=tries.wait, sleep=sleep,
+            )  # fmt: skip
+        except _RetryStatus as exc:
+            return exc.response
 
     async def request(
         self,
@@ -90,53 +101,47 @@ class HttpRetry:
 
         The returned response's ``read()``, ``text()`` and ``json()`` answer from memory.
         """
-        tries = _Tries(self, session, method.upper(), url, kwargs, on_retry)
+        tries = _Tries(self, method.upper(), on_retry)
+
+        async def attempt() -> aiohttp.ClientResponse:
+            async with session.request(tries.method, url, **kwargs) as response:
+                # Read now: the connection goes back to the pool before the caller looks.
+                await response.read()
+            tries.check_status(response.status, response)
+            return response
+
         try:
-            return await acall_with_retry(
-                tries.attempt, self.policy, tries.should_retry, tries.note, delay=tries.wait
+            return await aretry(
+                attempt, self.policy, tries.should_retry, on_retry=tries.note, delay=tries.wait
             )
         except _RetryStatus as exc:
             return exc.response
 
 
 class _RetryStatus(Exception):
-    """A retry status, raised so that ``acall_with_retry`` tries again."""
+    """A retry status, raised so that the retry loop tries again."""
 
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
-        super().__init__(f"HTTP {response.status}")
+    def __init__(self, status: int, response: Any) -> None:
+        super().__init__(f"HTTP {status}")
         self.response = response
 
 
 class _Tries:
-    """One aiohttp call's tries: what is retried, and how long a ``Retry-After`` stretches
-    the wait."""
+    """One request's tries: what is retried, and how long a ``Retry-After`` stretches a wait."""
 
-    def __init__(
-        self,
-        rules: HttpRetry,
-        session: aiohttp.ClientSession,
-        method: str,
-        url: str,
-        kwargs: dict[str, Any],
-        on_retry: OnRetry | None,
-    ) -> None:
-        self.rules, self.session, self.method, self.url = rules, session, method, url
-        self.kwargs, self.on_retry = kwargs, on_retry
+    def __init__(self, rules: HttpRetry, method: str, on_retry: OnRetry | None) -> None:
+        self.rules, self.method, self.on_retry = rules, method, on_retry
 
-    async def attempt(self) -> aiohttp.ClientResponse:
-        async with self.session.request(self.method, self.url, **self.kwargs) as response:
-            # Read now: the connection goes back to the pool before the caller looks.
-            await response.read()
-        if response.status in self.rules.statuses and self.method in self.rules.methods:
-            raise _RetryStatus(response)
-        return response
+    def check_status(self, status: int, response: Any) -> None:
+        if status in self.rules.statuses and self.method in self.rules.methods:
+            raise _RetryStatus(status, response)
 
     def should_retry(self, exc: BaseException) -> bool:
         if isinstance(exc, _RetryStatus):
             return True
-        if not isinstance(exc, _NETWORK_ERRORS) or not classify(exc).retryable:
+        if not is_retryable(exc, NETWORK_TRANSIENT):
             return False
-        return self.method in self.rules.methods or isinstance(exc, _NOT_SENT_ERRORS)
+        return self.method in self.rules.methods or _not_sent(exc)
 
     def wait(self, exc: BaseException, backoff: float) -> float:
         if isinstance(exc, _RetryStatus):
@@ -144,56 +149,14 @@ class _Tries:
         return backoff
 
     def note(self, exc: BaseException, policy: RetryPolicy, wait: float) -> None:
+        if isinstance(exc, _RetryStatus) and isinstance(exc.response, requests.Response):
+            exc.response.close()  # a streamed body would keep its connection from the pool
         if self.on_retry is not None:
             self.on_retry()
 
 
-class _PolicyRetry(Retry):
-    """urllib3's ``Retry`` with the waits of a ``RetryPolicy`` and the classifier's verdict."""
-
-    def __init__(
-        self,
-        *,
-        rules: HttpRetry,
-        policy: RetryPolicy | None = None,
-        backoff: float = 0.0,
-        on_retry: OnRetry | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.rules = rules
-        self.policy = rules.policy if policy is None else policy
-        self.backoff = backoff
-        self.on_retry = on_retry
-
-    def new(self, **kw: Any) -> Self:
-        # urllib3 builds every next Retry through new(): carry our fields along.
-        ours = {"rules": self.rules, "policy": self.policy, "backoff": self.backoff}
-        return super().new(**(ours | {"on_retry": self.on_retry} | kw))
-
-    def increment(
-        self,
-        method: str | None = None,
-        url: str | None = None,
-        response: BaseHTTPResponse | None = None,
-        error: Exception | None = None,
-        _pool: Any = None,
-        _stacktrace: TracebackType | None = None,
-    ) -> Self:
-        if error is not None and not classify(error).retryable:
-            raise error.with_traceback(_stacktrace)
-        retry = super().increment(method, url, response, error, _pool, _stacktrace)
-        retry.backoff = self.policy.next_delay()
-        retry.policy = self.policy.next()
-        if self.on_retry is not None:
-            self.on_retry()
-        return retry
-
-    def sleep(self, response: BaseHTTPResponse | None = None) -> None:
-        retry_after = response.headers.get("Retry-After") if response is not None else None
-        wait = self.rules.wait(self.backoff, retry_after)
-        if wait > 0:
-            time.sleep(wait)
+def _not_sent(exc: BaseException) -> bool:
+    return any(isinstance(link, _NOT_SENT_ERRORS) for link in causes(exc))
 
 
 def _retry_after_seconds(value: str | None) -> float | None:

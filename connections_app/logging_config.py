@@ -2,9 +2,9 @@
 
 ``build_logging_config`` returns a ``dictConfig`` dict (Django's ``LOGGING`` in settings);
 ``setup_logging`` applies the same dict outside Django. Every handler carries the redaction
-filter, and every formatter redacts exception and stack text again: a filter runs before the
-formatter renders ``exc_info``, so without that second step a traceback would go out raw.
-Logs go to stderr: stdout belongs to commands such as ``runchecks --json``.
+filter, which redacts a record once, whatever number of handlers it passes: its message, its
+exception text (rendered there, so no formatter ever renders a raw traceback) and its stack.
+Logs go to stderr: stdout belongs to commands such as ``runchecks --format json``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from connections_app.error_handler import report
 from connections_app.redaction import redact
 
 #: Libraries that log every request or reconnect at INFO: WARNING and above by default.
@@ -35,9 +36,12 @@ RETRYING_LOGGERS = ("channels_redis.pubsub", "channels_redis.core")
 
 
 class RedactionFilter(logging.Filter):
-    """Secrets out of a record's message, %-arguments, exception and stack text."""
+    """Secrets out of a record's message, %-arguments, exception and stack text, once."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "redacted", False):
+            return True  # a second handler's filter: already done
+        record.redacted = True
         record.msg = redact(_message(record))
         record.args = None
         if record.exc_info and not record.exc_text:
@@ -57,24 +61,11 @@ class ToErrorHandler(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not record.exc_info or record.exc_info[1] is None:
             return True
-        from connections_app.error_handler import ErrorContext, get_global_error_handler
-
-        context = ErrorContext(operation=record.name, endpoint="")
-        get_global_error_handler().handle_error(record.exc_info[1], context)
+        report(record.exc_info[1], record.name)
         return False
 
 
-class RedactingFormatter(logging.Formatter):
-    """A plain formatter whose exception and stack text are redacted, filter or not."""
-
-    def formatException(self, ei) -> str:
-        return redact(super().formatException(ei))
-
-    def formatStack(self, stack_info: str) -> str:
-        return redact(super().formatStack(stack_info))
-
-
-class JsonLinesFormatter(RedactingFormatter):
+class JsonLinesFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message and, if any, exception."""
 
     def format(self, record: logging.LogRecord) -> str:
@@ -82,12 +73,12 @@ class JsonLinesFormatter(RedactingFormatter):
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
-            "message": redact(record.getMessage()),
+            "message": record.getMessage(),
         }
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:
-            entry["exception"] = redact(record.exc_text)
+            entry["exception"] = record.exc_text
         if record.stack_info:
             entry["stack"] = self.formatStack(record.stack_info)
         return json.dumps(entry, ensure_ascii=False)
@@ -165,7 +156,7 @@ def build_logging_config(
             "to_error_handler": {"()": f"{__name__}.ToErrorHandler"},
         },
         "formatters": {
-            "plain": {"class": f"{__name__}.RedactingFormatter", "format": PLAIN_FORMAT},
+            "plain": {"format": PLAIN_FORMAT},
             "json": {"class": f"{__name__}.JsonLinesFormatter"},
         },
         "handlers": handlers,

@@ -6,12 +6,9 @@ check, ``HealthCheck.objects.with_status()`` for a list in one query).
 
 from __future__ import annotations
 
-import ipaddress
 import math
 from datetime import timedelta
-from urllib.parse import urlsplit
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Count, Exists, OuterRef, Q, Subquery
@@ -19,19 +16,15 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from connections_app.redaction import redact
-
-KIND_HTTP = "http"
-KIND_TCP = "tcp"
-KIND_DATABASE = "database"
-KIND_REDIS = "redis"
-KIND_CHANNEL_LAYER = "channel_layer"
-KIND_CHOICES = [
-    (KIND_HTTP, "HTTP(S) endpoint"),
-    (KIND_TCP, "TCP host:port"),
-    (KIND_DATABASE, "Django database alias"),
-    (KIND_REDIS, "Redis URL"),
-    (KIND_CHANNEL_LAYER, "Channels layer alias"),
-]
+from connections_app.targets import (  # noqa: F401 - the kinds are the model's vocabulary
+    KIND_CHANNEL_LAYER,
+    KIND_CHOICES,
+    KIND_DATABASE,
+    KIND_HTTP,
+    KIND_REDIS,
+    KIND_TCP,
+    validate_target,
+)
 
 UP = "up"
 DEGRADED = "degraded"
@@ -301,101 +294,6 @@ CLEANED_FIELDS = (
     "expected_status_max",
     "tags",
 )
-_HOST_CHARACTERS = "letters, digits, '-', '_' and '.'"
-
-
-def validate_target(kind: str, target: str) -> str | None:
-    """A sentence naming what is wrong with ``target`` for ``kind``, or None when it is fine."""
-    if not target.strip():
-        return "A target is required."
-    if target != target.strip():
-        return "The target must not start or end with a space."
-    control = next((c for c in target if ord(c) < 32 or ord(c) == 127), None)
-    if control is not None:
-        return f"The target contains a control character ({control!r})."
-    if kind == KIND_HTTP:
-        parts, error = _split_url(target)
-        if error:
-            return error
-        if parts.scheme not in ("http", "https"):
-            return f"The URL scheme must be http or https, not {parts.scheme or 'empty'!r}."
-        if not parts.hostname:
-            return "The URL has no host."
-        return _host_error(parts.hostname) or _port_error(parts)
-    if kind == KIND_REDIS:
-        parts, error = _split_url(target)
-        if error:
-            return error
-        if parts.scheme not in ("redis", "rediss", "unix"):
-            scheme = parts.scheme or "empty"
-            return f"A Redis URL starts with redis://, rediss:// or unix://, not {scheme!r}."
-        if parts.scheme == "unix":
-            return None if parts.path else "A unix:// Redis URL needs the socket's path."
-        if not parts.hostname:
-            return "The Redis URL has no host: it is redis://host:6379/0."
-        return _host_error(parts.hostname) or _port_error(parts)
-    if kind == KIND_TCP:
-        return _host_port_error(target)
-    if kind == KIND_DATABASE and target not in settings.DATABASES:
-        return f"No database alias {target!r}; known: {', '.join(sorted(settings.DATABASES))}."
-    if kind == KIND_CHANNEL_LAYER and target not in settings.CHANNEL_LAYERS:
-        known = ", ".join(sorted(settings.CHANNEL_LAYERS))
-        return f"No channel layer alias {target!r}; known: {known}."
-    return None
-
-
-def _split_url(target: str):
-    """``(parts, None)``, or ``(None, sentence)`` for a URL that cannot be taken apart."""
-    try:
-        return urlsplit(target), None
-    except ValueError:  # unbalanced brackets, an invalid bracketed address
-        # Not the exception's text: it quotes the whole netloc, password included.
-        return None, "The URL is malformed: check its brackets and the characters of its host."
-
-
-def _port_error(parts) -> str | None:
-    try:
-        port = parts.port
-    except ValueError:
-        return "The port must be a number from 1 to 65535."
-    if port is not None and not 1 <= port <= 65535:
-        return "The port must be a number from 1 to 65535."
-    return None
-
-
-def _host_port_error(target: str) -> str | None:
-    host, sep, port = target.rpartition(":")
-    if not sep or not host:
-        return "A TCP target is host:port, for example db.internal:5432."
-    if not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
-        return "The port must be a number from 1 to 65535."
-    if host.startswith("[") != host.endswith("]"):
-        return f"{host!r} misses a bracket: an IPv6 address is written [::1]:6379."
-    return _host_error(host.removeprefix("[").removesuffix("]"))
-
-
-def _host_error(host: str) -> str | None:
-    """A sentence naming what is wrong with a host name or IP address, or None."""
-    if ":" in host:  # only an IPv6 address has colons
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            return f"{host!r} is not a valid IPv6 address."
-        return None
-    bad = next((c for c in host if not (c.isalnum() or c in "-_.")), None)
-    if bad is not None:
-        what = "a space" if bad.isspace() else repr(bad)
-        return f"The host {host!r} contains {what}: a host name has only {_HOST_CHARACTERS}."
-    labels = host.removesuffix(".").split(".")
-    if "" in labels:
-        return f"The host {host!r} has an empty part between dots."
-    if any(len(label) > 63 for label in labels) or len(host) > 253:
-        return f"The host {host!r} is too long: 63 characters a part, 253 in all."
-    if any(label.startswith("-") or label.endswith("-") for label in labels):
-        return f"The host {host!r} has a part that starts or ends with '-'."
-    return None
-
-
 def _seconds_error(field: str, seconds: float, most: int) -> str | None:
     """What is wrong with a number of seconds that is not finite or above ``most``, or None."""
     if not math.isfinite(seconds):

@@ -22,13 +22,13 @@ from django.utils import timezone
 
 from connections_app.connection_manager import ConnectionManager
 from connections_app.db.transactions import retry_transaction
-from connections_app.error_handler import ErrorContext, get_global_error_handler
+from connections_app.error_handler import get_global_error_handler, report
 from connections_app.error_stats import flush_error_stats
-from connections_app.errors import ErrorCategory
+from connections_app.errors import DATABASE_TRANSIENT, is_retryable
+from connections_app.events import announce, listening
 from connections_app.models import CheckResult, HealthCheck
 from connections_app.probes import ProbeResult, run_probe
 from connections_app.summary import check_summary
-from realtime.publish import publish_event
 
 logger = logging.getLogger(__name__)
 
@@ -104,12 +104,6 @@ def write_outcomes(outcomes: list[Outcome]) -> dict[int, HealthCheck]:
     return {c.pk: c for c in checks}
 
 
-def _report(exc: BaseException, operation: str) -> ErrorCategory:
-    """One line per window through the error handler, never a traceback storm."""
-    context = ErrorContext(operation=operation, endpoint=connection.alias)
-    return get_global_error_handler().handle_error(exc, context).category
-
-
 class StatusTracker:
     """Remembers each check's last status, to tell a change from a repeat."""
 
@@ -149,7 +143,8 @@ class ResultWriter:
         try:
             checks = await sync_to_async(write_outcomes)(batch)
         except Exception as exc:
-            self._keep_or_drop(batch, _report(exc, "results.store"))
+            report(exc, "results.store", connection.alias)
+            self._keep_or_drop(batch, exc)
             return []
         self.written += len(batch)
         failed = sum(not o.result.ok for o in batch)
@@ -157,10 +152,10 @@ class ResultWriter:
         await self._announce(batch, checks)
         return batch
 
-    def _keep_or_drop(self, batch: list[Outcome], category: ErrorCategory) -> None:
+    def _keep_or_drop(self, batch: list[Outcome], error: BaseException) -> None:
         """Keep a batch the database could not take for now (locked, unreachable) for the next
         flush, bounded so a long outage cannot grow memory; drop one it refused outright."""
-        if category not in (ErrorCategory.DB_LOCKED, ErrorCategory.DB_DISCONNECTED):
+        if not is_retryable(error, DATABASE_TRANSIENT):
             self.dropped += len(batch)
             return
         self._pending[:0] = batch
@@ -175,12 +170,14 @@ class ResultWriter:
             if check is None:
                 continue  # deleted while it ran
             outcome.status = check.status
+            if not listening():
+                continue
             data = {
                 "check": check_summary(check),
                 "result": outcome.result_dict(),
                 "uptime_24h": check.uptime(),
             }
-            await publish_event("check.result", data)
+            await announce("check.result", data)
         for check in checks.values():
             change = self.tracker.update(check)
             if change:
@@ -197,7 +194,7 @@ class ResultWriter:
             "to": new,
             "at": timezone.now().isoformat(),
         }
-        await publish_event("check.status", data)
+        await announce("check.status", data)
 
 
 class Monitor:
@@ -268,7 +265,7 @@ class Monitor:
                 due = await sync_to_async(claim_due_checks)(timezone.now())
                 wait = await sync_to_async(seconds_until_next_due)(timezone.now())
             except Exception as exc:
-                _report(exc, "checks.claim")
+                report(exc, "checks.claim", connection.alias)
                 due, wait = [], MAX_IDLE
             for check in due:
                 task = asyncio.create_task(self.run_check(check, stop))
@@ -306,7 +303,7 @@ async def _quietly(func, operation: str) -> None:
     try:
         await sync_to_async(func)()
     except Exception as exc:
-        _report(exc, operation)
+        report(exc, operation, connection.alias)
 
 
 def _due_filter(now: datetime) -> Q:

@@ -1,26 +1,25 @@
-"""Per-client delivery inside one server process (the seed's ``notify_clients``, done right).
+"""Per-client delivery inside one server process.
 
 Between processes an event travels once (``realtime.hub``); here it is handed to every local
 client's outbox without waiting for any socket, and each client's own sender task writes it.
 So a stuck client delays nobody, and what it can cost is bounded by its outbox and its acks.
 
-Failures are classified with ``connections_app.errors.classify`` plus the seed's rule:
-permanent (client gone, closed or reset connection, ``ConnectionError``, ``RuntimeError``) drops
-the client at once; transient (outbox full, timeout, anything else) gets one retry on the
-``WEBSOCKET`` policy (first try 5 s, retry after 100 ms within 2 s), then the client is told to
-reconnect and resync (close code 4000).
+Failures are classified with ``connections_app.errors.classify``: permanent (the client's
+connection is gone: ``errors.DELIVERY_PERMANENT``; a socket that raises ``RuntimeError`` after
+its close counts as gone, see ``Client.send``) drops the client at once; transient (outbox full,
+timeout, anything else) gets one retry on the ``WEBSOCKET`` policy (first try within 5 s, the
+retry after 100 ms within 2 s), then the client is told to reconnect and resync (close 4000).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from functools import partial
 
-from connections_app.errors import ErrorCategory, classify
-from connections_app.retry import WEBSOCKET, RetryPolicy, acall_with_retry
+from connections_app.errors import DELIVERY_PERMANENT, ErrorCategory, classify
+from connections_app.retry import WEBSOCKET, RetryPolicy, aretry
 from realtime.client import Client
 from realtime.outbox import Offer, OutboxFull
 from realtime.protocol import CLOSE_RESYNC, frame_text
@@ -28,12 +27,38 @@ from realtime.report import report
 
 logger = logging.getLogger(__name__)
 
-_PERMANENT = {ErrorCategory.CLIENT_GONE, ErrorCategory.RESET}
+
+@dataclass(frozen=True)
+class Delivery:
+    """How hard a frame is pushed at one socket: the retry policy, and how long each try may
+    take (the first, then each retry: the caller bounds its tries, not the policy)."""
+
+    policy: RetryPolicy = WEBSOCKET
+    timeouts: tuple[float, ...] = (5.0, 2.0)
+
+
+DELIVERY = Delivery()
 
 
 def is_permanent(exc: BaseException) -> bool:
     """A send failure that no retry can fix: the connection is gone."""
-    return isinstance(exc, (ConnectionError, RuntimeError)) or classify(exc) in _PERMANENT
+    return classify(exc) in DELIVERY_PERMANENT
+
+
+def _is_transient(exc: BaseException) -> bool:
+    return not is_permanent(exc)
+
+
+def _bounded(func: Callable[[], Awaitable[None]], timeouts: tuple[float, ...]):
+    """``func`` as tries for ``aretry``: each call bounded by the next of ``timeouts``."""
+    tries = iter(timeouts)
+    last = timeouts[-1]
+
+    async def attempt() -> None:
+        async with asyncio.timeout(next(tries, last)):
+            await func()
+
+    return attempt
 
 
 @dataclass
@@ -67,7 +92,7 @@ async def notify_clients(
     event: str,
     body: str,
     tags: frozenset[str] | None = None,
-    policy: RetryPolicy = WEBSOCKET,
+    delivery: Delivery = DELIVERY,
 ) -> BroadcastReport:
     """Offer one event (``body`` from ``protocol.encode_event``) to every client, at once.
 
@@ -87,7 +112,7 @@ async def notify_clients(
         elif offer is Offer.LATE:
             summary.retried += 1
             if client.catching_up is None or client.catching_up.done():
-                client.catching_up = client.start(catch_up(client, policy))
+                client.catching_up = client.start(catch_up(client, delivery))
         else:
             summary.dropped += 1
             refused.append(client)
@@ -98,19 +123,19 @@ async def notify_clients(
     return summary
 
 
-async def catch_up(client: Client, policy: RetryPolicy = WEBSOCKET) -> None:
+async def catch_up(client: Client, delivery: Delivery = DELIVERY) -> None:
     """The retry of an offer that found the outbox full: after the policy's delay, the outbox
     must get back within its capacity inside the retry's timeout, or the client is dropped."""
     client.retries += 1
-    await asyncio.sleep(policy.next_delay())
+    # The first try is the offer that found no room: it had no time to wait.
+    has_room = _bounded(client.outbox.wait_for_room, (0.0, *delivery.timeouts[1:]))
     try:
-        async with asyncio.timeout(policy.next().timeout()):
-            await client.outbox.wait_for_room()
+        await aretry(has_room, delivery.policy, frozenset({ErrorCategory.TIMEOUT}))
     except TimeoutError:
         await drop(client, OutboxFull(f"outbox still over {client.outbox.capacity} frames"))
 
 
-async def run_sender(client: Client, policy: RetryPolicy = WEBSOCKET) -> None:
+async def run_sender(client: Client, delivery: Delivery = DELIVERY) -> None:
     """Write the client's outbox to its socket in order until the client closes.
 
     Each frame gets the next sequence number; after each, the client's ack lag is checked
@@ -119,10 +144,10 @@ async def run_sender(client: Client, policy: RetryPolicy = WEBSOCKET) -> None:
     while (body := await client.outbox.get()) is not None:
         text = frame_text(client.next_seq(), body)
         try:
-            await acall_with_retry(
-                partial(client.send, text),
-                policy,
-                should_retry=lambda exc: not is_permanent(exc),
+            await aretry(
+                _bounded(lambda text=text: client.send(text), delivery.timeouts),
+                delivery.policy,
+                _is_transient,
                 on_retry=lambda *_: _count_retry(client),
             )
         except Exception as exc:

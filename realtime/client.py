@@ -33,6 +33,10 @@ class MinInterval:
         return True
 
 
+class ClientGone(ConnectionResetError):
+    """A send to a socket that is already closed (the classifier files it under reset)."""
+
+
 class Client:
     """A dashboard connection. ``send`` writes one text frame to its socket, ``close`` closes
     the socket with a code and a reason; both come from the consumer."""
@@ -44,7 +48,7 @@ class Client:
         self.limits = limits
         self.outbox = Outbox(limits.outbox_capacity)
         self.outbox.hold()  # nothing goes out before the first snapshot
-        self.send = send
+        self._send = send
         self._close = close
         self.tags: frozenset[str] | None = None
         self.seq = 0
@@ -62,6 +66,15 @@ class Client:
 
     def __repr__(self) -> str:
         return f"<Client {self.id} {self.user}>"
+
+    async def send(self, text: str) -> None:
+        """Write one text frame to the socket."""
+        try:
+            await self._send(text)
+        except RuntimeError as exc:
+            # The ASGI server refuses a send after the socket closed: the client is gone,
+            # which no retry fixes (not a bug of ours to trace back).
+            raise ClientGone(str(exc)) from exc
 
     @property
     def closed(self) -> bool:

@@ -21,7 +21,8 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
 from connections_app.error_stats import flush_error_stats
-from connections_app.retry import RetryPolicy, acall_with_retry
+from connections_app.errors import RETRYABLE
+from connections_app.retry import RetryPolicy, aretry
 from realtime.broadcast import notify_clients, run_sender
 from realtime.client import Client
 from realtime.limits import limits
@@ -33,7 +34,7 @@ from realtime.snapshot import recent_errors, refresh
 logger = logging.getLogger(__name__)
 
 #: Receiving from the layer: back off up to 5 s while it fails, for as long as clients watch.
-LISTEN = RetryPolicy(attempts=1_000_000, base_delay=0.2, factor=2.0, cap=5.0, jitter=0.2)
+LISTEN = RetryPolicy(attempts=None, base_delay=0.2, factor=2.0, cap=5.0, jitter=0.2)
 #: A connecting client waits at most this long for the hub to join the group; after that it
 #: gets its snapshot anyway and the hub resyncs it once the layer answers.
 JOIN_WAIT = 2.0
@@ -130,14 +131,14 @@ class Hub:
 
     async def _listen(self, layer) -> None:
         """Join the group with a channel of this process, then hand on what arrives."""
-        self._channel = await acall_with_retry(
-            layer.new_channel, LISTEN, lambda _: True, self._layer_failed
+        self._channel = await aretry(
+            layer.new_channel, LISTEN, RETRYABLE, on_retry=self._layer_failed
         )
         await self._join_group(layer)
         self._ready.set()
         while True:
-            message = await acall_with_retry(
-                lambda: layer.receive(self._channel), LISTEN, lambda _: True, self._layer_failed
+            message = await aretry(
+                lambda: layer.receive(self._channel), LISTEN, RETRYABLE, on_retry=self._layer_failed
             )
             try:
                 await self._dispatch(message)

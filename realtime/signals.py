@@ -1,15 +1,17 @@
-"""Checks added, edited or deleted (admin, import): every dashboard gets a fresh snapshot."""
+"""The dashboard listens to what the checks app announces (``connections_app.events``)."""
 
-from django.db import transaction
-from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
-from connections_app.models import HealthCheck
-from realtime.publish import request_resync_sync
+from connections_app.events import check_event, checks_changed
+from realtime.publish import publish_event, request_resync_sync
 
 
-@receiver(post_save, sender=HealthCheck, dispatch_uid="realtime.check_saved")
-@receiver(post_delete, sender=HealthCheck, dispatch_uid="realtime.check_deleted")
-def checks_changed(sender, **kwargs) -> None:
-    # After the commit: a snapshot must never be built from a change that may roll back.
-    transaction.on_commit(request_resync_sync)
+@receiver(check_event, dispatch_uid="realtime.check_event")
+async def publish_check_event(sender, event: str, data: dict, **kwargs) -> None:
+    await publish_event(event, data)
+
+
+@receiver(checks_changed, dispatch_uid="realtime.checks_changed")
+def resync_dashboards(sender, **kwargs) -> None:
+    # Sent after the commit already: every dashboard rebuilds from what is stored.
+    request_resync_sync()

@@ -67,7 +67,7 @@ def test_it_has_the_documented_defaults() -> None:
         ("pool_per_host", 0),
         ("pool_total", 5),
         ("retry", 3),
-        ("retry", RetryPolicy(first_timeout=1.0)),
+        ("retry", RetryPolicy(attempts=None)),
         ("retry_statuses", {503, 700}),
         ("retry_statuses", "503"),
         ("retry_methods", {"GET", "POST"}),
@@ -95,17 +95,6 @@ def test_it_waits_the_backoff_or_a_longer_capped_retry_after() -> None:
     assert rules.wait(1.0, "3600") == 5.0
     assert rules.wait(1.0, "Wed, 21 Oct 2015 07:28:00 GMT") == 1.0  # a date in the past
     assert rules.wait(1.0, "soon") == 1.0  # unreadable: ignored
-
-
-def test_it_builds_the_urllib3_retry_from_the_policy() -> None:
-    rules = ConnectionConfig(retry=RetryPolicy(attempts=4)).http_retry()
-
-    built = rules.for_urllib3()
-
-    assert built.total == 4
-    assert set(built.allowed_methods) == set(rules.methods)
-    assert set(built.status_forcelist) == {429, 502, 503, 504}
-    assert built.raise_on_status is False
 
 
 # The sync path.
@@ -136,7 +125,7 @@ def test_it_hands_out_one_pooled_session(http_target: HttpTarget) -> None:
         # requests keeps the pool sizes in these (pickled) fields: 5 host pools of 4 each.
         assert (adapter._pool_connections, adapter._pool_maxsize) == (5, 4)
         assert adapter.poolmanager.connection_pool_kw["maxsize"] == 4
-        assert adapter.max_retries.total == retry.HTTP.attempts
+        assert adapter.max_retries.total == 0  # the session retries, in the one loop
         assert session.headers["User-Agent"] == config.user_agent
 
 

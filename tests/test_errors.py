@@ -9,7 +9,7 @@ import threading
 import pytest
 import requests
 
-from connections_app.errors import ErrorCategory, Severity, classify
+from connections_app.errors import DATABASE_TRANSIENT, ErrorCategory, Severity, classify
 from tests.conftest import free_port
 
 
@@ -107,9 +107,9 @@ def test_sqlite_locked(tmp_path):
     assert classify(exc) is ErrorCategory.DB_LOCKED
 
 
-def test_sqlite_cannot_open(tmp_path):
+def test_sqlite_cannot_open_is_not_a_lost_connection(tmp_path):
     exc = raised(lambda: sqlite3.connect(tmp_path / "missing-dir" / "db.sqlite3"))
-    assert classify(exc) is ErrorCategory.DB_DISCONNECTED
+    assert classify(exc) not in DATABASE_TRANSIENT
 
 
 def test_syntax_error_is_not_a_connection_problem(tmp_path):

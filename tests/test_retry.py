@@ -1,11 +1,18 @@
-"""RetryPolicy is a value: every behaviour is checked without I/O or sleeping."""
+"""RetryPolicy is a value and the loops take it: every behaviour is checked without I/O or
+sleeping (the sync loop's sleep is injected, the async one waits 0 s)."""
 
+import math
 import random
+import ssl
 
 import pytest
 
 from connections_app import retry
-from connections_app.retry import RetryExhausted, RetryPolicy, call_with_retry
+from connections_app.errors import NETWORK_TRANSIENT
+from connections_app.retry import RetryExhausted, RetryPolicy, aretry
+
+ANY = lambda exc: True  # noqa: E731
+NEVER = lambda exc: False  # noqa: E731
 
 
 def test_delays_grow_by_the_factor_up_to_the_cap():
@@ -31,13 +38,22 @@ def test_jitter_stays_within_its_fraction():
     assert len(set(waits)) > 100
 
 
-def test_the_seed_presets():
+def test_the_presets():
     assert retry.DATABASE.delays() == [1, 2, 4]
     assert [min(60 * 2**n, 300) for n in range(3)] == retry.TASK.delays()
     assert retry.WEBSOCKET.delays() == [0.1]
-    assert retry.WEBSOCKET.timeout() == 5.0
-    assert retry.WEBSOCKET.next().timeout() == 2.0
     assert retry.HTTP.delays() == [0.5, 1, 2]
+
+
+def test_none_attempts_means_forever():
+    policy = RetryPolicy(attempts=None, base_delay=1, cap=4)
+    for _ in range(1000):
+        policy = policy.next()
+    assert not policy.is_exhausted()
+    assert policy.next_delay() == 4
+    assert policy.total_delay() == math.inf
+    with pytest.raises(ValueError, match="forever"):
+        policy.delays()
 
 
 @pytest.mark.parametrize(
@@ -48,8 +64,6 @@ def test_the_seed_presets():
         ({"factor": 0.5}, "factor"),
         ({"base_delay": 5, "cap": 1}, "cap"),
         ({"jitter": 1.5}, "jitter"),
-        ({"first_timeout": 0}, "first_timeout"),
-        ({"retry_timeout": -1}, "retry_timeout"),
         ({"attempts": 1, "retries_done": 2}, "retries_done"),
     ],
 )
@@ -58,7 +72,7 @@ def test_invalid_values_name_the_field(fields, name):
         RetryPolicy(**fields)
 
 
-def test_call_with_retry_stops_on_success_and_reports_each_retry():
+def test_retry_stops_on_success_and_reports_each_retry():
     calls, retries, slept = [], [], []
 
     def flaky():
@@ -67,10 +81,10 @@ def test_call_with_retry_stops_on_success_and_reports_each_retry():
             raise ConnectionResetError("reset")
         return "done"
 
-    result = call_with_retry(
+    result = retry.retry(
         flaky,
         RetryPolicy(attempts=5, base_delay=1),
-        should_retry=lambda exc: True,
+        ANY,
         on_retry=lambda exc, policy, wait: retries.append(policy.retries_done),
         sleep=slept.append,
     )
@@ -79,7 +93,7 @@ def test_call_with_retry_stops_on_success_and_reports_each_retry():
     assert slept == [1, 2]
 
 
-def test_call_with_retry_never_retries_what_should_not_be():
+def test_retry_never_retries_what_should_not_be():
     calls = []
 
     def broken():
@@ -87,11 +101,11 @@ def test_call_with_retry_never_retries_what_should_not_be():
         raise ValueError("syntax")
 
     with pytest.raises(ValueError):
-        call_with_retry(broken, RetryPolicy(attempts=5), lambda e: False, sleep=lambda s: None)
+        retry.retry(broken, RetryPolicy(attempts=5), NEVER, sleep=lambda s: None)
     assert len(calls) == 1
 
 
-def test_call_with_retry_gives_up_after_the_policy():
+def test_retry_gives_up_after_the_policy():
     calls = []
 
     def down():
@@ -99,23 +113,46 @@ def test_call_with_retry_gives_up_after_the_policy():
         raise ConnectionRefusedError()
 
     with pytest.raises(ConnectionRefusedError):
-        call_with_retry(down, RetryPolicy(attempts=3), lambda e: True, sleep=lambda s: None)
+        retry.retry(down, RetryPolicy(attempts=3), ANY, sleep=lambda s: None)
     assert len(calls) == 4
 
 
-def test_wait_to_retry_reports_waits_and_gives_the_next_policy():
-    retries, slept = [], []
+def test_retry_takes_categories_from_the_one_classifier():
+    calls = []
+
+    def refused_then_tls():
+        calls.append(1)
+        if len(calls) == 1:
+            raise ConnectionRefusedError()  # refused: in NETWORK_TRANSIENT
+        raise ssl.SSLError("certificate verify failed")  # tls: not
+
+    with pytest.raises(ssl.SSLError, match="certificate"):
+        retry.retry(
+            refused_then_tls, RetryPolicy(attempts=5), NETWORK_TRANSIENT, sleep=lambda s: None
+        )
+    assert len(calls) == 2
+
+
+def test_a_first_try_made_elsewhere_is_decided_on_first():
+    retries, slept, calls = [], [], []
     error = ConnectionResetError("reset")
-    policy = retry.wait_to_retry(
-        error,
+
+    def works():
+        calls.append(1)
+        return "done"
+
+    result = retry.retry(
+        works,
         RetryPolicy(attempts=2, base_delay=1),
-        should_retry=lambda exc: True,
+        ANY,
         on_retry=lambda exc, policy, wait: retries.append((exc, policy.retries_done, wait)),
         sleep=slept.append,
+        failed=error,
     )
-    assert policy.retries_done == 1
+    assert result == "done"
     assert retries == [(error, 1, 1)]
     assert slept == [1]
+    assert calls == [1]
 
 
 @pytest.mark.parametrize(
@@ -123,10 +160,38 @@ def test_wait_to_retry_reports_waits_and_gives_the_next_policy():
     [(RetryPolicy(attempts=2), False), (RetryPolicy(attempts=1).next(), True)],
     ids=["not-retryable", "exhausted"],
 )
-def test_wait_to_retry_raises_a_final_error_without_waiting(policy, retryable):
+def test_a_final_first_failure_is_raised_without_waiting(policy, retryable):
     slept = []
     with pytest.raises(ConnectionResetError, match="reset"):
-        retry.wait_to_retry(
-            ConnectionResetError("reset"), policy, lambda exc: retryable, sleep=slept.append
+        retry.retry(
+            lambda: None,
+            policy,
+            lambda exc: retryable,
+            sleep=slept.append,
+            failed=ConnectionResetError("reset"),
         )
     assert slept == []
+
+
+async def test_the_async_loop_follows_the_same_rules():
+    calls, retries = [], []
+
+    async def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise ConnectionResetError("reset")
+        return "done"
+
+    policy = RetryPolicy(attempts=5, base_delay=0, cap=0)
+    on_retry = lambda exc, policy, wait: retries.append(policy.retries_done)  # noqa: E731
+    assert await aretry(flaky, policy, NETWORK_TRANSIENT, on_retry=on_retry) == "done"
+    assert retries == [1, 2]
+    tries = []
+
+    async def always_reset():
+        tries.append(1)
+        raise ConnectionResetError("reset")
+
+    with pytest.raises(ConnectionResetError):
+        await aretry(always_reset, RetryPolicy(attempts=2, base_delay=0, cap=0), ANY)
+    assert len(tries) == 3

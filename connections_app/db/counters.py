@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 
-from connections_app.error_handler import ErrorContext, get_global_error_handler
+from connections_app.error_handler import report
 
 RETRY = "retries"
 RECONNECT = "reconnects"
@@ -37,4 +37,4 @@ def counts(alias: str) -> dict[str, int]:
 def _record(alias: str, kind: str, exc: BaseException, operation: str) -> None:
     with _lock:
         _counts[alias, kind] += 1
-    get_global_error_handler().handle_error(exc, ErrorContext(operation=operation, endpoint=alias))
+    report(exc, operation, alias)

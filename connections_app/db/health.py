@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from connections_app.db.counters import counts
 from connections_app.db.fail_fast import fail_fast
-from connections_app.models import CheckResult, ErrorStat, HealthCheck
 
 HEALTH_QUERY = "SELECT 1"
 SIZE_QUERIES = {
     "postgresql": "SELECT pg_database_size(current_database())",
     "sqlite": "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
 }
-OUR_MODELS = (HealthCheck, CheckResult, ErrorStat)
 
 
 def check_database(alias: str = DEFAULT_DB_ALIAS) -> float:
@@ -33,14 +32,18 @@ def check_database(alias: str = DEFAULT_DB_ALIAS) -> float:
         return (time.perf_counter() - started) * 1000
 
 
-def get_database_stats(alias: str = DEFAULT_DB_ALIAS) -> dict:
-    """Engine, size, row counts of our tables, this thread's connection age, retries and
-    reconnects since the process started."""
+def get_database_stats(alias: str = DEFAULT_DB_ALIAS, tables: Iterable[str] = ()) -> dict:
+    """Engine, size, row counts of ``tables``, this thread's connection age, retries and
+    reconnects since the process started. (The layer loads before the apps and knows no
+    models: the caller names the tables.)"""
     connection = connections[alias]
+    rows = {}
     with connection.cursor() as cursor:
         cursor.execute(SIZE_QUERIES[connection.vendor])
         size = cursor.fetchone()[0]
-    rows = {m._meta.db_table: m._default_manager.using(alias).count() for m in OUR_MODELS}
+        for table in tables:
+            cursor.execute(f"SELECT COUNT(*) FROM {connection.ops.quote_name(table)}")
+            rows[table] = cursor.fetchone()[0]
     return {
         "alias": alias,
         "engine": connection.settings_dict["ENGINE"],

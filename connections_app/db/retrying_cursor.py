@@ -27,21 +27,16 @@ from django.db import Error
 from connections_app.db.counters import record_retry
 from connections_app.db.exceptions import RetriesExhausted, TransactionRetryNeeded
 from connections_app.db.fail_fast import policy_here
-from connections_app.errors import ErrorCategory, classify
-from connections_app.retry import RetryPolicy, call_with_retry, wait_to_retry
-
-RETRYABLE = frozenset({ErrorCategory.DB_LOCKED, ErrorCategory.DB_DISCONNECTED})
+from connections_app.errors import (
+    DATABASE_LOCKED,
+    DATABASE_TRANSIENT,
+    ErrorCategory,
+    classify,
+    is_retryable,
+)
+from connections_app.retry import RetryPolicy, retry
 
 Execute = Callable[[object, object, bool, dict], object]
-
-
-def is_retryable(exc: BaseException) -> bool:
-    """A lock or a lost connection: the operation may succeed if tried again."""
-    return classify(exc) in RETRYABLE
-
-
-def is_locked(exc: BaseException) -> bool:
-    return classify(exc) is ErrorCategory.DB_LOCKED
 
 
 def retrying_execute(execute: Execute, sql, params, many: bool, context: dict):
@@ -66,14 +61,14 @@ def _retry(error: Error, execute: Execute, sql, params, many: bool, context: dic
     """After a failed first try: raise, or recover and try again with the retry policy."""
     connection = context["connection"]
     category = classify(error)
-    if category not in RETRYABLE:
+    if category not in DATABASE_TRANSIENT:
         raise error
     if connection.in_atomic_block:
         raise TransactionRetryNeeded(connection.alias, category) from error
     if many or _is_server_side(context["cursor"]):
         raise error
     policy = policy_here(connection.retry_policy)
-    on_retry = partial(_on_retry, connection.alias)
+    failed: Error | None = error  # the first try, in retrying_execute, hit the lock
     if category is ErrorCategory.DB_DISCONNECTED:
         if not (connection.failed_statements_did_not_run or _is_read(sql)):
             raise error
@@ -81,15 +76,17 @@ def _retry(error: Error, execute: Execute, sql, params, many: bool, context: dic
         # off by itself if the server is down.
         connection.reconnect(error)
         connection.renew_cursor(context["cursor"])
-    else:
-        # The first try (above, in retrying_execute) hit the lock: back off before the next.
-        policy = wait_to_retry(error, policy, is_locked, on_retry)
+        failed = None
     try:
-        return call_with_retry(
-            partial(execute, sql, params, many, context), policy, is_locked, on_retry
+        return retry(
+            partial(execute, sql, params, many, context),
+            policy,
+            DATABASE_LOCKED,
+            on_retry=partial(_on_retry, connection.alias),
+            failed=failed,
         )
     except Error as exc:
-        if policy.attempts and is_locked(exc):
+        if policy.attempts and is_retryable(exc, DATABASE_LOCKED):
             raise RetriesExhausted(connection.alias, "a statement", policy, exc) from exc
         raise
 

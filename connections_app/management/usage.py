@@ -17,7 +17,7 @@ import sys
 
 from django.core.management.base import CommandError, CommandParser
 
-from connections_app.checks_report import EXIT_USAGE
+from connections_app.cli import EXIT_USAGE
 
 
 class UsageParser(CommandParser):

@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 
 from connections_app import models
-from connections_app.error_handler import ErrorContext, get_global_error_handler
+from connections_app.error_handler import report
 from connections_app.errors import ErrorCategory
 from connections_app.probes.channel_layer import probe_channel_layer
 from connections_app.probes.database import probe_database
 from connections_app.probes.http import probe_http
 from connections_app.probes.redis import probe_redis
-from connections_app.probes.result import CheckFailed, ProbeResult
+from connections_app.probes.result import ProbeResult
 from connections_app.probes.tcp import probe_tcp
 from connections_app.probes.timing import Stopwatch
 
@@ -35,23 +35,27 @@ async def run_probe(check: models.HealthCheck, manager) -> ProbeResult:
     if probe is None:
         return ProbeResult.failure(ErrorCategory.UNKNOWN, f"unknown check kind {check.kind!r}")
     clock = Stopwatch()
+    error: BaseException | None = None
     try:
         result = await asyncio.wait_for(probe(check, manager), timeout=check.timeout)
     except asyncio.CancelledError:
         raise
     except Exception as exc:
-        _count(check, exc)
+        error = exc
         if isinstance(exc, TimeoutError) and not str(exc):
-            return ProbeResult.failure(
+            error = None  # our own deadline: the words below say all there is
+            result = ProbeResult.failure(
                 ErrorCategory.TIMEOUT, f"no answer within {check.timeout:g} s", clock.ms()
             )
-        return ProbeResult.from_exception(exc, latency_ms=clock.ms())
+        else:
+            result = ProbeResult.from_exception(exc, latency_ms=clock.ms())
     if not result.ok:
-        _count(check, CheckFailed(result.error_message, result.http_status))
+        # Every failure reaches the error statistics, in the words the result carries; the
+        # exception, when there was one, only adds its traceback where one helps.
+        report(
+            error or result.error_message,
+            f"check.{check.kind}",
+            check.name,
+            category=result.error_category,
+        )
     return result
-
-
-def _count(check: models.HealthCheck, exc: BaseException) -> None:
-    """Every failure reaches the error statistics; the log gets one line per window."""
-    context = ErrorContext(operation=f"check.{check.kind}", endpoint=check.name)
-    get_global_error_handler().handle_error(exc, context)

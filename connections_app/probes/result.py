@@ -42,14 +42,3 @@ class ProbeResult:
     def from_exception(cls, exc: BaseException, latency_ms: float | None = None) -> ProbeResult:
         text = str(exc) or type(exc).__name__
         return cls.failure(classify(exc), f"{type(exc).__name__}: {text}", latency_ms)
-
-
-class CheckFailed(Exception):
-    """A target answered, but not as its check expects (an HTTP 503, a missing text).
-
-    Carries the HTTP status so ``errors.classify`` files it under http_4xx / http_5xx.
-    """
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status

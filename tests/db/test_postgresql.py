@@ -114,7 +114,7 @@ def test_inside_atomic_a_lost_connection_asks_to_retry_the_whole_block(pg, pg_ad
     assert checks.count() == 0
 
 
-@pytest.mark.parametrize("form", ["decorator", "loop"])
+@pytest.mark.parametrize("form", ["decorator", "decorator with options"])
 def test_retry_transaction_runs_the_block_again_without_duplicates(pg, pg_admin, form):
     runs = []
 
@@ -127,11 +127,9 @@ def test_retry_transaction_runs_the_block_again_without_duplicates(pg, pg_admin,
 
     before = counters.counts(PG_ALIAS)
     if form == "decorator":
-        retry_transaction(using=PG_ALIAS)(create_two)()
+        retry_transaction(create_two, using=PG_ALIAS)()
     else:
-        for attempt in retry_transaction(using=PG_ALIAS):
-            with attempt:
-                create_two()
+        retry_transaction(using=PG_ALIAS)(create_two)()
     assert runs == [1, 2]
     assert sorted(checks.values_list("name", flat=True)) == ["first", "second"]
     assert delta(PG_ALIAS, before)["retries"] == 1
@@ -176,10 +174,13 @@ def test_a_syntax_error_is_raised_after_exactly_one_attempt(pg):
     with pg.execute_wrapper(count), pytest.raises(ProgrammingError):
         with pg.cursor() as cursor:
             cursor.execute("SELEC 1")
+    @retry_transaction(using=PG_ALIAS)
+    def typo() -> None:
+        with pg.execute_wrapper(count), pg.cursor() as cursor:
+            cursor.execute("SELEC 2")
+
     with pytest.raises(ProgrammingError):
-        for attempt in retry_transaction(using=PG_ALIAS):
-            with attempt, pg.execute_wrapper(count), pg.cursor() as cursor:
-                cursor.execute("SELEC 2")
+        typo()
     assert executed == ["SELEC 1", "SELEC 2"]
     assert delta(PG_ALIAS, before) == {"retries": 0, "reconnects": 0}
 

@@ -48,9 +48,7 @@ def test_a_write_waits_for_a_lock_held_for_2_s_and_succeeds(sqlite_alias, hold_w
     if how == "autocommit":
         new_check("waited")
     else:
-        for attempt in retry_transaction(using=SQLITE_ALIAS):
-            with attempt:
-                new_check("waited")
+        retry_transaction(using=SQLITE_ALIAS)(new_check)("waited")
     assert list(checks.values_list("name", flat=True)) == ["waited"]
     assert delta(SQLITE_ALIAS, before)["retries"] >= 1
 
@@ -113,14 +111,17 @@ def test_eight_processes_writing_at_once_lose_no_row(sqlite_alias):
     assert checks.filter(next_due_at__isnull=True).count() == 0
 
 
-def test_a_file_that_cannot_be_opened_fails_after_the_policys_attempts(sqlite_alias, tmp_path):
-    connection = sqlite_alias()
+def test_a_file_that_cannot_be_opened_fails_at_once(sqlite_alias, tmp_path):
+    # A missing directory is not a lost connection: no wait will create it.
+    connection = sqlite_alias(retry_base_delay=5)  # a retry would wait 5 s
     connection.close()
     connection.settings_dict["NAME"] = str(tmp_path / "missing-folder" / "db.sqlite3")
     before = counters.counts(SQLITE_ALIAS)
-    with pytest.raises(RetriesExhausted, match="connecting .* unable to open database file"):
+    started = time.monotonic()
+    with pytest.raises(ConnectionRejected, match="unable to open database file"):
         checks.count()
-    assert delta(SQLITE_ALIAS, before) == {"retries": 3, "reconnects": 0}
+    assert time.monotonic() - started < 5
+    assert delta(SQLITE_ALIAS, before) == {"retries": 0, "reconnects": 0}
 
 
 def test_a_file_that_is_not_a_database_fails_at_once(sqlite_alias, tmp_path):
@@ -164,10 +165,12 @@ def test_an_integrity_error_is_not_retried(sqlite_alias):
     before = counters.counts(SQLITE_ALIAS)
     with pytest.raises(IntegrityError):
         results.create(health_check=check, checked_at=at, ok=False)
+    @retry_transaction(using=SQLITE_ALIAS)
+    def not_a_database_failure() -> None:
+        raise ProgrammingError("not a database failure")
+
     with pytest.raises(ProgrammingError):
-        for attempt in retry_transaction(using=SQLITE_ALIAS):
-            with attempt:
-                raise ProgrammingError("not a database failure")
+        not_a_database_failure()
     assert delta(SQLITE_ALIAS, before) == NO_COUNTS
 
 

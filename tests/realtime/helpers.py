@@ -8,13 +8,14 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from connections_app.retry import RetryPolicy
+from realtime.broadcast import Delivery
 from realtime.client import Client
 from realtime.limits import Limits
 from realtime.protocol import encode_event
 
-#: The WEBSOCKET policy's shape with short timeouts, so a hanging send ends quickly.
-FAST = RetryPolicy(
-    attempts=1, base_delay=0.01, factor=1.0, cap=0.01, first_timeout=0.2, retry_timeout=0.1
+#: The WEBSOCKET delivery's shape with short timeouts, so a hanging send ends quickly.
+FAST = Delivery(
+    policy=RetryPolicy(attempts=1, base_delay=0.01, factor=1.0, cap=0.01), timeouts=(0.2, 0.1)
 )
 HANG = "hang"
 

@@ -6,7 +6,7 @@ from channels.exceptions import StopConsumer
 from websockets.exceptions import ConnectionClosedError
 
 from realtime.broadcast import is_permanent, notify_clients, run_sender
-from realtime.client import Client
+from realtime.client import Client, ClientGone
 from realtime.limits import Limits
 from realtime.outbox import OutboxFull
 from realtime.protocol import CLOSE_RESYNC, encode_event
@@ -33,7 +33,8 @@ async def deliver_one(socket: Socket):
         ConnectionResetError(),
         BrokenPipeError(),
         ConnectionError("gone"),
-        RuntimeError("Unexpected ASGI message 'websocket.send' after 'websocket.close'"),
+        # What Client.send makes of the RuntimeError an ASGI server raises after the close.
+        ClientGone("Unexpected ASGI message 'websocket.send' after 'websocket.close'"),
         ConnectionClosedError(None, None),
         StopConsumer(),
     ],
@@ -122,7 +123,7 @@ async def test_a_stuck_client_does_not_delay_the_others():
 async def test_a_client_over_its_outbox_gets_one_retry_then_is_dropped():
     socket = Socket()
     client = make_client(socket, outbox_capacity=3)  # no sender: nothing drains the outbox
-    reports = [await notify_clients([client], "e", BODY, policy=FAST) for _ in range(3)]
+    reports = [await notify_clients([client], "e", BODY, delivery=FAST) for _ in range(3)]
     # The snapshot, then two events fill it; the third is late.
     assert [(r.delivered, r.retried) for r in reports] == [(1, 0), (1, 0), (0, 1)]
     await wait_until(lambda: client.closed)
@@ -134,17 +135,17 @@ async def test_a_client_that_catches_up_in_time_is_kept():
     socket = Socket()
     client = make_client(socket, outbox_capacity=3)
     for _ in range(3):
-        await notify_clients([client], "e", BODY, policy=FAST)
+        await notify_clients([client], "e", BODY, delivery=FAST)
     client.start(run_sender(client, FAST))
     await wait_until(lambda: len(socket.frames) == 3)
-    await asyncio.sleep(FAST.retry_timeout + FAST.base_delay)  # past the retry's deadline
+    await asyncio.sleep(FAST.timeouts[1] + FAST.policy.base_delay)  # past the retry's deadline
     assert not client.closed
 
 
 async def test_at_twice_the_outbox_capacity_a_client_is_dropped_at_once():
     socket = Socket()
     client = make_client(socket, outbox_capacity=1)
-    reports = [await notify_clients([client], "e", BODY, policy=FAST) for _ in range(3)]
+    reports = [await notify_clients([client], "e", BODY, delivery=FAST) for _ in range(3)]
     assert reports[-1].dropped == 1
     assert client.closed
 

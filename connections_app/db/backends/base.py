@@ -24,7 +24,8 @@ from connections_app import retry
 from connections_app.db.counters import record_reconnect, record_retry
 from connections_app.db.exceptions import ConnectionRejected, RetriesExhausted
 from connections_app.db.fail_fast import policy_here
-from connections_app.db.retrying_cursor import is_retryable, retrying_execute
+from connections_app.db.retrying_cursor import retrying_execute
+from connections_app.errors import DATABASE_TRANSIENT, is_retryable
 
 
 class ResilientDatabaseMixin:
@@ -43,9 +44,9 @@ class ResilientDatabaseMixin:
         """Connect; while the error means "try later", try again with the retry policy."""
         policy = policy_here(self.retry_policy)
         try:
-            retry.call_with_retry(self._connect_once, policy, is_retryable, self._on_retry)
+            retry.retry(self._connect_once, policy, DATABASE_TRANSIENT, on_retry=self._on_retry)
         except self.Database.Error as exc:
-            if not is_retryable(exc):
+            if not is_retryable(exc, DATABASE_TRANSIENT):
                 raise ConnectionRejected(self.alias, exc) from exc
             if policy.attempts:
                 raise RetriesExhausted(self.alias, "connecting", policy, exc) from exc

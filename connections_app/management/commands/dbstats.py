@@ -8,11 +8,14 @@ import json
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 
-from connections_app.checks_report import EXIT_USAGE
+from connections_app.cli import EXIT_USAGE
 from connections_app.db.fail_fast import fail_fast
 from connections_app.db.health import get_database_stats
 from connections_app.management.usage import UsageExitMixin
+from connections_app.models import CheckResult, ErrorStat, HealthCheck
 from connections_app.redaction import redact
+
+OUR_TABLES = [m._meta.db_table for m in (HealthCheck, CheckResult, ErrorStat)]
 
 
 class Command(UsageExitMixin, BaseCommand):
@@ -29,7 +32,7 @@ class Command(UsageExitMixin, BaseCommand):
         try:
             # A question asked at a terminal: answer now rather than wait out a restart.
             with fail_fast():
-                stats = get_database_stats(options["database"])
+                stats = get_database_stats(options["database"], OUR_TABLES)
         except DatabaseError as exc:
             reason = " ".join(redact(str(exc)).split())  # one line, whatever the driver said
             raise CommandError(

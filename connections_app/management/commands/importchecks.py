@@ -18,7 +18,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from connections_app.checks_report import EXIT_USAGE, counted
+from connections_app.cli import EXIT_USAGE, counted
 from connections_app.management.usage import UsageExitMixin
 from connections_app.models import (
     KIND_CHOICES,

@@ -26,15 +26,8 @@ from asgiref.sync import sync_to_async
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
-from connections_app.checks_report import (
-    EXIT_SIGINT,
-    EXIT_SIGTERM,
-    EXIT_USAGE,
-    counted,
-    exit_code,
-    render_json,
-    render_table,
-)
+from connections_app.checks_report import exit_code, render_json, render_table
+from connections_app.cli import EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE, counted
 from connections_app.connection_manager import ConnectionManager
 from connections_app.management.usage import UsageExitMixin, add_concurrency_argument
 from connections_app.models import HealthCheck
