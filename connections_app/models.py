@@ -356,3 +356,7 @@ class ErrorStat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.category} in {self.operation} ({self.count})"
+
+
+# Imported here so Django registers the model defined in its own module.
+from connections_app.maintenance import MaintenanceWindow  # noqa: E402,F401
