@@ -22,17 +22,22 @@ from connections_app.models import (
     CheckResult,
     ErrorStat,
     HealthCheck,
+    StateChange,
     split_tags,
+    status_rank,
 )
 from connections_app.redaction import REDACTED, redact, redact_url
+from connections_app.state import switch
 
 STATUS_COLOURS = {
     "up": "#1a7f37",
     "degraded": "#9a6700",
     "down": "#cf222e",
     "paused": "#57606a",
+    "maintenance": "#0969da",
     "unknown": "#6e7781",
 }
+CHANGES_SHOWN = 20
 RESULTS_PER_PAGE = 25
 
 
@@ -55,7 +60,7 @@ class StatusFilter(admin.SimpleListFilter):
     def queryset(self, request, queryset):
         # A hand-edited ?status= that names no status filters nothing, as Django's own do.
         known = {status for status, _label in STATUS_CHOICES}
-        return queryset.with_derived_status(self.value()) if self.value() in known else queryset
+        return queryset.filter(status=self.value()) if self.value() in known else queryset
 
 
 class TagFilter(admin.SimpleListFilter):
@@ -200,27 +205,59 @@ class HealthCheckAdmin(admin.ModelAdmin):
         "last_error_display",
         "enabled",
     )
-    list_filter = (StatusFilter, "kind", TagFilter, "enabled", "critical")
+    list_filter = (StatusFilter, "flapping", "kind", TagFilter, "enabled", "critical")
     # Not the target: a substring search would let anyone guess a stored password.
     search_fields = ("name", "tags")
     actions = ("run_now", "pause", "resume")
-    readonly_fields = ("created_at", "updated_at", "next_due_at")
+    readonly_fields = (
+        "created_at",
+        "updated_at",
+        "next_due_at",
+        "status_display",
+        "status_since",
+        "flapping",
+    )
     fieldsets = (
         (None, {"fields": ("name", "kind", "target", "enabled", "critical", "tags")}),
-        ("Timing", {"fields": ("interval", "timeout", "failures_before_down")}),
+        (
+            "Timing and thresholds",
+            {
+                "fields": (
+                    "interval",
+                    "timeout",
+                    "failures_before_down",
+                    "successes_before_up",
+                    "degraded_after_ms",
+                    "upside_down",
+                )
+            },
+        ),
         (
             "HTTP expectations",
             {"fields": ("expected_status_min", "expected_status_max", "expected_body")},
         ),
-        ("Record", {"fields": ("next_due_at", "created_at", "updated_at")}),
+        (
+            "Record",
+            {
+                "fields": (
+                    "status_display",
+                    "status_since",
+                    "flapping",
+                    "next_due_at",
+                    "created_at",
+                    "updated_at",
+                )
+            },
+        ),
     )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return super().get_queryset(request).with_status().with_uptime()
+        return super().get_queryset(request).with_uptime()
 
-    @admin.display(description="status")
+    @admin.display(description="status", ordering=status_rank())
     def status_display(self, obj: HealthCheck):
-        return status_badge(obj.status)
+        badge = status_badge(obj.status)
+        return format_html("{} flapping", badge) if obj.flapping else badge
 
     @admin.display(description="target", ordering="target")
     def target_display(self, obj: HealthCheck) -> str:
@@ -256,25 +293,26 @@ class HealthCheckAdmin(admin.ModelAdmin):
 
     @admin.action(description="Pause selected checks")
     def pause(self, request: HttpRequest, queryset: QuerySet) -> None:
-        count = HealthCheck.objects.filter(pk__in=queryset.values("pk")).update(enabled=False)
-        # update() sends no post_save: announce it as any other edit is.
+        ids = list(queryset.values_list("pk", flat=True))
+        switch(ids, enabled=False)
+        # The rows changed without save(): announce it as any other edit is.
         announce_checks_changed()
-        self.message_user(request, f"Paused {counted(count, 'check')}.", messages.SUCCESS)
+        self.message_user(request, f"Paused {counted(len(ids), 'check')}.", messages.SUCCESS)
 
     @admin.action(description="Resume selected checks")
     def resume(self, request: HttpRequest, queryset: QuerySet) -> None:
-        count = HealthCheck.objects.filter(pk__in=queryset.values("pk")).update(
-            enabled=True, next_due_at=None
-        )
-        # update() sends no post_save: announce it as any other edit is.
+        ids = list(queryset.values_list("pk", flat=True))
+        switch(ids, enabled=True)
         announce_checks_changed()
-        self.message_user(request, f"Resumed {counted(count, 'check')}.", messages.SUCCESS)
+        self.message_user(request, f"Resumed {counted(len(ids), 'check')}.", messages.SUCCESS)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = extra_context or {}
         results = CheckResult.objects.filter(health_check_id=object_id).order_by("-checked_at")
         page = Paginator(results, RESULTS_PER_PAGE).get_page(request.GET.get("results_page"))
         extra_context["results_page"] = page
+        changes = StateChange.objects.filter(health_check_id=object_id)
+        extra_context["state_changes"] = changes[:CHANGES_SHOWN]
         return super().change_view(request, object_id, form_url, extra_context)
 
 
@@ -318,6 +356,23 @@ class CheckResultAdmin(ReadOnlyAdmin):
     @admin.display(description="latency", ordering="latency_ms")
     def latency_display(self, obj: CheckResult) -> str:
         return "-" if obj.latency_ms is None else f"{obj.latency_ms:.1f} ms"
+
+
+@admin.register(StateChange)
+class StateChangeAdmin(ReadOnlyAdmin):
+    list_display = (
+        "at",
+        "health_check",
+        "from_status",
+        "to_status",
+        "reason_category",
+        "reason_message",
+        "during_maintenance",
+    )
+    list_filter = ("to_status", "from_status", "during_maintenance", "health_check")
+    list_select_related = ("health_check",)
+    search_fields = ("health_check__name",)
+    show_full_result_count = False
 
 
 @admin.register(ErrorStat)

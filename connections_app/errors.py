@@ -34,6 +34,8 @@ class ErrorCategory(StrEnum):
     DB_DISCONNECTED = "db_disconnected"
     CHANNEL_FULL = "channel_full"
     CLIENT_GONE = "client_gone"
+    #: An upside-down check's target answered: the one failure that is a success elsewhere.
+    ANSWERED = "answered"
     UNKNOWN = "unknown"
 
     @property
@@ -58,6 +60,7 @@ _SEVERITY = {
     ErrorCategory.DB_DISCONNECTED: Severity.ERROR,
     ErrorCategory.CHANNEL_FULL: Severity.WARNING,
     ErrorCategory.CLIENT_GONE: Severity.INFO,
+    ErrorCategory.ANSWERED: Severity.WARNING,
     ErrorCategory.UNKNOWN: Severity.ERROR,
 }
 

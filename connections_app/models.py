@@ -1,7 +1,8 @@
-"""Health checks, their results and aggregated error statistics.
+"""Health checks, their results, their state changes and aggregated error statistics.
 
-Status is never stored: it is derived from the latest results (``HealthCheck.status`` for one
-check, ``HealthCheck.objects.with_status()`` for a list in one query).
+A check's state is stored on its row (``status``, ``health``, the counters, the last result)
+and changes only in the transaction that stores the results causing it (``results.py``); every
+change of status is a ``StateChange`` row written in that same transaction (``state.py``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from datetime import timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Count, Exists, OuterRef, Q, Subquery
+from django.db.models import Case, Count, OuterRef, Q, Subquery, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -30,36 +31,25 @@ UP = "up"
 DEGRADED = "degraded"
 DOWN = "down"
 PAUSED = "paused"
+MAINTENANCE = "maintenance"
 UNKNOWN = "unknown"
 STATUS_CHOICES = [
     (UP, "Up"),
     (DEGRADED, "Degraded"),
     (DOWN, "Down"),
     (PAUSED, "Paused"),
+    (MAINTENANCE, "Maintenance"),
     (UNKNOWN, "Unknown"),
 ]
+#: What the results alone say of a check, whatever a pause or a maintenance window shows.
+HEALTH_CHOICES = [(s, label) for s, label in STATUS_CHOICES if s not in (PAUSED, MAINTENANCE)]
 #: Worst first: the overall status is the first of these any check has.
-STATUS_ORDER = [DOWN, DEGRADED, UNKNOWN, UP, PAUSED]
+STATUS_ORDER = [DOWN, DEGRADED, UNKNOWN, UP, MAINTENANCE, PAUSED]
 
-#: The most failures in a row a status ever needs to count (bounds the status query).
-MAX_FAILURES_BEFORE_DOWN = 100
+#: The most results in a row a threshold may ask for.
+MAX_IN_A_ROW = 100
 
 SEVERITY_CHOICES = [(s, s.title()) for s in ("info", "warning", "error", "critical")]
-
-
-def derive_status(
-    enabled: bool, last_checked_at, failures_in_a_row: int, failures_before_down: int
-) -> str:
-    """The status a check has, from what its results say."""
-    if not enabled:
-        return PAUSED
-    if last_checked_at is None:
-        return UNKNOWN
-    if failures_in_a_row == 0:
-        return UP
-    if failures_in_a_row >= failures_before_down:
-        return DOWN
-    return DEGRADED
 
 
 def overall_status(statuses: list[str]) -> str:
@@ -77,33 +67,6 @@ def split_tags(raw: str) -> list[str]:
 
 
 class HealthCheckQuerySet(models.QuerySet):
-    def with_status(self) -> HealthCheckQuerySet:
-        """Annotate the latest result and the failures since the last success, in one query."""
-        results = CheckResult.objects.filter(health_check=OuterRef("pk")).order_by("-checked_at")
-        # Inside ``failures`` the outer row is a CheckResult: match on its health_check.
-        mine = CheckResult.objects.filter(health_check=OuterRef("health_check"))
-        last_ok = mine.filter(ok=True).order_by("-checked_at").values("checked_at")[:1]
-        # Count no further back than MAX_FAILURES_BEFORE_DOWN results: a check down for weeks
-        # must not make every status query scan all its failures.
-        horizon = mine.order_by("-checked_at").values("checked_at")[
-            MAX_FAILURES_BEFORE_DOWN - 1 : MAX_FAILURES_BEFORE_DOWN
-        ]
-        failures = (
-            CheckResult.objects.filter(health_check=OuterRef("pk"), ok=False)
-            .filter(Q(checked_at__gt=Subquery(last_ok)) | ~Exists(last_ok))
-            .filter(Q(checked_at__gte=Subquery(horizon)) | ~Exists(horizon))
-            .order_by()
-            .values("health_check")
-            .annotate(n=Count("pk"))
-            .values("n")
-        )
-        return self.annotate(
-            last_checked_at=Subquery(results.values("checked_at")[:1]),
-            last_latency_ms=Subquery(results.values("latency_ms")[:1]),
-            last_error_category=Subquery(results.values("error_category")[:1]),
-            failures_in_a_row=Coalesce(Subquery(failures), 0),
-        )
-
     def with_uptime(self, since: timedelta = timedelta(hours=24)) -> HealthCheckQuerySet:
         """Annotate ``results_total`` and ``results_ok`` over the window, for uptime."""
         window = CheckResult.objects.filter(
@@ -116,18 +79,9 @@ class HealthCheckQuerySet(models.QuerySet):
 
         return self.annotate(results_total=count(window), results_ok=count(window.filter(ok=True)))
 
-    def with_derived_status(self, status: str) -> HealthCheckQuerySet:
-        """Only checks whose derived status is ``status`` (call after ``with_status()``)."""
-        down = Q(failures_in_a_row__gte=models.F("failures_before_down"))
-        running = Q(enabled=True, last_checked_at__isnull=False)
-        conditions = {
-            PAUSED: Q(enabled=False),
-            UNKNOWN: Q(enabled=True, last_checked_at__isnull=True),
-            UP: running & Q(failures_in_a_row=0),
-            DOWN: running & Q(failures_in_a_row__gt=0) & down,
-            DEGRADED: running & Q(failures_in_a_row__gt=0) & ~down,
-        }
-        return self.filter(conditions[status])
+    def worst_first(self) -> HealthCheckQuerySet:
+        """Ordered by status, worst first (``STATUS_ORDER``), then by name."""
+        return self.annotate(status_rank=status_rank()).order_by("status_rank", "name")
 
     def with_tag(self, tag: str) -> HealthCheckQuerySet:
         tag = tag.strip().lower()
@@ -137,6 +91,14 @@ class HealthCheckQuerySet(models.QuerySet):
             | Q(tags__endswith=f",{tag}")
             | Q(tags__contains=f",{tag},")
         )
+
+
+def status_rank() -> Case:
+    """A status's place in ``STATUS_ORDER`` (0 is the worst), for sorting in SQL."""
+    return Case(
+        *(When(status=status, then=Value(rank)) for rank, status in enumerate(STATUS_ORDER)),
+        default=Value(len(STATUS_ORDER)),
+    )
 
 
 class HealthCheck(models.Model):
@@ -156,7 +118,20 @@ class HealthCheck(models.Model):
     failures_before_down = models.PositiveSmallIntegerField(
         default=3,
         help_text="Failures in a row before the check is DOWN (DEGRADED before); 1 to "
-        f"{MAX_FAILURES_BEFORE_DOWN}.",
+        f"{MAX_IN_A_ROW}.",
+    )
+    successes_before_up = models.PositiveSmallIntegerField(
+        default=1,
+        help_text=f"Successes in a row before a DOWN check is UP again; 1 to {MAX_IN_A_ROW}.",
+    )
+    degraded_after_ms = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="A success slower than this many milliseconds is DEGRADED; blank: off.",
+    )
+    upside_down = models.BooleanField(
+        default=False,
+        help_text="The check passes when the target fails (a port that must stay closed).",
     )
     expected_status_min = models.PositiveSmallIntegerField(default=200)
     expected_status_max = models.PositiveSmallIntegerField(default=399)
@@ -172,6 +147,24 @@ class HealthCheck(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    # The stored state: written only with the results that cause it (results.store_outcomes),
+    # by a pause or resume (state.switch), or a maintenance window (state.apply_maintenance).
+    # Never by a form: see save().
+    status = models.CharField(
+        max_length=20, choices=STATUS_CHOICES, default=UNKNOWN, editable=False
+    )
+    status_since = models.DateTimeField(null=True, blank=True, editable=False)
+    health = models.CharField(
+        max_length=20, choices=HEALTH_CHOICES, default=UNKNOWN, editable=False
+    )
+    failures_in_a_row = models.PositiveIntegerField(default=0, editable=False)
+    successes_in_a_row = models.PositiveIntegerField(default=0, editable=False)
+    flapping = models.BooleanField(default=False, editable=False)
+    last_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_latency_ms = models.FloatField(null=True, blank=True, editable=False)
+    last_error_category = models.CharField(max_length=30, blank=True, editable=False)
+    last_error_message = models.CharField(max_length=500, blank=True, editable=False)
+
     objects = HealthCheckQuerySet.as_manager()
 
     class Meta:
@@ -179,10 +172,21 @@ class HealthCheck(models.Model):
         indexes = [
             # runchecks: "which enabled checks are due?"
             models.Index(fields=["enabled", "next_due_at"], name="check_due_idx"),
+            # /health/, the admin's status filter: "which checks are down?"
+            models.Index(fields=["status"], name="check_status_idx"),
         ]
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args, **kwargs) -> None:
+        """A new check starts UNKNOWN (PAUSED when disabled). An existing one saves its rules
+        only: its state is the runner's, and a form loaded a minute ago holds a stale copy."""
+        if self._state.adding:
+            self.status = UNKNOWN if self.enabled else PAUSED
+        elif kwargs.get("update_fields") is None:
+            kwargs["update_fields"] = RULE_FIELDS
+        super().save(*args, **kwargs)
 
     def full_clean(self, exclude=None, validate_unique=True, validate_constraints=True) -> None:
         # clean() judges only values clean_fields() accepted. The fields a ModelForm refused
@@ -226,11 +230,10 @@ class HealthCheck(models.Model):
                 error = "The timeout must be shorter than the interval."
             if error:
                 errors["timeout"] = error
-        failures = value["failures_before_down"]
-        if failures is not None and failures < 1:
-            errors["failures_before_down"] = "At least 1 failure is needed before DOWN."
-        elif failures is not None and failures > MAX_FAILURES_BEFORE_DOWN:
-            errors["failures_before_down"] = f"At most {MAX_FAILURES_BEFORE_DOWN} failures."
+        errors.update(_in_a_row_errors(value["failures_before_down"], value["successes_before_up"]))
+        slow, most = value["degraded_after_ms"], 1000 * MAX_TIMEOUT_SECONDS
+        if slow is not None and not (math.isfinite(slow) and 0 < slow <= most):
+            errors["degraded_after_ms"] = f"Milliseconds above 0 and at most {most}, or blank."
         errors.update(
             self._status_range_errors(value["expected_status_min"], value["expected_status_max"])
         )
@@ -257,18 +260,6 @@ class HealthCheck(models.Model):
     def tag_list(self) -> list[str]:
         return split_tags(self.tags)
 
-    @property
-    def status(self) -> str:
-        if hasattr(self, "failures_in_a_row"):
-            return derive_status(
-                self.enabled,
-                self.last_checked_at,
-                self.failures_in_a_row or 0,
-                self.failures_before_down,
-            )
-        annotated = HealthCheck.objects.with_status().get(pk=self.pk)
-        return annotated.status
-
     def uptime(self, since: timedelta = timedelta(hours=24)) -> float | None:
         """Share of successful results in the window, 0..1, or None without results."""
         if hasattr(self, "results_total"):
@@ -283,6 +274,25 @@ class HealthCheck(models.Model):
 #: The longest interval and timeout a check may have: the runner schedules by them.
 MAX_INTERVAL_SECONDS = 7 * 24 * 3600
 MAX_TIMEOUT_SECONDS = 300
+#: What a form or an import may write: everything but the stored state and the schedule.
+RULE_FIELDS = (
+    "name",
+    "kind",
+    "target",
+    "interval",
+    "timeout",
+    "failures_before_down",
+    "successes_before_up",
+    "degraded_after_ms",
+    "upside_down",
+    "expected_status_min",
+    "expected_status_max",
+    "expected_body",
+    "enabled",
+    "critical",
+    "tags",
+    "updated_at",
+)
 #: The fields ``HealthCheck.clean()`` reads (only once clean_fields() has accepted them).
 CLEANED_FIELDS = (
     "kind",
@@ -290,10 +300,26 @@ CLEANED_FIELDS = (
     "interval",
     "timeout",
     "failures_before_down",
+    "successes_before_up",
+    "degraded_after_ms",
     "expected_status_min",
     "expected_status_max",
     "tags",
 )
+def _in_a_row_errors(failures: int | None, successes: int | None) -> dict[str, str]:
+    errors = {}
+    for field, value, what, to in (
+        ("failures_before_down", failures, "failure", "DOWN"),
+        ("successes_before_up", successes, "success", "UP"),
+    ):
+        if value is not None and value < 1:
+            errors[field] = f"At least 1 {what} is needed before {to}."
+        elif value is not None and value > MAX_IN_A_ROW:
+            plural = "failures" if what == "failure" else "successes"
+            errors[field] = f"At most {MAX_IN_A_ROW} {plural}."
+    return errors
+
+
 def _seconds_error(field: str, seconds: float, most: int) -> str | None:
     """What is wrong with a number of seconds that is not finite or above ``most``, or None."""
     if not math.isfinite(seconds):
@@ -337,6 +363,41 @@ class CheckResult(models.Model):
     def __str__(self) -> str:
         state = "ok" if self.ok else self.error_category or "failed"
         return f"{self.health_check_id} {self.checked_at:%Y-%m-%d %H:%M:%S} {state}"
+
+
+class StateChange(models.Model):
+    """One change of a check's status, written in the transaction that caused it.
+
+    Inside a maintenance window the shown status stays MAINTENANCE, but what the results say
+    still changes: those changes are recorded too, between health values, marked
+    ``during_maintenance`` (alerts hold them back).
+    """
+
+    health_check = models.ForeignKey(
+        HealthCheck, on_delete=models.CASCADE, related_name="state_changes"
+    )
+    from_status = models.CharField(max_length=20, choices=STATUS_CHOICES)
+    to_status = models.CharField(max_length=20, choices=STATUS_CHOICES)
+    at = models.DateTimeField()
+    reason_category = models.CharField(max_length=30, blank=True)
+    #: Redacted, like every stored error message.
+    reason_message = models.CharField(max_length=500, blank=True)
+    #: ``checked_at`` of the result that caused the change (with the check, the result's
+    #: key); None for a pause, a resume or a window that began or ended.
+    result_checked_at = models.DateTimeField(null=True, blank=True)
+    during_maintenance = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+        indexes = [
+            # A check's page and flapping: "this check's changes since t".
+            models.Index(fields=["health_check", "-at"], name="change_check_at_idx"),
+            # The admin's list of all changes, newest first.
+            models.Index(fields=["-at"], name="change_at_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.health_check_id} {self.from_status} -> {self.to_status} at {self.at}"
 
 
 class ErrorStat(models.Model):

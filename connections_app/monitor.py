@@ -1,8 +1,9 @@
-"""Running checks: scheduling, batched result writes, status changes, events.
+"""Running checks: scheduling, batched result writes, events.
 
-Order of work for every batch (ARCHITECTURE.md): results are written to the database first, then
-status changes are computed from what was written, then events are published. A browser that
-misses an event rebuilds everything from the next snapshot.
+Order of work for every batch: the results, the state they cause and its ``StateChange`` rows
+are written in one transaction (``results.store_outcomes``); after the commit, events are
+announced from what was stored, never from memory. A browser that misses an event rebuilds
+everything from the next snapshot.
 """
 
 from __future__ import annotations
@@ -11,12 +12,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import connection
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -26,8 +26,10 @@ from connections_app.error_handler import get_global_error_handler, report
 from connections_app.error_stats import flush_error_stats
 from connections_app.errors import DATABASE_TRANSIENT, is_retryable
 from connections_app.events import announce, listening
-from connections_app.models import CheckResult, HealthCheck
-from connections_app.probes import ProbeResult, run_probe
+from connections_app.models import DEGRADED, DOWN, CheckResult, HealthCheck, StateChange
+from connections_app.probes import run_probe
+from connections_app.results import Outcome, Stored, close_stale_connection, store_outcomes
+from connections_app.state import apply_maintenance
 from connections_app.summary import check_summary
 
 logger = logging.getLogger(__name__)
@@ -43,81 +45,17 @@ ERROR_STATS_INTERVAL = 10.0
 PRUNE_INTERVAL = 3600.0
 
 
-@dataclass
-class Outcome:
-    """One probe run: the check as it was run, what it found, and when."""
-
-    check: HealthCheck
-    result: ProbeResult
-    checked_at: datetime = field(default_factory=timezone.now)
-    status: str = ""
-
-    def result_dict(self) -> dict:
-        return {
-            "checked_at": self.checked_at.isoformat(),
-            "ok": self.result.ok,
-            "latency_ms": self.result.latency_ms,
-            "http_status": self.result.http_status,
-            "error_category": self.result.error_category,
-            "error_message": self.result.error_message,
-        }
-
-
-def _release_connection() -> None:
-    """Drop a database connection that is too old or broken before the next unit of work."""
-    if not connection.in_atomic_block:
-        close_old_connections()
-
-
-@retry_transaction
-def _insert_results(rows: list[CheckResult]) -> None:
-    """Insert the rows whose check still exists; the checks stay locked until commit, so a
-    delete in the admin cannot slip in between and fail the whole batch."""
-    ids = {row.health_check_id for row in rows}
-    alive = set(
-        HealthCheck.objects.select_for_update().filter(pk__in=ids).values_list("pk", flat=True)
+def store_batch(batch: list[Outcome], want_uptime: bool) -> tuple[Stored, dict[int, float]]:
+    """Store a batch; with ``want_uptime``, read the 24 h uptime of its checks for the events."""
+    stored = store_outcomes(batch)
+    if not want_uptime or not stored.checks:
+        return stored, {}
+    counts = (
+        HealthCheck.objects.filter(pk__in=list(stored.checks))
+        .with_uptime()
+        .values_list("pk", "results_total", "results_ok")
     )
-    # The unique key (check, checked_at) makes a retried batch idempotent.
-    CheckResult.objects.bulk_create(
-        [row for row in rows if row.health_check_id in alive], ignore_conflicts=True
-    )
-
-
-def write_outcomes(outcomes: list[Outcome]) -> dict[int, HealthCheck]:
-    """Store the results, then read back each affected check with its derived status."""
-    _release_connection()
-    rows = [
-        CheckResult(
-            health_check_id=o.check.pk,
-            checked_at=o.checked_at,
-            ok=o.result.ok,
-            latency_ms=o.result.latency_ms,
-            http_status=o.result.http_status,
-            error_category=o.result.error_category,
-            error_message=o.result.error_message,
-        )
-        for o in outcomes
-    ]
-    _insert_results(rows)
-    ids = {o.check.pk for o in outcomes}
-    checks = HealthCheck.objects.filter(pk__in=ids).with_status().with_uptime()
-    return {c.pk: c for c in checks}
-
-
-class StatusTracker:
-    """Remembers each check's last status, to tell a change from a repeat."""
-
-    def __init__(self) -> None:
-        self._known: dict[int, str] = {}
-
-    def update(self, check: HealthCheck) -> tuple[str, str] | None:
-        """(old, new) when the status changed since last seen, else None."""
-        new = check.status
-        old = self._known.get(check.pk)
-        self._known[check.pk] = new
-        if old is None or old == new:
-            return None
-        return old, new
+    return stored, {pk: ok / total for pk, total, ok in counts if total}
 
 
 class ResultWriter:
@@ -125,7 +63,6 @@ class ResultWriter:
 
     def __init__(self) -> None:
         self._pending: list[Outcome] = []
-        self.tracker = StatusTracker()
         self.written = 0
         self.dropped = 0
 
@@ -141,7 +78,7 @@ class ResultWriter:
         if not batch:
             return []
         try:
-            checks = await sync_to_async(write_outcomes)(batch)
+            stored, uptimes = await sync_to_async(store_batch)(batch, listening())
         except Exception as exc:
             report(exc, "results.store", connection.alias)
             self._keep_or_drop(batch, exc)
@@ -149,7 +86,7 @@ class ResultWriter:
         self.written += len(batch)
         failed = sum(not o.result.ok for o in batch)
         logger.debug("stored %d results (%d failed)", len(batch), failed)
-        await self._announce(batch, checks)
+        await self._announce(batch, stored, uptimes)
         return batch
 
     def _keep_or_drop(self, batch: list[Outcome], error: BaseException) -> None:
@@ -164,37 +101,49 @@ class ResultWriter:
             del self._pending[:overflow]  # the oldest go first
             self.dropped += overflow
 
-    async def _announce(self, batch: list[Outcome], checks: dict[int, HealthCheck]) -> None:
+    async def _announce(
+        self, batch: list[Outcome], stored: Stored, uptimes: dict[int, float]
+    ) -> None:
+        for change in stored.changes:
+            _log_change(change)
+        if not listening():
+            return
         for outcome in batch:
-            check = checks.get(outcome.check.pk)
+            check = stored.checks.get(outcome.check.pk)
             if check is None:
                 continue  # deleted while it ran
-            outcome.status = check.status
-            if not listening():
-                continue
             data = {
                 "check": check_summary(check),
                 "result": outcome.result_dict(),
-                "uptime_24h": check.uptime(),
+                "uptime_24h": uptimes.get(check.pk),
             }
             await announce("check.result", data)
-        for check in checks.values():
-            change = self.tracker.update(check)
-            if change:
-                await self._announce_change(check, *change)
+        for change in stored.changes:
+            await announce("check.status", change_event(change))
 
-    async def _announce_change(self, check: HealthCheck, old: str, new: str) -> None:
-        level = logging.WARNING if new in ("down", "degraded") else logging.INFO
-        reason = f" ({check.last_error_category})" if check.last_error_category else ""
-        logger.log(level, "check %s: %s -> %s%s", check.name, old, new, reason)
-        data = {
-            "name": check.name,
-            "tags": check.tag_list,  # lets a tag-filtered dashboard skip what it does not show
-            "from": old,
-            "to": new,
-            "at": timezone.now().isoformat(),
-        }
-        await announce("check.status", data)
+
+def _log_change(change: StateChange) -> None:
+    level = logging.WARNING if change.to_status in (DOWN, DEGRADED) else logging.INFO
+    reason = f" ({change.reason_category})" if change.reason_category else ""
+    during = " during maintenance" if change.during_maintenance else ""
+    name = change.health_check.name
+    old, new = change.from_status, change.to_status
+    logger.log(level, "check %s: %s -> %s%s%s", name, old, new, reason, during)
+
+
+def change_event(change: StateChange) -> dict:
+    """A ``check.status`` event, from the stored row."""
+    check = change.health_check
+    return {
+        "name": check.name,
+        "tags": check.tag_list,  # lets a tag-filtered dashboard skip what it does not show
+        "from": change.from_status,
+        "to": change.to_status,
+        "at": change.at.isoformat(),
+        "reason": change.reason_category,
+        "during_maintenance": change.during_maintenance,
+        "flapping": check.flapping,
+    }
 
 
 class Monitor:
@@ -244,8 +193,7 @@ class Monitor:
         stored = await self.writer.flush()
         await _quietly(flush_error_stats, "error_stats.flush")
         order = {check.pk: position for position, check in enumerate(checks)}
-        # No status: its check was deleted meanwhile.
-        return sorted((o for o in stored if o.status), key=lambda o: order[o.check.pk])
+        return sorted((o for o in stored if o.stored), key=lambda o: order[o.check.pk])
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         """Each enabled check at its own interval until ``stop`` is set; then drain and flush."""
@@ -286,6 +234,7 @@ class Monitor:
             if now - last_stats >= ERROR_STATS_INTERVAL:
                 last_stats = now
                 await _quietly(flush_error_stats, "error_stats.flush")
+                await _quietly(apply_maintenance, "maintenance.apply")
             if now - last_prune >= PRUNE_INTERVAL:
                 last_prune = now
                 await _quietly(prune_results, "results.prune")
@@ -317,7 +266,7 @@ def claim_due_checks(now: datetime, limit: int = 500) -> list[HealthCheck]:
     so each due check goes to exactly one runner; SQLite's IMMEDIATE transactions serialise
     the runners instead.
     """
-    _release_connection()
+    close_stale_connection()
     return _claim(now, limit)
 
 

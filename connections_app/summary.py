@@ -20,6 +20,8 @@ class CheckSummary(TypedDict):
     name: str
     kind: str
     status: str
+    since: str | None
+    flapping: bool
     critical: bool
     tags: list[str]
     latency_ms: float | None
@@ -50,13 +52,15 @@ def is_stale(check: HealthCheck, now: datetime) -> bool:
 
 
 def check_summary(check: HealthCheck, now: datetime | None = None) -> CheckSummary:
-    """One check as JSON-ready data; ``check`` comes from ``with_status()``. No target: it may
-    hold credentials and /health/ is public."""
+    """One check as JSON-ready data, from its stored state. No target: it may hold credentials
+    and /health/ is public."""
     now = now or timezone.now()
     return {
         "name": check.name,
         "kind": check.kind,
         "status": check.status,
+        "since": check.status_since.isoformat() if check.status_since else None,
+        "flapping": check.flapping,
         "critical": check.critical,
         "tags": check.tag_list,
         "latency_ms": round(check.last_latency_ms, 2)
@@ -71,7 +75,7 @@ def check_summary(check: HealthCheck, now: datetime | None = None) -> CheckSumma
 
 def health_summary() -> HealthSummary:
     now = timezone.now()
-    checks = [check_summary(c, now) for c in HealthCheck.objects.with_status()]
+    checks = [check_summary(c, now) for c in HealthCheck.objects.all()]
     statuses = [c["status"] for c in checks]
     return {
         "status": overall_status(statuses),

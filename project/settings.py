@@ -118,6 +118,19 @@ LOGIN_URL = "admin:login"
 # Connection Health's own knobs.
 RESULT_RETENTION_DAYS = _read("RESULT_RETENTION_DAYS", int, 14)
 
+
+def _at_least_one(name: str, default: int) -> int:
+    value = _read(name, int, default)
+    if value < 1:
+        raise ImproperlyConfigured(f"{name}: must be 1 or more, got {value}")
+    return value
+
+
+#: More than FLAP_CHANGES status changes within FLAP_WINDOW_MINUTES make a check flapping,
+#: until it has been stable for a whole window.
+FLAP_CHANGES = _at_least_one("FLAP_CHANGES", 5)
+FLAP_WINDOW_MINUTES = _at_least_one("FLAP_WINDOW_MINUTES", 30)
+
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 

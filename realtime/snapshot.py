@@ -30,7 +30,7 @@ UPTIME_WINDOW = timedelta(hours=24)
 
 def build_snapshot(tags: frozenset[str] | None, limits: Limits) -> dict:
     """The snapshot's data for a client filtering on ``tags`` (None: every check)."""
-    checks = HealthCheck.objects.with_status().with_uptime(UPTIME_WINDOW)
+    checks = HealthCheck.objects.with_uptime(UPTIME_WINDOW)
     checks = [c for c in checks if _matches(c, tags)]
     since = timezone.now() - UPTIME_WINDOW
     recent = recent_results([c.pk for c in checks], limits.sparkline_points, since)

@@ -10,6 +10,8 @@ Routes (any method):
                      n calls of that exact path and query, 200 JSON after
     /body            200 text "hello healthy world"
     /chunked         the same text in two chunks, 50 ms apart
+    /switch/<name>   the status set by ``target.switch(name, status)`` (200 until set): a
+                     target that goes down and comes back when a test says so
 
 ``HttpTarget(tls=True)`` serves HTTPS with a fresh self-signed certificate for its address;
 clients trust it through ``target.ca_file`` (or ``target.client_ssl_context()``).
@@ -59,6 +61,7 @@ class HttpTarget:
         self._cert_dir: tempfile.TemporaryDirectory[str] | None = None
         self._family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._hits: Counter[str] = Counter()
+        self._switches: dict[str, int] = {}
         self._hits_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -202,6 +205,7 @@ class HttpTarget:
             "/flaky/{n:\\d+}": self._flaky,
             "/body": self._body,
             "/chunked": self._chunked,
+            "/switch/{name}": self._switched,
         }
         for path, handler in routes.items():
             app.router.add_route("*", path, handler)
@@ -212,6 +216,13 @@ class HttpTarget:
         with self._hits_lock:
             self._hits[request.path_qs] += 1
         return await handler(request)
+
+    def switch(self, name: str, status: int) -> None:
+        """Make ``/switch/<name>`` answer ``status`` from now on."""
+        self._switches[name] = status
+
+    async def _switched(self, request: web.Request) -> web.Response:
+        return web.Response(status=self._switches.get(request.match_info["name"], 200))
 
     async def _ok(self, request: web.Request) -> web.Response:
         return web.json_response({"ok": True})

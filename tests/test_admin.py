@@ -163,6 +163,7 @@ NEW_CHECK = {
     "interval": "30",
     "timeout": "5",
     "failures_before_down": "3",
+    "successes_before_up": "1",
     "expected_status_min": "200",
     "expected_status_max": "399",
     "enabled": "on",

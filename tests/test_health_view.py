@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from connections_app.models import CheckResult, HealthCheck
+from connections_app.models import HealthCheck
 from tests.conftest import REPO, free_port, wait_until
 from tests.test_models import add_results
 
@@ -60,8 +60,8 @@ def test_results_older_than_three_runs_are_marked_stale(client, only_our_checks)
     old = make("db", [True])
     # 3 intervals + the timeout + 10 s: 3 * 30 + 5 + 10 = 105 s for the defaults.
     assert (old.interval, old.timeout) == (30, 5)
-    CheckResult.objects.filter(health_check=old).update(
-        checked_at=timezone.now() - timedelta(seconds=200)
+    HealthCheck.objects.filter(pk=old.pk).update(
+        last_checked_at=timezone.now() - timedelta(seconds=200)
     )
     summary = client.get("/health/").json()
     stale = {c["name"]: (c["stale"], c["stale_after_s"]) for c in summary["checks"]}

@@ -49,6 +49,8 @@ async def run_probe(check: models.HealthCheck, manager) -> ProbeResult:
             )
         else:
             result = ProbeResult.from_exception(exc, latency_ms=clock.ms())
+    if check.upside_down:
+        result, error = upside_down(result), None
     if not result.ok:
         # Every failure reaches the error statistics, in the words the result carries; the
         # exception, when there was one, only adds its traceback where one helps.
@@ -59,3 +61,17 @@ async def run_probe(check: models.HealthCheck, manager) -> ProbeResult:
             category=result.error_category,
         )
     return result
+
+
+def upside_down(result: ProbeResult) -> ProbeResult:
+    """The verdict of a check that passes when its target fails (a port that must stay closed,
+    a host that must not answer)."""
+    if not result.ok:
+        return ProbeResult.success(result.latency_ms or 0.0)
+    answer = f" (HTTP {result.http_status})" if result.http_status else ""
+    return ProbeResult.failure(
+        ErrorCategory.ANSWERED,
+        f"the target answered{answer}, and this check passes only when it does not",
+        result.latency_ms,
+        http_status=result.http_status,
+    )

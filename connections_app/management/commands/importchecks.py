@@ -22,7 +22,7 @@ from connections_app.cli import EXIT_USAGE, counted
 from connections_app.management.usage import UsageExitMixin
 from connections_app.models import (
     KIND_CHOICES,
-    MAX_FAILURES_BEFORE_DOWN,
+    MAX_IN_A_ROW,
     MAX_INTERVAL_SECONDS,
     MAX_TIMEOUT_SECONDS,
     HealthCheck,
@@ -30,10 +30,17 @@ from connections_app.models import (
 from connections_app.redaction import redact
 
 STRINGS = ("name", "kind", "target", "expected_body")
-SECONDS = ("interval", "timeout")
-INTEGERS = ("failures_before_down", "expected_status_min", "expected_status_max")
-BOOLEANS = ("enabled", "critical")
-IMPORTABLE = {*STRINGS, *SECONDS, *INTEGERS, *BOOLEANS, "tags"}
+NUMBERS = ("interval", "timeout", "degraded_after_ms")
+INTEGERS = (
+    "failures_before_down",
+    "successes_before_up",
+    "expected_status_min",
+    "expected_status_max",
+)
+BOOLEANS = ("enabled", "critical", "upside_down")
+#: Fields whose JSON null means "off".
+NULLABLE = ("degraded_after_ms",)
+IMPORTABLE = {*STRINGS, *NUMBERS, *INTEGERS, *BOOLEANS, "tags"}
 
 HELP = (
     "Create or update health checks from FILE, a JSON list of objects ('-' reads stdin). "
@@ -41,7 +48,10 @@ HELP = (
     + ", ".join(kind for kind, _ in KIND_CHOICES)
     + f"; default http); interval (seconds, 1 to {MAX_INTERVAL_SECONDS}; default 30); "
     f"timeout (seconds, above 0, at most {MAX_TIMEOUT_SECONDS} and below the interval; "
-    f"default 5); failures_before_down (1 to {MAX_FAILURES_BEFORE_DOWN}; default 3); "
+    f"default 5); failures_before_down (1 to {MAX_IN_A_ROW}; default 3); "
+    f"successes_before_up (DOWN to UP, 1 to {MAX_IN_A_ROW}; default 1); degraded_after_ms "
+    "(a success slower than this is DEGRADED; null: off, the default); upside_down (true: "
+    "the check passes when the target fails; default false); "
     "expected_status_min and expected_status_max (100 to 599; default 200 and 399); "
     "expected_body (string); enabled and critical (true or false; default true); tags (a "
     'string, comma or space separated, or a list of strings such as ["prod", "db"]). '
@@ -132,6 +142,8 @@ def _build(position: int, item: object) -> tuple[HealthCheck, bool]:
 
 def _converted(field: str, value: object) -> object:
     """``value`` as the model takes it, or ValueError saying which JSON type ``field`` takes."""
+    if value is None and field in NULLABLE:
+        return None
     if field in BOOLEANS:
         if isinstance(value, bool):
             return value

@@ -30,7 +30,7 @@ from connections_app.checks_report import exit_code, render_json, render_table
 from connections_app.cli import EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE, counted
 from connections_app.connection_manager import ConnectionManager
 from connections_app.management.usage import UsageExitMixin, add_concurrency_argument
-from connections_app.models import HealthCheck
+from connections_app.models import PAUSED, HealthCheck
 from connections_app.monitor import Monitor, Outcome
 from connections_app.redaction import redact
 
@@ -116,7 +116,7 @@ class Command(UsageExitMixin, BaseCommand):
             return EXIT_SIGINT if stop.signal == signal.SIGINT else EXIT_SIGTERM
         if stop.signal is not None:
             return 0  # as documented: the running checks finished and every result is stored
-        await sync_to_async(judge_as_enabled)(outcomes)
+        judge_as_enabled(outcomes)
         render = render_json if options["format"] == "json" else render_table
         self.stdout.write(render(outcomes))
         return exit_code(outcomes)
@@ -152,12 +152,9 @@ def select_checks(names: list[str], tags: list[str]) -> list[HealthCheck]:
 def judge_as_enabled(outcomes: list[Outcome]) -> None:
     """Give each outcome of a paused check the status it would have if enabled (named with
     --check, it ran: its results decide, not the switch that keeps the runner off it)."""
-    paused = {o.check.pk: o for o in outcomes if not o.check.enabled}
-    if not paused:
-        return
-    for check in HealthCheck.objects.filter(pk__in=paused).with_status():
-        check.enabled = True
-        paused[check.pk].status = check.status
+    for outcome in outcomes:
+        if outcome.status == PAUSED:
+            outcome.status = outcome.health
 
 
 class SignalStop(asyncio.Event):

@@ -1,0 +1,124 @@
+"""Storing a batch of probe results: the results, the state they cause and its changes, in one
+transaction.
+
+The checks' rows are locked first (``select_for_update``), so a delete in the admin cannot slip
+in between, and two runners storing results of the same check take turns. Each check's state
+moves only by results newer than its ``last_checked_at``: a batch stored again (a retry after a
+commit whose outcome was unknown) leaves the state as it was, and the unique key (check,
+checked_at) leaves the results as they were.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db import close_old_connections, connection
+from django.utils import timezone
+
+from connections_app.db.transactions import retry_transaction
+from connections_app.maintenance import checks_in_maintenance
+from connections_app.models import CheckResult, HealthCheck, StateChange
+from connections_app.probes import ProbeResult
+from connections_app.state import STATE_FIELDS, FlapRule, Transitions, apply_result, update_flapping
+
+
+@dataclass
+class Outcome:
+    """One probe run: the check as it was run, what it found, and when it started.
+
+    After the batch is stored, ``status`` and ``health`` are the check's as the results left
+    them; both stay empty when the check was deleted meanwhile (nothing was stored).
+    """
+
+    check: HealthCheck
+    result: ProbeResult
+    checked_at: datetime = field(default_factory=timezone.now)
+    status: str = ""
+    health: str = ""
+
+    @property
+    def stored(self) -> bool:
+        return bool(self.status)
+
+    def result_dict(self) -> dict:
+        return {
+            "checked_at": self.checked_at.isoformat(),
+            "ok": self.result.ok,
+            "latency_ms": self.result.latency_ms,
+            "http_status": self.result.http_status,
+            "error_category": self.result.error_category,
+            "error_message": self.result.error_message,
+        }
+
+    def row(self) -> CheckResult:
+        return CheckResult(
+            health_check_id=self.check.pk,
+            checked_at=self.checked_at,
+            ok=self.result.ok,
+            latency_ms=self.result.latency_ms,
+            http_status=self.result.http_status,
+            error_category=self.result.error_category,
+            error_message=self.result.error_message,
+        )
+
+
+@dataclass
+class Stored:
+    """What a stored batch changed: the checks as they are now, and their state changes."""
+
+    checks: dict[int, HealthCheck]
+    changes: list[StateChange]
+
+
+def close_stale_connection() -> None:
+    """Close a connection past ``CONN_MAX_AGE`` or found broken, before a unit of work (Django
+    does this around web requests only; a runner must do it itself)."""
+    if not connection.in_atomic_block:
+        close_old_connections()
+
+
+def store_outcomes(outcomes: list[Outcome], rule: FlapRule | None = None) -> Stored:
+    """Store the results and move their checks' state, in one transaction."""
+    close_stale_connection()
+    stored = _store(outcomes, rule or FlapRule.from_settings())
+    for outcome in outcomes:
+        check = stored.checks.get(outcome.check.pk)
+        if check is not None:
+            outcome.status, outcome.health = check.status, check.health
+    return stored
+
+
+@retry_transaction
+def _store(outcomes: list[Outcome], rule: FlapRule) -> Stored:
+    checks = {
+        c.pk: c
+        for c in HealthCheck.objects.select_for_update().filter(
+            pk__in={o.check.pk for o in outcomes}
+        )
+    }
+    rows = [o.row() for o in outcomes if o.check.pk in checks]
+    CheckResult.objects.bulk_create(rows, ignore_conflicts=True)
+    at = max((row.checked_at for row in rows), default=timezone.now())
+    inside = checks_in_maintenance(((c.pk, c.tags) for c in checks.values()), at)
+    transitions = Transitions()
+    for check_id, results in _newer_by_check(rows, checks).items():
+        check = checks[check_id]
+        for result in results:
+            apply_result(check, result, check_id in inside, transitions)
+    update_flapping(checks.values(), transitions, at, rule)
+    HealthCheck.objects.bulk_update(list(checks.values()), STATE_FIELDS)
+    return Stored(checks, transitions.save())
+
+
+def _newer_by_check(
+    rows: list[CheckResult], checks: dict[int, HealthCheck]
+) -> dict[int, list[CheckResult]]:
+    """Each check's results newer than the last one it applied, oldest first."""
+    newer: dict[int, list[CheckResult]] = defaultdict(list)
+    for row in sorted(rows, key=lambda r: r.checked_at):
+        last = checks[row.health_check_id].last_checked_at
+        if last is None or row.checked_at > last:
+            newer[row.health_check_id].append(row)
+    return newer

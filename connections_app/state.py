@@ -1,0 +1,283 @@
+"""A check's state machine: what stored results, pauses and maintenance windows do to the state
+kept on its row, and the ``StateChange`` row each change of status leaves.
+
+Two values describe a check. ``health`` is what its results say (UP, DEGRADED, DOWN, UNKNOWN),
+by its rules: ``failures_before_down`` failures in a row make it DOWN (DEGRADED before),
+``successes_before_up`` successes in a row bring a DOWN check back UP, a success slower than
+``degraded_after_ms`` is DEGRADED. ``status`` is what everyone is shown: PAUSED while disabled,
+MAINTENANCE inside a maintenance window, else the health. Every change of status is a
+``StateChange``; inside a window, changes of health are recorded too, marked
+``during_maintenance``.
+
+Every function here changes rows only inside the caller's transaction, with the rows locked:
+results (``results.store_outcomes``), a pause or resume (``switch``), a window that begins or
+ends (``apply_maintenance``). So any number of runners, a retried batch or a restart agree:
+nothing is kept in memory between two calls.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS
+from django.db.models import Count, Max, Min
+from django.utils import timezone
+
+from connections_app.db.transactions import retry_transaction
+from connections_app.maintenance import MaintenanceWindow, checks_in_maintenance
+from connections_app.models import (
+    DEGRADED,
+    DOWN,
+    MAINTENANCE,
+    PAUSED,
+    UNKNOWN,
+    UP,
+    CheckResult,
+    HealthCheck,
+    StateChange,
+)
+
+#: The state fields ``apply_result`` moves (with ``status`` and ``status_since``).
+STATE_FIELDS = [
+    "status",
+    "status_since",
+    "health",
+    "failures_in_a_row",
+    "successes_in_a_row",
+    "flapping",
+    "last_checked_at",
+    "last_latency_ms",
+    "last_error_category",
+    "last_error_message",
+]
+
+
+def judge(check: HealthCheck, ok: bool, latency_ms: float | None) -> tuple[str, int, int]:
+    """The health, failures and successes in a row after one more result, by ``check``'s
+    rules and its current health and counters."""
+    if not ok:
+        failures = check.failures_in_a_row + 1
+        down = failures >= check.failures_before_down or check.health == DOWN
+        return (DOWN if down else DEGRADED), failures, 0
+    successes = check.successes_in_a_row + 1
+    if check.health == DOWN and successes < check.successes_before_up:
+        return DOWN, 0, successes  # recovering, not yet recovered
+    slow = check.degraded_after_ms
+    if slow is not None and latency_ms is not None and latency_ms > slow:
+        return DEGRADED, 0, successes
+    return UP, 0, successes
+
+
+def shown_status(enabled: bool, in_maintenance: bool, health: str) -> str:
+    if not enabled:
+        return PAUSED
+    if in_maintenance:
+        return MAINTENANCE
+    return health
+
+
+@dataclass(frozen=True)
+class FlapRule:
+    """More than ``changes`` changes within ``window`` make a check flapping, until it has
+    been stable for a whole window."""
+
+    changes: int
+    window: timedelta
+
+    @classmethod
+    def from_settings(cls) -> FlapRule:
+        return cls(settings.FLAP_CHANGES, timedelta(minutes=settings.FLAP_WINDOW_MINUTES))
+
+
+class Transitions:
+    """The ``StateChange`` rows of one transaction, made as checks move, saved together."""
+
+    def __init__(self) -> None:
+        self.rows: list[StateChange] = []
+
+    def record(
+        self,
+        check: HealthCheck,
+        old: str,
+        new: str,
+        at: datetime,
+        *,
+        result: CheckResult | None = None,
+        during_maintenance: bool = False,
+    ) -> None:
+        failed = result is not None and not result.ok
+        self.rows.append(
+            StateChange(
+                health_check=check,
+                from_status=old,
+                to_status=new,
+                at=at,
+                reason_category=result.error_category if failed else "",
+                reason_message=result.error_message if failed else "",
+                result_checked_at=result.checked_at if result is not None else None,
+                during_maintenance=during_maintenance,
+            )
+        )
+        check.status_since = at
+
+    def of(self, check: HealthCheck) -> list[StateChange]:
+        return [row for row in self.rows if row.health_check is check]
+
+    def save(self, using: str = DEFAULT_DB_ALIAS) -> list[StateChange]:
+        return StateChange.objects.using(using).bulk_create(self.rows)
+
+
+def apply_result(
+    check: HealthCheck, result: CheckResult, in_maintenance: bool, transitions: Transitions
+) -> None:
+    """Move ``check``'s state (in memory; the caller saves it) by one result, newer than any
+    it has seen: the caller skips the ones that are not, so a batch stored twice counts once."""
+    health, failures, successes = judge(check, result.ok, result.latency_ms)
+    old_status, old_health = check.status, check.health
+    check.health, check.failures_in_a_row, check.successes_in_a_row = health, failures, successes
+    check.last_checked_at = result.checked_at
+    check.last_latency_ms = result.latency_ms
+    check.last_error_category = result.error_category
+    check.last_error_message = result.error_message
+    status = shown_status(check.enabled, in_maintenance, health)
+    at = result.checked_at
+    if in_maintenance and check.enabled and health != old_health:
+        transitions.record(check, old_health, health, at, result=result, during_maintenance=True)
+    if status != old_status:
+        check.status = status
+        transitions.record(
+            check, old_status, status, at, result=result, during_maintenance=status == MAINTENANCE
+        )
+
+
+def update_flapping(
+    checks: Iterable[HealthCheck], transitions: Transitions, at: datetime, rule: FlapRule
+) -> None:
+    """Mark a check flapping after too many changes within the window (counted in the
+    database plus this transaction's), and clear the mark once it has been stable a window."""
+    since = at - rule.window
+    for check in checks:
+        new = transitions.of(check)
+        if new:
+            stored = StateChange.objects.filter(health_check=check, at__gte=since).count()
+            if stored + len(new) > rule.changes:
+                check.flapping = True
+        elif check.flapping and (check.status_since is None or check.status_since <= since):
+            check.flapping = False
+
+
+@retry_transaction
+def switch(ids: Iterable[int], enabled: bool, at: datetime | None = None) -> list[StateChange]:
+    """Pause (``enabled=False``) or resume checks, recording each change of status.
+
+    A resumed check starts afresh (UNKNOWN, counters at 0) and is due at once: what its
+    results said before the pause is too old to judge by.
+    """
+    at = at or timezone.now()
+    transitions = Transitions()
+    checks = list(HealthCheck.objects.select_for_update().filter(pk__in=list(ids)))
+    for check in checks:
+        check.enabled = enabled
+        if enabled and check.status == PAUSED:
+            check.health, check.failures_in_a_row, check.successes_in_a_row = UNKNOWN, 0, 0
+            check.next_due_at = None
+            transitions.record(check, PAUSED, UNKNOWN, at)
+            check.status = UNKNOWN
+        elif not enabled and check.status != PAUSED:
+            transitions.record(check, check.status, PAUSED, at)
+            check.status = PAUSED
+    HealthCheck.objects.bulk_update(checks, ["enabled", "next_due_at", *STATE_FIELDS])
+    return transitions.save()
+
+
+@retry_transaction
+def apply_maintenance(at: datetime | None = None) -> list[StateChange]:
+    """Show MAINTENANCE on the enabled checks a window covers now and end it on the others,
+    recording each change (a check with a long interval must not wait for its next result)."""
+    at = at or timezone.now()
+    if not (
+        MaintenanceWindow.objects.filter(enabled=True).exists()
+        or HealthCheck.objects.filter(status=MAINTENANCE).exists()
+    ):
+        return []
+    enabled = HealthCheck.objects.filter(enabled=True).values_list("pk", "tags")
+    inside = checks_in_maintenance(enabled, at)
+    moving = _moving(inside)
+    transitions = Transitions()
+    for check in moving:
+        new = shown_status(check.enabled, check.pk in inside, check.health)
+        transitions.record(check, check.status, new, at, during_maintenance=new == MAINTENANCE)
+        check.status = new
+    HealthCheck.objects.bulk_update(moving, ["status", "status_since"])
+    return transitions.save()
+
+
+def _moving(inside: set[int]) -> list[HealthCheck]:
+    locked = HealthCheck.objects.select_for_update()
+    entering = locked.filter(enabled=True, pk__in=inside).exclude(status=MAINTENANCE)
+    leaving = locked.filter(status=MAINTENANCE).exclude(pk__in=inside)
+    return [*entering, *leaving]
+
+
+def rebuild_from_results(
+    checks_model: type[HealthCheck] = HealthCheck,
+    results_model: type[CheckResult] = CheckResult,
+    using: str = DEFAULT_DB_ALIAS,
+) -> int:
+    """Fill every check's stored state from the results already stored (the migration that
+    introduced the stored state; benchmarks that load results in bulk). The checks updated.
+
+    The streaks are read from the results: failures since the last success, successes since
+    the last failure. ``status_since`` is when the current streak began.
+    """
+    results = results_model.objects.using(using)
+    ends = dict(
+        results.values("health_check_id")
+        .annotate(last=Max("checked_at"))
+        .values_list("health_check_id", "last")
+    )
+    last_ok = _last(results.filter(ok=True))
+    last_failed = _last(results.filter(ok=False))
+    updated = []
+    for check in checks_model.objects.using(using).filter(pk__in=list(ends)):
+        last = results.filter(health_check_id=check.pk, checked_at=ends[check.pk]).first()
+        ok_at, failed_at = last_ok.get(check.pk), last_failed.get(check.pk)
+        streak = results.filter(health_check_id=check.pk)
+        if last.ok:
+            streak = streak.filter(checked_at__gt=failed_at) if failed_at else streak
+        else:
+            streak = streak.filter(checked_at__gt=ok_at) if ok_at else streak
+        counted = streak.aggregate(n=Count("pk"), since=Min("checked_at"))
+        _fill(check, last, counted["n"], counted["since"])
+        updated.append(check)
+    checks_model.objects.using(using).bulk_update(updated, STATE_FIELDS, batch_size=500)
+    return len(updated)
+
+
+def _last(results) -> dict[int, datetime]:
+    return defaultdict(
+        lambda: None,
+        results.values("health_check_id")
+        .annotate(at=Max("checked_at"))
+        .values_list("health_check_id", "at"),
+    )
+
+
+def _fill(check, last, streak: int, since: datetime | None) -> None:
+    if last.ok:
+        check.failures_in_a_row, check.successes_in_a_row = 0, streak
+        check.health = UP
+    else:
+        check.failures_in_a_row, check.successes_in_a_row = streak, 0
+        check.health = DOWN if streak >= check.failures_before_down else DEGRADED
+    check.status = PAUSED if not check.enabled else check.health
+    check.status_since = since
+    check.flapping = False
+    check.last_checked_at = last.checked_at
+    check.last_latency_ms = last.latency_ms
+    check.last_error_category = last.error_category
+    check.last_error_message = last.error_message
