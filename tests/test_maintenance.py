@@ -257,12 +257,15 @@ def test_a_window_for_all_checks(checks):
 
 
 def test_a_window_for_chosen_checks(checks):
-    save(during(), [checks["api"], checks["cache"]])
+    window = save(during(), [checks["api"], checks["cache"]])
     assert in_maintenance(checks) == {"api", "cache"}
+    assert window.applies_to(checks["api"].pk, "") and not window.applies_to(checks["db"].pk, "")
 
 
 def test_a_window_for_tags_matches_any_of_them(checks):
-    save(during(tags="DB, staging"))
+    window = save(during(tags="DB, staging"))
+    assert window.applies_to(0, ["db"]) and window.applies_to(0, "x,STAGING")
+    assert not window.applies_to(0, "prod")
     assert in_maintenance(checks) == {"db", "cache"}
     tags_as_lists = [(c.pk, c.tag_list) for c in checks.values()]
     assert checks_in_maintenance(tags_as_lists, NOW) == {checks["db"].pk, checks["cache"].pk}
