@@ -390,3 +390,7 @@ class ErrorStatAdmin(ReadOnlyAdmin):
     list_filter = ("category", "severity")
     date_hierarchy = "last_seen"
     search_fields = ("operation", "endpoint", "last_message")
+
+
+# Maintenance windows have their own module; importing it registers their admin.
+from connections_app import maintenance_admin  # noqa: E402,F401
