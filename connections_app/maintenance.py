@@ -33,9 +33,6 @@ from django.utils import timezone
 
 logger = logging.getLogger(__name__)
 
-#: The status a check in an active maintenance window shows.
-MAINTENANCE = "maintenance"
-
 ONCE = "once"
 WEEKLY = "weekly"
 SCHEDULE_CHOICES = [(ONCE, "One-off"), (WEEKLY, "Weekly")]
