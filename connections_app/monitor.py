@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 from asgiref.sync import sync_to_async
@@ -147,7 +147,13 @@ def change_event(change: StateChange) -> dict:
 
 
 class Monitor:
-    """Runs checks concurrently (at most ``concurrency`` at once) and stores their results."""
+    """Runs checks concurrently (at most ``concurrency`` at once) and stores their results.
+
+    ``run_forever`` repeats three units of work, each callable on its own (tests do):
+    ``start_due`` (claim the due checks, start their probes), ``writer.flush`` (store what
+    finished) and ``housekeeping`` (log summaries, error statistics, maintenance windows,
+    pruning, each on its own period).
+    """
 
     def __init__(self, manager: ConnectionManager, concurrency: int = 20) -> None:
         self.manager = manager
@@ -199,45 +205,71 @@ class Monitor:
         """Each enabled check at its own interval until ``stop`` is set; then drain and flush."""
         flusher = asyncio.create_task(self._flush_loop(stop))
         try:
-            await self._schedule_loop(stop)
+            while not stop.is_set():
+                await self.start_due(stop)
+                await _wait(stop, await self.seconds_to_next())
         finally:
-            if self._tasks:
-                await asyncio.wait(self._tasks)
+            await self.drain()
             await flusher
             await self.writer.flush()
             await _quietly(flush_error_stats, "error_stats.flush")
 
-    async def _schedule_loop(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                due = await sync_to_async(claim_due_checks)(timezone.now())
-                wait = await sync_to_async(seconds_until_next_due)(timezone.now())
-            except Exception as exc:
-                report(exc, "checks.claim", connection.alias)
-                due, wait = [], MAX_IDLE
-            for check in due:
-                task = asyncio.create_task(self.run_check(check, stop))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-            await _wait(stop, wait)
+    async def start_due(self, stop: asyncio.Event | None = None) -> int:
+        """Claim the checks due now and start their probes; how many started (0: none due, or
+        the database could not be asked, which is reported)."""
+        try:
+            due = await sync_to_async(claim_due_checks)(timezone.now())
+        except Exception as exc:
+            report(exc, "checks.claim", connection.alias)
+            return 0
+        for check in due:
+            task = asyncio.create_task(self.run_check(check, stop))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return len(due)
+
+    async def seconds_to_next(self) -> float:
+        """How long the scheduler may sleep: until the next check is due, ``MAX_IDLE`` at most."""
+        try:
+            return await sync_to_async(seconds_until_next_due)(timezone.now())
+        except Exception as exc:
+            report(exc, "checks.claim", connection.alias)
+            return MAX_IDLE
+
+    async def drain(self) -> None:
+        """Wait for every probe started by ``start_due`` to finish (each within its timeout)."""
+        if self._tasks:
+            await asyncio.wait(self._tasks)
 
     async def _flush_loop(self, stop: asyncio.Event) -> None:
-        loop = asyncio.get_running_loop()
-        last_stats = last_prune = loop.time()
+        housekeeping = Housekeeping(asyncio.get_running_loop().time)
         while not stop.is_set():
             await _wait(stop, FLUSH_INTERVAL)
             await self.writer.flush()
-            # Repeats counted in a window that has ended get their one summary line now, not
-            # whenever the next error of the kind happens to come.
-            get_global_error_handler().close_expired_windows()
-            now = loop.time()
-            if now - last_stats >= ERROR_STATS_INTERVAL:
-                last_stats = now
-                await _quietly(flush_error_stats, "error_stats.flush")
-                await _quietly(apply_maintenance, "maintenance.apply")
-            if now - last_prune >= PRUNE_INTERVAL:
-                last_prune = now
-                await _quietly(prune_results, "results.prune")
+            await housekeeping.run_due()
+
+
+class Housekeeping:
+    """The runner's chores besides checking, each on its own period; a failure is reported and
+    the chore tried again next period. Never in the way of claiming and storing for long: each
+    chore is bounded (batched deletes, one upsert per error fingerprint)."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._last_stats = self._last_prune = clock()
+
+    async def run_due(self) -> None:
+        # Repeats counted in a window that has ended get their one summary line now, not
+        # whenever the next error of the kind happens to come.
+        get_global_error_handler().close_expired_windows()
+        now = self._clock()
+        if now - self._last_stats >= ERROR_STATS_INTERVAL:
+            self._last_stats = now
+            await _quietly(flush_error_stats, "error_stats.flush")
+            await _quietly(apply_maintenance, "maintenance.apply")
+        if now - self._last_prune >= PRUNE_INTERVAL:
+            self._last_prune = now
+            await _quietly(prune_results, "results.prune")
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:

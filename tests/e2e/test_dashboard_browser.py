@@ -220,6 +220,8 @@ job = HealthCheck.objects.create(
     next_due_at=now + timedelta(hours=1),
 )
 CheckResult.objects.create(health_check=job, ok=True, checked_at=now - timedelta(hours=4))
+from connections_app.state import rebuild_from_results
+rebuild_from_results()
 """
 
 

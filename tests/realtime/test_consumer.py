@@ -9,6 +9,7 @@ from asgiref.sync import sync_to_async
 from django.utils import timezone
 
 from connections_app.models import CheckResult, ErrorStat, HealthCheck
+from connections_app.state import rebuild_from_results
 from realtime.publish import publish_event
 from realtime.registry import registry
 from tests.realtime.conftest import (
@@ -72,6 +73,7 @@ def make_checks() -> None:
             health_check=api, checked_at=now - timedelta(seconds=i), ok=i % 4 != 1, latency_ms=i
         )
     CheckResult.objects.create(health_check=db, checked_at=now, ok=False, error_category="refused")
+    rebuild_from_results()  # results written in bulk: the stored state follows them
     ErrorStat.objects.create(
         fingerprint="f1",
         category="refused",

@@ -1,0 +1,135 @@
+"""The runner's units of work, in-process, against real loopback targets and the test database.
+
+``Monitor.start_due`` claims and starts, ``Monitor.drain`` waits for the probes,
+``ResultWriter.flush`` stores; ``run_forever`` only repeats them. What needs a process of its
+own (signals, exit codes) is in test_runchecks.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from connections_app.connection_manager import ConnectionManager
+from connections_app.error_handler import report
+from connections_app.models import DEGRADED, UP, CheckResult, ErrorStat, HealthCheck
+from connections_app.monitor import ERROR_STATS_INTERVAL, PRUNE_INTERVAL, Housekeeping, Monitor
+from tests.conftest import FakeClock, free_port
+from tests.http_targets import HttpTarget
+from tests.realtime.helpers import wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+async def only(db) -> None:
+    await HealthCheck.objects.all().adelete()  # the self-checks are tested on their own
+
+
+async def add(name: str, target: str, kind: str = "http", **fields) -> HealthCheck:
+    values = {"interval": 10, "timeout": 2} | fields
+    return await HealthCheck.objects.acreate(name=name, kind=kind, target=target, **values)
+
+
+async def run_due(monitor: Monitor) -> tuple[int, list]:
+    started = await monitor.start_due()
+    await monitor.drain()
+    return started, await monitor.writer.flush()
+
+
+async def test_due_checks_are_claimed_once_and_their_results_stored(only, http_target):
+    api = await add("api", http_target.url("/ok"))
+    async with ConnectionManager() as manager:
+        monitor = Monitor(manager)
+        started, stored = await run_due(monitor)
+        again, _ = await run_due(monitor)
+    assert (started, again) == (1, 0)  # claimed: due again only after its interval
+    await api.arefresh_from_db()
+    assert api.status == UP and stored[0].status == UP
+    assert 9 < (api.next_due_at - stored[0].checked_at).total_seconds() <= 10
+    assert await CheckResult.objects.filter(health_check=api).acount() == 1
+
+
+async def test_every_failure_becomes_a_categorised_result(only, http_target: HttpTarget):
+    checks = {
+        "stall": await add("stall", http_target.url("/stall"), timeout=0.5),
+        "reset": await add("reset", http_target.url("/reset")),
+        "dns": await add("dns", "http://no-such-host.invalid/"),
+        "tls": await add("tls", http_target.url("/ok").replace("http://", "https://")),
+        "refused": await add("refused", f"http://127.0.0.1:{free_port()}/"),
+        "missing text": await add("missing text", http_target.url("/ok"), expected_body="never"),
+    }
+    async with ConnectionManager() as manager:
+        outcomes = await Monitor(manager).run_once(checks.values(), asyncio.Event())
+    categories = {o.check.name: o.result.error_category for o in outcomes}
+    assert categories == {
+        "stall": "timeout",
+        "reset": "reset",
+        "dns": "dns",
+        "tls": "tls",
+        "refused": "refused",
+        "missing text": "unknown",
+    }
+    assert {o.status for o in outcomes} == {DEGRADED}  # one failure each; DOWN needs three
+    assert await CheckResult.objects.acount() == len(checks)
+    # Every failure reached the error statistics (run_once flushed them).
+    failures = [s async for s in ErrorStat.objects.filter(operation="check.http")]
+    assert {s.endpoint for s in failures} == set(checks)
+
+
+async def test_a_tcp_check_passes_against_a_listening_port(only):
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        tcp = await add("tcp", f"127.0.0.1:{server.getsockname()[1]}", kind="tcp")
+        async with ConnectionManager() as manager:
+            (outcome,) = await Monitor(manager).run_once([tcp], asyncio.Event())
+    assert outcome.status == UP
+
+
+async def test_a_check_deleted_while_it_runs_does_not_block_the_others(only, http_target):
+    kept = await add("kept", http_target.url("/ok"))
+    gone = await add("gone", http_target.url("/slow/0.5"))
+    async with ConnectionManager() as manager:
+        monitor = Monitor(manager)
+        running = asyncio.ensure_future(monitor.run_once([kept, gone], asyncio.Event()))
+        await wait_until(lambda: http_target.hits.get("/slow/0.5", 0) > 0)
+        await gone.adelete()
+        outcomes = await running
+    assert [o.check.name for o in outcomes] == ["kept"]
+    assert [r.health_check_id async for r in CheckResult.objects.all()] == [kept.pk]
+
+
+async def test_run_forever_checks_at_intervals_until_stopped(only, http_target):
+    api = await add("api", http_target.url("/ok"), interval=1, timeout=0.5)
+    stop = asyncio.Event()
+    async with ConnectionManager() as manager:
+        monitor = Monitor(manager)
+        running = asyncio.ensure_future(monitor.run_forever(stop))
+        await wait_until(lambda: http_target.hits.get("/ok", 0) >= 2, within=10)
+        stop.set()
+        await asyncio.wait_for(running, timeout=10)
+    stored = await CheckResult.objects.filter(health_check=api).acount()
+    assert stored == http_target.hits["/ok"] >= 2  # every run stored, after the stop too
+    assert monitor.writer.pending == 0
+
+
+async def test_housekeeping_runs_each_chore_on_its_own_period(only, settings):
+    settings.RESULT_RETENTION_DAYS = 1
+    api = await add("api", "http://127.0.0.1:9/")
+    old = timezone.now() - timedelta(days=2)
+    await CheckResult.objects.acreate(health_check=api, ok=True, checked_at=old)
+    report(ConnectionRefusedError("refused"), "housekeeping.test", "here")
+    clock = FakeClock()
+    chores = Housekeeping(clock)
+    await chores.run_due()
+    assert not await ErrorStat.objects.filter(operation="housekeeping.test").aexists()
+    clock.now += ERROR_STATS_INTERVAL
+    await chores.run_due()  # the error statistics are due, pruning is not
+    assert await ErrorStat.objects.filter(operation="housekeeping.test").aexists()
+    assert await CheckResult.objects.acount() == 1
+    clock.now += PRUNE_INTERVAL
+    await chores.run_due()
+    assert await CheckResult.objects.acount() == 0
