@@ -1,6 +1,7 @@
-"""Pooled HTTP sessions with timeouts, retries and counters: one manager per process or runner.
+"""Pooled HTTP sessions with timeouts, retries and counters. Make one and share it: every task
+of a runner shares its aiohttp pool, every thread its requests pool.
 
-Async (what the probes use)::
+Async (the probes use the raw session: a probe reports a failure, it does not retry it)::
 
     async with ConnectionManager(config) as conn:
         response = await conn.request("GET", url, timeout=2)  # retried, body already read

@@ -3,15 +3,15 @@
 ``report(exc, operation, endpoint="", **extra)`` is the one way the project reports an error;
 the public ``handle_error(exc, ErrorContext(...))`` and ``@handle_connection_errors`` go through
 the same steps. The first occurrence of a fingerprint (category, operation, endpoint) in a
-window is logged in full; repeats inside the window are only counted, and one summary line
+window is logged in full; repeats inside the window are only counted, and one repeat line
 reports them when the window closes: at the next error after it, at
-``close_expired_windows()`` (a periodic call, so that a summary does not wait for that next
-error), at ``flush_summaries()``, or at ``close()`` (the global handler closes at interpreter
+``close_expired_windows()`` (a periodic call, so that a repeat line does not wait for that next
+error), at ``close_all_windows()``, or at ``close()`` (the global handler closes at interpreter
 exit). A connection that fails 4,000 times a minute costs two log lines a minute, not 4,000
 tracebacks.
 
 Memory is bounded: at most ``max_fingerprints`` are tracked (least recently seen evicted, its
-pending summary logged first) and at most ``max_pending`` wait for ``flush_error_stats`` (the
+pending repeat line logged first) and at most ``max_pending`` wait for ``flush_error_stats`` (the
 rest are folded into one "(other errors)" count per category, so totals stay exact).
 """
 
@@ -166,14 +166,14 @@ class ErrorHandler:
         raw_message = error if isinstance(error, str) else _describe(error)
         with self._lock:
             now = self._clock()
-            summaries = self._close_windows(now)
+            repeat_lines = self._close_windows(now)
             entry = self._tracked.get(fingerprint)
             if entry is None:
                 entry = _Tracked(category, operation, endpoint)
-                summaries += self._track(fingerprint, entry, now)
+                repeat_lines += self._track(fingerprint, entry, now)
             suppressed = self._record(fingerprint, entry, raw_message, now)
             message = entry.last_message
-        self._log_summaries(summaries)
+        self._log_repeat_lines(repeat_lines)
         info = ErrorInfo(
             category, category.severity, category.retryable, fingerprint, message, suppressed
         )
@@ -183,29 +183,31 @@ class ErrorHandler:
         return info
 
     def close_expired_windows(self) -> int:
-        """Log the summary of every window that has ended (and only those); how many.
+        """Log the repeat line of every window that has ended (and only those); how many.
 
-        Meant for a periodic call: otherwise a summary waits for the next error, which may be
+        Meant for a periodic call: otherwise a repeat line waits for the next error, which may be
         hours away once a connection has recovered.
         """
         with self._lock:
-            summaries = self._close_windows(self._clock())
-        self._log_summaries(summaries)
-        return len(summaries)
+            repeat_lines = self._close_windows(self._clock())
+        self._log_repeat_lines(repeat_lines)
+        return len(repeat_lines)
 
-    def flush_summaries(self) -> int:
-        """Close every open window now, logging one summary per fingerprint with repeats."""
+    def close_all_windows(self) -> int:
+        """Close every open window now, logging one repeat line per fingerprint with repeats."""
         with self._lock:
             now = self._clock()
-            summaries = [_summary(e, now, self.window) for e in self._open.values() if e.repeats]
+            repeat_lines = [
+                _repeats_line(e, now, self.window) for e in self._open.values() if e.repeats
+            ]
             for entry in self._open.values():
                 entry.repeats = 0
             self._open.clear()
-        self._log_summaries(summaries)
-        return len(summaries)
+        self._log_repeat_lines(repeat_lines)
+        return len(repeat_lines)
 
     def close(self) -> None:
-        self.flush_summaries()
+        self.close_all_windows()
 
     def get_error_stats(self) -> dict:
         """Totals since start: overall, by category, and per tracked fingerprint."""
@@ -240,20 +242,20 @@ class ErrorHandler:
         self._open.pop(evicted_fingerprint, None)
         if not evicted.repeats:
             return []
-        return [_summary(evicted, now, self.window)]
+        return [_repeats_line(evicted, now, self.window)]
 
     def _close_windows(self, now: float) -> list[tuple[int, str]]:
         """Summaries of the windows that have ended; ``_open`` is ordered by start time."""
-        summaries = []
+        repeat_lines = []
         while self._open:
             fingerprint, entry = next(iter(self._open.items()))
             if now - entry.window_start < self.window:
                 break
             del self._open[fingerprint]
             if entry.repeats:
-                summaries.append(_summary(entry, now, self.window))
+                repeat_lines.append(_repeats_line(entry, now, self.window))
                 entry.repeats = 0
-        return summaries
+        return repeat_lines
 
     def _record(self, fingerprint: str, entry: _Tracked, raw_message: str, now: float) -> bool:
         """Count one occurrence; whether it falls in an open window (and so is suppressed)."""
@@ -304,12 +306,12 @@ class ErrorHandler:
         traceback = exc is not None and (info.category is ErrorCategory.UNKNOWN or debug)
         self._logger.log(_LEVELS[info.severity], "%s", line, exc_info=exc if traceback else None)
 
-    def _log_summaries(self, summaries: list[tuple[int, str]]) -> None:
-        for level, line in summaries:
+    def _log_repeat_lines(self, repeat_lines: list[tuple[int, str]]) -> None:
+        for level, line in repeat_lines:
             self._logger.log(level, "%s", line)
 
 
-def _summary(entry: _Tracked, now: float, window: float) -> tuple[int, str]:
+def _repeats_line(entry: _Tracked, now: float, window: float) -> tuple[int, str]:
     seconds = max(1, round(min(now - entry.window_start, window)))
     times = "time" if entry.repeats == 1 else "times"
     line = f"{_where(entry)}: {entry.category} repeated {entry.repeats:,} {times}"
@@ -393,7 +395,7 @@ def report(
 
 
 def reset_global_error_handler() -> None:
-    """Close the process-wide handler (logging its summaries); the next use makes a new one."""
+    """Close the process-wide handler (logging its repeat_lines); the next use makes a new one."""
     global _global_handler
     with _global_lock:
         handler, _global_handler = _global_handler, None

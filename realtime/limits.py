@@ -25,8 +25,9 @@ class Limits:
     #: Frames younger than this do not count towards ``max_unacked``: in a burst (a batch of
     #: results published back to back) no ack can come back before 200 frames went out.
     ack_grace: float = 2.0
-    #: Seconds between heartbeats: registry rows refreshed, lagging clients swept, group
-    #: membership renewed. Registry rows older than ``registry_expiry`` belong to a dead server.
+    #: Seconds between heartbeats: registry rows and error counts written, group membership
+    #: renewed (lagging clients are judged after each frame, not here). Registry rows older
+    #: than ``registry_expiry`` belong to a dead server.
     heartbeat: float = 10.0
     registry_expiry: float = 30.0
     #: Snapshot contents.

@@ -143,12 +143,12 @@ def test_a_lone_error_gets_no_summary(make_handler, records, clock, refused):
     assert "repeated" not in " ".join(records.lines)
 
 
-def test_flush_summaries_and_close_log_pending_repeats(make_handler, records, clock, refused):
+def test_close_all_windows_and_close_log_pending_repeats(make_handler, records, clock, refused):
     handler = make_handler()
     for _ in range(5):
         handler.handle_error(refused, CONTEXT)
     clock.now += 12.4
-    assert handler.flush_summaries() == 1
+    assert handler.close_all_windows() == 1
     assert records.lines[-1] == (
         "sync_project /api/projects: refused repeated 4 times in the last 12 s"
     )
@@ -186,7 +186,7 @@ def test_close_expired_windows_logs_only_the_windows_that_have_ended(
     clock.now = 1090.0
     assert handler.close_expired_windows() == 1
     assert records.lines[-1] == "late: refused repeated 1 time in the last 60 s"
-    assert handler.flush_summaries() == 0
+    assert handler.close_all_windows() == 0
     assert "lone: refused repeated" not in " ".join(records.lines)
 
 

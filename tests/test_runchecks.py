@@ -202,7 +202,7 @@ def test_a_long_detail_is_cut_between_words_and_json_keeps_it_whole(sqlite_file_
     ],
 )
 def test_shorten_cuts_between_words(text, width, expected):
-    from connections_app.checks_report import shorten
+    from connections_app.runchecks_output import shorten
 
     assert shorten(text, width) == expected
     assert len(shorten(text, width)) <= width

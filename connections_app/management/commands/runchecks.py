@@ -26,21 +26,30 @@ from asgiref.sync import sync_to_async
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
-from connections_app.checks_report import exit_code, render_json, render_table
 from connections_app.cli import EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE, counted
 from connections_app.connection_manager import ConnectionManager
 from connections_app.management.usage import UsageExitMixin, add_concurrency_argument
 from connections_app.models import PAUSED, HealthCheck
 from connections_app.monitor import Monitor, Outcome
 from connections_app.redaction import redact
+from connections_app.runchecks_output import exit_code, render_json, render_table
 
 #: --verbosity 0 logs only problems; 2 and 3 add a line per stored batch and per retry.
 VERBOSITY_LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG, 3: logging.DEBUG}
 
 
 class UsageError(CommandError):
+    """The command line asks for something that cannot be done (exit 3)."""
+
     def __init__(self, message: str) -> None:
         super().__init__(message, returncode=EXIT_USAGE)
+
+
+class DatabaseUnavailable(CommandError):
+    """The checks cannot be read or their results stored: a configuration error (exit 3)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"database unavailable: {message}", returncode=EXIT_USAGE)
 
 
 class Command(UsageExitMixin, BaseCommand):
@@ -82,7 +91,7 @@ class Command(UsageExitMixin, BaseCommand):
         try:
             self._run(options)
         except DatabaseError as exc:
-            raise UsageError(f"database unavailable: {redact(str(exc)).strip()}") from None
+            raise DatabaseUnavailable(redact(str(exc)).strip()) from None
 
     def _run(self, options: dict) -> None:
         if options["once"]:
