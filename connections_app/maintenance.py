@@ -31,6 +31,8 @@ from django.db import models
 from django.db.models import Prefetch, Q, prefetch_related_objects
 from django.utils import timezone
 
+from connections_app.validation import OneMessagePerField
+
 logger = logging.getLogger(__name__)
 
 ONCE = "once"
@@ -57,7 +59,7 @@ def zone_error(name: str) -> str | None:
     return None
 
 
-class MaintenanceWindow(models.Model):
+class MaintenanceWindow(OneMessagePerField):
     name = models.CharField(max_length=100)
     note = models.TextField(blank=True)
     enabled = models.BooleanField(default=True)
@@ -102,27 +104,10 @@ class MaintenanceWindow(models.Model):
 
     # -- validation ------------------------------------------------------------------------
 
-    def full_clean(self, exclude=None, validate_unique=True, validate_constraints=True) -> None:
-        # clean() judges only values clean_fields() accepted: one message per field. A form
-        # passes the fields it refused itself as ``exclude``.
-        self._not_judged = set(exclude or ())
-        try:
-            super().full_clean(exclude, validate_unique, validate_constraints)
-        finally:
-            del self._not_judged
-
-    def clean_fields(self, exclude=None) -> None:
-        try:
-            super().clean_fields(exclude)
-        except ValidationError as exc:
-            if hasattr(self, "_not_judged"):
-                self._not_judged |= set(exc.error_dict)
-            raise
-
     def clean(self) -> None:
         from connections_app.models import split_tags
 
-        skip = getattr(self, "_not_judged", set())
+        skip = self.refused_fields()
         errors: dict[str, str] = {}
         if "tags" not in skip:
             self.tags = ",".join(split_tags(self.tags or ""))

@@ -26,6 +26,7 @@ from connections_app.targets import (  # noqa: F401 - the kinds are the model's 
     KIND_TCP,
     validate_target,
 )
+from connections_app.validation import OneMessagePerField
 
 UP = "up"
 DEGRADED = "degraded"
@@ -101,7 +102,7 @@ def status_rank() -> Case:
     )
 
 
-class HealthCheck(models.Model):
+class HealthCheck(OneMessagePerField):
     name = models.CharField(max_length=100, unique=True)
     kind = models.CharField(max_length=20, choices=KIND_CHOICES, default=KIND_HTTP)
     target = models.CharField(
@@ -188,28 +189,10 @@ class HealthCheck(models.Model):
             kwargs["update_fields"] = RULE_FIELDS
         super().save(*args, **kwargs)
 
-    def full_clean(self, exclude=None, validate_unique=True, validate_constraints=True) -> None:
-        # clean() judges only values clean_fields() accepted. The fields a ModelForm refused
-        # itself come as ``exclude`` (their values here are the stored ones); clean_fields()
-        # adds the ones it refuses.
-        self._not_judged = set(exclude or ())
-        try:
-            super().full_clean(exclude, validate_unique, validate_constraints)
-        finally:
-            del self._not_judged
-
-    def clean_fields(self, exclude=None) -> None:
-        try:
-            super().clean_fields(exclude)
-        except ValidationError as exc:
-            if hasattr(self, "_not_judged"):
-                self._not_judged |= set(exc.error_dict)
-            raise
-
     def clean(self) -> None:
         # A refused value has its message already (one message per field), and may not even
         # be a number to compare.
-        refused = getattr(self, "_not_judged", set()) & set(CLEANED_FIELDS)
+        refused = self.refused_fields() & set(CLEANED_FIELDS)
         value = {name: None if name in refused else getattr(self, name) for name in CLEANED_FIELDS}
         errors: dict[str, str] = {}
         if "tags" not in refused:
@@ -274,25 +257,6 @@ class HealthCheck(models.Model):
 #: The longest interval and timeout a check may have: the runner schedules by them.
 MAX_INTERVAL_SECONDS = 7 * 24 * 3600
 MAX_TIMEOUT_SECONDS = 300
-#: What a form or an import may write: everything but the stored state and the schedule.
-RULE_FIELDS = (
-    "name",
-    "kind",
-    "target",
-    "interval",
-    "timeout",
-    "failures_before_down",
-    "successes_before_up",
-    "degraded_after_ms",
-    "upside_down",
-    "expected_status_min",
-    "expected_status_max",
-    "expected_body",
-    "enabled",
-    "critical",
-    "tags",
-    "updated_at",
-)
 #: The fields ``HealthCheck.clean()`` reads (only once clean_fields() has accepted them).
 CLEANED_FIELDS = (
     "kind",
@@ -336,6 +300,13 @@ def _duration(seconds: int) -> str:
             count = seconds // size
             return f"{count} {unit}{'' if count == 1 else 's'}"
     return f"{seconds} seconds"
+
+
+#: What a form or an import may write: the fields people edit (the stored state and the
+#: schedule are not editable), and the time of the edit.
+RULE_FIELDS = [
+    f.name for f in HealthCheck._meta.concrete_fields if f.editable and not f.primary_key
+] + ["updated_at"]
 
 
 class CheckResult(models.Model):
