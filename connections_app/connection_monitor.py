@@ -1,4 +1,4 @@
-"""The seed's monitor API (the seed's ``app.core.connection_monitor``): checks defined from code,
+"""The monitor API for application code (``connection_monitor``): checks defined from code,
 the check runner started in the caller's event loop, and the /health/ document as a dict::
 
     await start_connection_monitoring()
@@ -14,7 +14,7 @@ scheduler of ``runchecks``, as a task in the running loop. Several processes may
 each check is claimed by one runner at a time (``monitor.claim_due_checks``).
 
 ``add_health_check``, ``remove_health_check`` and ``get_health_summary`` are sync, and work from
-a coroutine too (the seed calls ``add_health_check`` in its ``async def startup()``): see
+a coroutine too (an application's ``async def startup()`` calls ``add_health_check``): see
 ``_off_the_loop``.
 """
 
@@ -52,7 +52,7 @@ T = TypeVar("T")
 #: Checks running at once, as ``runchecks --concurrency`` defaults to.
 DEFAULT_CONCURRENCY = 20
 
-#: The config's names for the model's fields where they differ (the seed's names).
+#: The config's names for the model's fields where they differ (the documented API's names).
 CONFIG_NAMES = {"target": "endpoint", "interval": "check_interval"}
 MODEL_NAMES = {config: model for model, config in CONFIG_NAMES.items()}
 #: The fields a config sets on its check (by the config's names); the others keep their values.
@@ -258,7 +258,7 @@ def _off_the_loop(func: Callable[..., T], *args: object) -> T:
     """``func(*args)``, run on a worker thread when this thread runs an event loop.
 
     Django refuses the ORM on a thread that runs an event loop (``SynchronousOnlyOperation``),
-    and the seed calls the sync methods below from its ``async def startup()``. asgiref cannot
+    and an application calls the sync methods below from its ``async def startup()``. asgiref cannot
     help a sync caller there: ``async_to_sync`` refuses to run on a loop's thread, and
     ``sync_to_async`` must be awaited. So the work runs in a transaction on a thread of its own
     while this one waits: the loop is blocked meanwhile, as by any sync call, for one short
@@ -300,7 +300,7 @@ def _answer_at_commit(answer: Future, func: Callable[..., object], *args: object
 
 
 def _add(name: str, config: HealthCheckConfig) -> HealthCheck:
-    # Several processes may add the same check at once (each worker of the seed runs startup()):
+    # Several processes may add the same check at once (each worker runs its startup()):
     # the unique name decides, and the one whose insert lost updates the winner's row instead.
     try:
         return _create_or_update(name, config)
@@ -313,7 +313,7 @@ def _add(name: str, config: HealthCheckConfig) -> HealthCheck:
 def _create_or_update(name: str, config: HealthCheckConfig) -> HealthCheck:
     check = HealthCheck.objects.filter(name=name).first() or HealthCheck(name=name)
     # Only the config's fields: the others (enabled, expected status...) keep what the admin set.
-    # So a check paused in the admin stays paused when the seed's startup adds it again.
+    # So a check paused in the admin stays paused when an application's startup adds it again.
     before = {field: getattr(check, field) for field in RULE_FIELDS}
     config.apply_to(check)
     # The insert below is the uniqueness check (see _add): no read that could race it.

@@ -88,7 +88,7 @@ def database_config(
         conn_max_age = 0 if pool else DEFAULT_CONN_MAX_AGE[kind]
     config["CONN_MAX_AGE"] = conn_max_age
     config["CONN_HEALTH_CHECKS"] = True
-    # The seed's 1 s, 2 s, 4 s shape, scaled by the base delay.
+    # Retries after 1 s, 2 s, 4 s by default, scaled by the base delay.
     config["RETRY"] = {
         "attempts": retry_attempts,
         "base_delay": retry_base_delay,

@@ -1,4 +1,4 @@
-"""The seed's monitor API against a real loopback HTTP target: the seed's lines as written, in a
+"""The monitor API against a real loopback HTTP target: the documented lines as written, in a
 coroutine; checks created, updated and removed by name; bad values named; a clean stop."""
 
 from __future__ import annotations
@@ -57,9 +57,9 @@ def status_is(name: str, status: str):
 
 
 @live
-async def test_the_seeds_lines_run_as_written(monitoring, http_target):
+async def test_the_documented_lines_run_as_written(monitoring, http_target):
     endpoint = http_target.url("/ok")
-    # The seed's lines, as written (only the endpoint is ours).
+    # The documented lines, as written (only the endpoint is ours).
     await start_connection_monitoring()
     monitor = get_global_monitor()
     monitor.add_health_check("api", HealthCheckConfig(endpoint=endpoint, check_interval=30.0))
@@ -246,7 +246,7 @@ def test_adding_a_name_again_updates_that_check_and_keeps_what_staff_set():
 
 @pytest.mark.django_db
 def test_adding_the_same_config_again_writes_nothing():
-    # Every start of the seed adds its checks again: no write, no dashboard rebuild.
+    # Every start of an application adds its checks again: no write, no dashboard rebuild.
     monitor = get_global_monitor()
     config = HealthCheckConfig(endpoint="redis://127.0.0.1:6379/0", tags=["b", "a"])
     monitor.add_health_check("cache", config)

@@ -72,7 +72,7 @@ def test_it_refuses_a_file_handler_without_a_path():
         build_logging_config(enable_file=True)
 
 
-def test_the_seed_usage_works(tmp_path, logging_state, capsys):
+def test_the_documented_usage_works(tmp_path, logging_state, capsys):
     path = tmp_path / "logs" / "app.log"
     setup_logging(log_level="INFO", log_file=str(path), enable_console=True, enable_file=True)
     logger = get_logger(__name__)
