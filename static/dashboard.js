@@ -7,7 +7,7 @@
   const SPARK_POINTS = 30;
   const BACKOFF = { base: 500, factor: 2, cap: 30000 };
   const PING_EVERY = 20000;
-  const STATUS_ORDER = ["down", "degraded", "unknown", "up", "paused"];
+  const STATUS_ORDER = ["down", "degraded", "unknown", "up", "maintenance", "paused"];
 
   const state = {
     checks: new Map(),   // name -> check (summary fields + spark + uptime)
@@ -203,6 +203,10 @@
   function applyStatus(data) {
     const check = state.checks.get(data.name);
     if (!check) return;
+    check.flapping = Boolean(data.flapping);
+    // Inside a maintenance window the results still change what they say, but the card keeps
+    // showing MAINTENANCE until the window ends.
+    if (data.during_maintenance && data.to !== "maintenance") return render(data.name);
     if (check.status !== data.to) announce(data.name, data.from, data.to);
     check.status = data.to;
     render(data.name);
@@ -301,10 +305,12 @@
     li.dataset.name = c.name;
     li.dataset.status = c.status;
     li.className = `check status-${c.status}`;
-    li.setAttribute("aria-label", `${c.name}: ${c.status}`);
     const badge = li.querySelector(".badge");
     badge.className = `badge badge-${c.status}`;
     badge.textContent = c.status.toUpperCase();
+    const flapping = li.querySelector(".flapping");
+    flapping.hidden = !c.flapping;
+    li.setAttribute("aria-label", `${c.name}: ${c.status}${c.flapping ? ", flapping" : ""}`);
     li.querySelector(".name").textContent = c.name;
     li.querySelector(".name").title = c.name;
     li.querySelector(".kind").textContent = c.kind;

@@ -68,7 +68,7 @@ class Command(UsageExitMixin, BaseCommand):
             endpoints=[f"tcp:port={options['port']}:interface={_twisted_host(options['host'])}"],
             signal_handlers=True,
             verbosity=options["verbosity"],
-            ready_callable=lambda: self._announce(options),
+            ready_callable=lambda: self._print_banner(options),
         )
         if not options["no_checks"]:
             _run_checks_alongside(options["concurrency"])
@@ -79,7 +79,7 @@ class Command(UsageExitMixin, BaseCommand):
                 returncode=EXIT_CANNOT_LISTEN,
             )
 
-    def _announce(self, options: dict) -> None:
+    def _print_banner(self, options: dict) -> None:
         everywhere = options["host"] in ("0.0.0.0", "::")
         # A browser cannot open http://0.0.0.0/: show the local address, and say what the
         # other machines need.
