@@ -862,7 +862,7 @@ def write_paths() -> dict[str, Callable[[list], None]]:
     """The checkout's ways to store a batch of outcomes, by label: each stores the batch and
     raises if any was not stored. A new write API gets its branch here.
 
-    Today's code (connections_app.monitor): ``write_outcomes`` (insert the results, read back
+    Before the stored state (connections_app.monitor): ``write_outcomes`` (insert, read back
     the affected checks with their status) and ``ResultWriter.flush``, the runner's path: that,
     plus the status-change log lines and the events it publishes (to nobody here: the
     in-memory channel layer with no server).
@@ -874,6 +874,12 @@ def write_paths() -> dict[str, Callable[[list], None]]:
     paths: dict[str, Callable[[list], None]] = {}
     if hasattr(monitor, "write_outcomes"):
         paths["write_outcomes"] = monitor.write_outcomes
+    else:
+        # The stored state: store the results and move the state in one transaction; nothing
+        # is read back. The same step of the runner, under the same label.
+        from connections_app.results import store_outcomes
+
+        paths["write_outcomes"] = store_outcomes
     if hasattr(monitor, "ResultWriter"):
         writer = monitor.ResultWriter()
         loop = asyncio.new_event_loop()
