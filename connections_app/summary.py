@@ -44,6 +44,24 @@ class HealthSummary(TypedDict):
     checks: list[HealthSummaryCheck]
 
 
+#: The fields ``check_summary`` reads: a list of every check loads these only.
+SUMMARY_FIELDS = (
+    "name",
+    "kind",
+    "status",
+    "status_since",
+    "flapping",
+    "critical",
+    "tags",
+    "enabled",
+    "interval",
+    "timeout",
+    "last_latency_ms",
+    "last_checked_at",
+    "last_error_category",
+)
+
+
 def stale_after(check: HealthCheck) -> float:
     """Seconds after its latest result at which a check's status is stale."""
     return STALE_AFTER_RUNS * check.interval + check.timeout + STALE_GRACE
@@ -84,7 +102,7 @@ def health_summary() -> HealthSummary:
     now = timezone.now()
     checks: list[HealthSummaryCheck] = [
         {**check_summary(c, now), "uptime_24h": c.uptime()}
-        for c in HealthCheck.objects.with_uptime()
+        for c in HealthCheck.objects.only(*SUMMARY_FIELDS).with_uptime()
     ]
     statuses = [c["status"] for c in checks]
     return {

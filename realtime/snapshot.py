@@ -18,7 +18,7 @@ from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from connections_app.models import CheckResult, ErrorStat, HealthCheck, overall_status
-from connections_app.summary import check_summary
+from connections_app.summary import SUMMARY_FIELDS, check_summary
 from realtime.client import Client
 from realtime.limits import Limits
 from realtime.protocol import CLOSE_RESYNC, encode_event, redact_strings
@@ -30,7 +30,7 @@ UPTIME_WINDOW = timedelta(hours=24)
 
 def build_snapshot(tags: frozenset[str] | None, limits: Limits) -> dict:
     """The snapshot's data for a client filtering on ``tags`` (None: every check)."""
-    checks = HealthCheck.objects.with_uptime(UPTIME_WINDOW)
+    checks = HealthCheck.objects.only(*SUMMARY_FIELDS).with_uptime(UPTIME_WINDOW)
     checks = [c for c in checks if _matches(c, tags)]
     since = timezone.now() - UPTIME_WINDOW
     recent = recent_results([c.pk for c in checks], limits.sparkline_points, since)
