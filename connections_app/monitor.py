@@ -26,7 +26,7 @@ from connections_app.error_handler import get_global_error_handler, report
 from connections_app.error_stats import flush_error_stats
 from connections_app.errors import DATABASE_TRANSIENT, is_retryable
 from connections_app.events import announce, listening
-from connections_app.models import DEGRADED, DOWN, CheckResult, HealthCheck, StateChange
+from connections_app.models import DEGRADED, DOWN, CheckResult, HealthCheck, StateChange, uptimes
 from connections_app.probes import run_probe
 from connections_app.results import Outcome, Stored, close_stale_connection, store_outcomes
 from connections_app.state import apply_maintenance
@@ -50,12 +50,7 @@ def store_batch(batch: list[Outcome], want_uptime: bool) -> tuple[Stored, dict[i
     stored = store_outcomes(batch)
     if not want_uptime or not stored.checks:
         return stored, {}
-    counts = (
-        HealthCheck.objects.filter(pk__in=list(stored.checks))
-        .with_uptime()
-        .values_list("pk", "results_total", "results_ok")
-    )
-    return stored, {pk: ok / total for pk, total, ok in counts if total}
+    return stored, uptimes(stored.checks)
 
 
 class ResultWriter:

@@ -7,7 +7,7 @@ from typing import TypedDict
 
 from django.utils import timezone
 
-from connections_app.models import DOWN, HealthCheck, overall_status
+from connections_app.models import DOWN, HealthCheck, overall_status, uptimes
 
 #: A check's latest result older than this many intervals (plus its timeout and a grace) is
 #: stale: nobody is running the checks (the runner stopped, or cannot store results), and the
@@ -98,11 +98,12 @@ def check_summary(check: HealthCheck, now: datetime | None = None) -> CheckSumma
 
 def health_summary() -> HealthSummary:
     """The /health/ document: every check's summary with its 24 h uptime, and the overall
-    status. One query, whatever the number of checks (the uptime counts are subqueries)."""
+    status. Two queries, whatever the number of checks."""
     now = timezone.now()
+    uptime = uptimes()
     checks: list[HealthSummaryCheck] = [
-        {**check_summary(c, now), "uptime_24h": c.uptime()}
-        for c in HealthCheck.objects.only(*SUMMARY_FIELDS).with_uptime()
+        {**check_summary(c, now), "uptime_24h": uptime.get(c.pk)}
+        for c in HealthCheck.objects.only(*SUMMARY_FIELDS)
     ]
     statuses = [c["status"] for c in checks]
     return {

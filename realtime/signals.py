@@ -2,13 +2,11 @@
 
 from django.dispatch import receiver
 
-from connections_app.events import check_event, checks_changed
+from connections_app.events import checks_changed, subscribe
 from realtime.publish import publish_event, request_resync_sync
 
-
-@receiver(check_event, dispatch_uid="realtime.check_event")
-async def publish_check_event(sender, event: str, data: dict, **kwargs) -> None:
-    await publish_event(event, data)
+# Every event the runner announces goes to every dashboard.
+subscribe(publish_event)
 
 
 @receiver(checks_changed, dispatch_uid="realtime.checks_changed")

@@ -10,14 +10,20 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from datetime import timedelta
 
 from channels.db import database_sync_to_async
 from django.db.models import F, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
-from connections_app.models import CheckResult, ErrorStat, HealthCheck, overall_status
+from connections_app.models import (
+    UPTIME_WINDOW,
+    CheckResult,
+    ErrorStat,
+    HealthCheck,
+    overall_status,
+    uptimes,
+)
 from connections_app.summary import SUMMARY_FIELDS, check_summary
 from realtime.client import Client
 from realtime.limits import Limits
@@ -25,19 +31,18 @@ from realtime.protocol import CLOSE_RESYNC, encode_event, redact_strings
 from realtime.registry import clients_elsewhere, registry, server_id
 from realtime.report import report
 
-UPTIME_WINDOW = timedelta(hours=24)
-
 
 def build_snapshot(tags: frozenset[str] | None, limits: Limits) -> dict:
     """The snapshot's data for a client filtering on ``tags`` (None: every check)."""
-    checks = HealthCheck.objects.only(*SUMMARY_FIELDS).with_uptime(UPTIME_WINDOW)
+    checks = HealthCheck.objects.only(*SUMMARY_FIELDS)
     checks = [c for c in checks if _matches(c, tags)]
     since = timezone.now() - UPTIME_WINDOW
     recent = recent_results([c.pk for c in checks], limits.sparkline_points, since)
+    uptime = uptimes(None if tags is None else [c.pk for c in checks], UPTIME_WINDOW)
     rows = []
     for check in checks:
         row = dict(check_summary(check))
-        row["uptime_24h"] = check.uptime()
+        row["uptime_24h"] = uptime.get(check.pk)
         row["recent"] = recent.get(check.pk, [])
         rows.append(row)
     return {

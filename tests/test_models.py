@@ -14,6 +14,7 @@ from connections_app.models import (
     CheckResult,
     HealthCheck,
     overall_status,
+    uptimes,
 )
 from connections_app.probes import ProbeResult
 from connections_app.results import Outcome, store_outcomes
@@ -183,10 +184,9 @@ def test_uptime_counts_the_last_24_hours_only():
     CheckResult.objects.create(
         health_check=check, ok=False, checked_at=timezone.now() - timedelta(days=2)
     )
-    assert check.uptime() == pytest.approx(0.75)
-    annotated = HealthCheck.objects.with_uptime().get(pk=check.pk)
-    assert annotated.uptime() == pytest.approx(0.75)
-    assert make_check(name="fresh").uptime() is None
+    fresh = make_check(name="fresh")
+    assert uptimes([check.pk, fresh.pk]) == {check.pk: pytest.approx(0.75)}
+    assert uptimes()[check.pk] == pytest.approx(0.75)
 
 
 def test_overall_status_is_the_worst():
