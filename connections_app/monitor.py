@@ -36,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 #: The scheduler looks for new or changed checks at least this often (seconds).
 MAX_IDLE = 1.0
+#: ... and after a claim that found nothing to start, no sooner than this.
+MIN_IDLE = 0.1
 #: Results are written when this many are waiting, or every FLUSH_INTERVAL seconds.
 BATCH_SIZE = 200
 FLUSH_INTERVAL = 1.0
@@ -201,8 +203,11 @@ class Monitor:
         flusher = asyncio.create_task(self._flush_loop(stop))
         try:
             while not stop.is_set():
-                await self.start_due(stop)
-                await _wait(stop, await self.seconds_to_next())
+                started = await self.start_due(stop)
+                wait = await self.seconds_to_next()
+                # Due but not claimed: another runner holds those rows while it stores their
+                # results. Asking again at once would only spin.
+                await _wait(stop, wait if started else max(wait, MIN_IDLE))
         finally:
             await self.drain()
             await flusher
@@ -213,7 +218,7 @@ class Monitor:
         """Claim the checks due now and start their probes; how many started (0: none due, or
         the database could not be asked, which is reported)."""
         try:
-            due = await sync_to_async(claim_due_checks)(timezone.now())
+            due = await sync_to_async(claim_due_checks)()
         except Exception as exc:
             report(exc, "checks.claim", connection.alias)
             return 0
@@ -286,15 +291,16 @@ def _due_filter(now: datetime) -> Q:
     return Q(next_due_at__isnull=True) | Q(next_due_at__lte=now)
 
 
-def claim_due_checks(now: datetime, limit: int = 500) -> list[HealthCheck]:
-    """The enabled checks that are due, each moved to its next due time in one transaction.
+def claim_due_checks(now: datetime | None = None, limit: int = 500) -> list[HealthCheck]:
+    """The enabled checks due at ``now`` (default: when the claim runs, not when it was
+    queued for the database thread), each moved to its next due time in one transaction.
 
     Several runners may share one database: on PostgreSQL the rows are locked with SKIP LOCKED,
     so each due check goes to exactly one runner; SQLite's IMMEDIATE transactions serialise
     the runners instead.
     """
     close_stale_connection()
-    return _claim(now, limit)
+    return _claim(now or timezone.now(), limit)
 
 
 @retry_transaction
