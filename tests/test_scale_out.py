@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import itertools
 import json
 import os
 import random
@@ -45,6 +46,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from project.config import channel_layers
+from realtime import publish
 from tests.conftest import IN_CI
 from tests.http_targets import HttpTarget
 from tests.realtime import servers
@@ -55,22 +58,33 @@ CHECKS = 50
 NAMES = [f"c{n}" for n in range(CHECKS)]
 INTERVAL = 1.0
 #: Rounds of flips with both runners, after one was killed, and after its replacement started.
-ROUNDS = (3, 2, 3)
+ROUNDS = (2, 1, 2)
 SEED = 10
 #: Bound of every wait for a condition (seconds); the whole test takes about 30 s.
 TIMEOUT = 15.0
 UP, DOWN, UNKNOWN = "up", "down", "unknown"
 
-SETUP = """
+MIGRATE = """
+import django
+django.setup()
+from django.core.management import call_command
+from connections_app.models import HealthCheck
+call_command("migrate", interactive=False, verbosity=0)
+HealthCheck.objects.all().delete()  # the two self-checks: only the flipped checks run
+"""
+#: The checks are written not yet due, so the runners may start meanwhile: they run nothing,
+#: hence announce nothing, until the dashboard watches and the test makes the checks due.
+CREATE = """
 import json, sys
+from datetime import timedelta
 import django
 django.setup()
 from django.contrib.auth import get_user_model
 from django.test import Client
+from django.utils import timezone
 from connections_app.models import HealthCheck
-HealthCheck.objects.all().delete()  # the two self-checks: only the flipped checks run
 for fields in json.loads(sys.stdin.read()):
-    check = HealthCheck(**fields)
+    check = HealthCheck(**fields, next_due_at=timezone.now() + timedelta(days=1))
     check.full_clean()
     check.save()
 user = get_user_model().objects.create_user("staff", is_staff=True)
@@ -105,14 +119,46 @@ def env(database) -> dict[str, str]:
             pytest.fail(f"{reason} (CI=true: tests must not skip)")
         pytest.skip(reason)
     base = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    env = base | {"DATABASE_URL": database, "PYTHONUNBUFFERED": "1", "LOG_LEVEL": "INFO"}
-    migrate = [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"]
-    subprocess.run(migrate, cwd=servers.REPO, env=env, check=True, timeout=120)
-    return env
+    return base | {"DATABASE_URL": database, "PYTHONUNBUFFERED": "1", "LOG_LEVEL": "INFO"}
+
+
+@pytest.fixture
+def fence(settings, monkeypatch) -> Callable[[str], Awaitable[str]]:
+    """Publish a marker event from this process, as a new publisher (numbered from 1, so the
+    server sees no gap): Redis delivers it after every event published before it."""
+    monkeypatch.setattr(publish, "PUBLISHER", uuid.uuid4().hex[:12])
+    monkeypatch.setattr(publish, "_numbers", itertools.count(1))
+    monkeypatch.setattr(publish, "_failed_at", float("-inf"))  # no cooldown from other tests
+    monkeypatch.setattr(publish, "stats", publish.PublishStats())
+
+    async def send(redis_url: str) -> str:
+        settings.CHANNEL_LAYERS = channel_layers(redis_url, "pubsub")
+        marker = f"fence-{uuid.uuid4().hex}"
+        await publish.publish_event("check.status", {"name": marker})
+        assert publish.stats.published == 1, publish.stats
+        return marker
+
+    return send
+
+
+def django_child(env: dict[str, str], code: str, stdin: str = "") -> str:
+    """Run ``code`` with Django set up on the database of ``env``; its output."""
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=servers.REPO,
+        # No layer: nobody watches yet, and a resync request would only wait for a timeout.
+        env=env | {"DJANGO_SETTINGS_MODULE": "project.settings", "REDIS_URL": ""},
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 def create_checks(env: dict[str, str], target: HttpTarget) -> str:
-    """The 50 checks, and a staff session key; the self-checks deleted."""
+    """The 50 checks, not yet due; a staff session key."""
     checks = [
         {
             "name": name,
@@ -126,18 +172,7 @@ def create_checks(env: dict[str, str], target: HttpTarget) -> str:
         }
         for name in NAMES
     ]
-    done = subprocess.run(
-        [sys.executable, "-c", SETUP],
-        cwd=servers.REPO,
-        # No layer yet: nobody watches, and a resync request would only wait for a timeout.
-        env=env | {"DJANGO_SETTINGS_MODULE": "project.settings", "REDIS_URL": ""},
-        input=json.dumps(checks),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip().splitlines()[-1]
+    return django_child(env, CREATE, json.dumps(checks)).strip().splitlines()[-1]
 
 
 class Runners:
@@ -199,6 +234,7 @@ class Dashboard:
         self.client = client
         self.snapshots = 0
         self.status: dict[str, list[dict]] = defaultdict(list)
+        self.markers: set[str] = set()
         self.closed: str | None = None
         self.task = asyncio.ensure_future(self._read())
 
@@ -210,6 +246,8 @@ class Dashboard:
                     self.snapshots += 1
                 elif frame["type"] == "check.status" and frame["data"]["name"] in NAMES:
                     self.status[frame["data"]["name"]].append(frame["data"])
+                elif frame["type"] == "check.status":
+                    self.markers.add(frame["data"]["name"])
                 await self.client.send(json.dumps({"type": "ack", "seq": frame["seq"]}))
         except Exception as exc:  # recorded, and asserted on: the socket must stay open
             self.closed = repr(exc)
@@ -290,7 +328,9 @@ def runs(sequence: list[tuple[datetime, bool]]) -> list[tuple[bool, datetime, da
     return found
 
 
-async def test_two_runners_share_flipping_checks_and_survive_a_kill(env, http_target, tmp_path):
+async def test_two_runners_share_flipping_checks_and_survive_a_kill(
+    env, http_target, fence, tmp_path
+):
     started = time.monotonic()
     rng = random.Random(SEED)
     answers = dict.fromkeys(NAMES, True)  # what each target answers: 200 (True) or 503
@@ -320,18 +360,24 @@ async def test_two_runners_share_flipping_checks_and_survive_a_kill(env, http_ta
         redis_url = stack.enter_context(servers.redis_server(tmp_path / "redis.log"))
         env = env | {"REDIS_URL": redis_url, "CHANNEL_LAYER_KIND": "pubsub"}
         runners.env = env
-        # The checks are written while daphne starts: nobody watches yet.
-        setup = asyncio.ensure_future(asyncio.to_thread(create_checks, env, http_target))
+        # Starting takes seconds: daphne while the database is migrated (it reads it only once
+        # a client connects), the runners while the checks are written.
+        migrate = asyncio.ensure_future(asyncio.to_thread(django_child, env, MIGRATE))
         port, _ = stack.enter_context(servers.daphne(env, tmp_path / "daphne.log"))
-        cookie = await setup
+        await migrate
+        runners.start("a")
+        runners.start("b")
+        cookie = await asyncio.to_thread(create_checks, env, http_target)
         db = await psycopg.AsyncConnection.connect(env["DATABASE_URL"], autocommit=True)
         dashboard = Dashboard(await servers.ws_connect(port, cookie, max_queue=None))
         try:
-            # Runners start once the server has joined the group (it sends the snapshot after):
-            # their first events must not look like a gap.
+            # The checks become due once the server has joined the group (it sends the snapshot
+            # after): the runners' first events must not be lost, or look like a gap.
             await until(lambda: dashboard.snapshots == 1, "the first snapshot", runners)
-            runners.start("a")
-            runners.start("b")
+            await db.execute(
+                "UPDATE connections_app_healthcheck SET next_due_at = NULL WHERE name = ANY(%s)",
+                [NAMES],
+            )
             await until(settled, "every check is UP after its first result", runners, 30)
             for _ in range(ROUNDS[0]):
                 await flip_round()
@@ -353,7 +399,10 @@ async def test_two_runners_share_flipping_checks_and_survive_a_kill(env, http_ta
 
             codes = runners.terminate(["b", "c"])
             assert codes == {"b": 0, "c": 0}, codes
-            await until(all_announced, "the dashboard has every event", runners)
+            # Every event the runners published is delivered before this one: what has not
+            # arrived with it never will, and a doubled event would be here too.
+            marker = await fence(redis_url)
+            await until(lambda: marker in dashboard.markers, "the marker event", runners)
             changes, stored = await state_changes(db), await results(db)
         finally:
             await dashboard.close()
