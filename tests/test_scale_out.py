@@ -416,18 +416,14 @@ async def test_two_runners_share_flipping_checks_and_survive_a_kill(
     # A resync snapshot would mean the server may have missed events: none may be missing.
     assert dashboard.snapshots == 1, f"{dashboard.snapshots - 1} resync snapshot(s)"
 
-    later, close_runs = 0, []
+    later, gaps = 0, []
     for name in NAMES:
         sequence = stored[name]
         span = (sequence[-1][0] - sequence[0][0]).total_seconds()
         # Claims are an interval apart, so a check runs about once per interval; a check
         # claimed by both runners at once would have twice as many results.
         assert len(sequence) <= span / INTERVAL + 3, (name, len(sequence), span)
-        close_runs += [
-            (b[0] - a[0]).total_seconds()
-            for a, b in zip(sequence, sequence[1:], strict=False)
-            if (b[0] - a[0]).total_seconds() < INTERVAL / 2
-        ]
+        gaps += [(b[0] - a[0]).total_seconds() for a, b in itertools.pairwise(sequence)]
 
         expected = runs(sequence)  # one transition per run of equal results
         assert expected[0][0] is True, name
@@ -454,7 +450,7 @@ async def test_two_runners_share_flipping_checks_and_survive_a_kill(
     print(
         f"\n{sum(map(len, changes.values()))} transitions and as many check.status events "
         f"({sum(flips.values())} flips), {sum(map(len, stored.values()))} results; "
-        f"{len(close_runs)} runs less than half an interval after the previous one "
-        f"(closest {min(close_runs, default=INTERVAL):.3f} s); {later} transitions judged on a "
+        f"{sum(gap < INTERVAL / 2 for gap in gaps)} runs less than half an interval after the "
+        f"check's previous one (closest {min(gaps):.3f} s); {later} transitions judged on a "
         f"later result of their run; {time.monotonic() - started:.1f} s"
     )
