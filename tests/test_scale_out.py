@@ -60,7 +60,7 @@ INTERVAL = 1.0
 #: Rounds of flips with both runners, after one was killed, and after its replacement started.
 ROUNDS = (2, 1, 2)
 SEED = 10
-#: Bound of every wait for a condition (seconds); the whole test takes about 30 s.
+#: Bound of every wait for a condition (seconds); the whole test takes about 20 s.
 TIMEOUT = 15.0
 UP, DOWN, UNKNOWN = "up", "down", "unknown"
 
