@@ -1,4 +1,6 @@
-"""The health summary served by /health/ and printed by runchecks."""
+"""What /health/ serves: to anyone, the overall status and counts (``health_counts``); to staff
+and holders of ``HEALTH_TOKEN``, every check's summary (``health_summary``), which is also what
+``get_health_summary()`` returns."""
 
 from __future__ import annotations
 
@@ -74,6 +76,43 @@ def is_stale(check: HealthCheck, now: datetime) -> bool:
     return (now - check.last_checked_at).total_seconds() > stale_after(check)
 
 
+class HealthCounts(TypedDict):
+    status: str
+    critical_down: bool
+    stale: bool
+    generated_at: str
+    counts: dict[str, int]
+
+
+def health_counts(tag: str | None = None) -> HealthCounts:
+    """What anyone may know (a load balancer, a status script): the overall status, whether a
+    critical check is down, whether the results are stale, and how many checks have each
+    status. No name, kind or tag: ``?tag=`` narrows it to one service's checks."""
+    now = timezone.now()
+    counts: dict[str, int] = {}
+    critical_down = stale = False
+    for check in _checks(tag).only(*COUNT_FIELDS):
+        counts[check.status] = counts.get(check.status, 0) + 1
+        critical_down |= check.status == DOWN and check.critical
+        stale |= is_stale(check, now)
+    return {
+        "status": overall_status(list(counts)),
+        "critical_down": critical_down,
+        "stale": stale,
+        "generated_at": now.isoformat(),
+        "counts": counts,
+    }
+
+
+#: What ``health_counts`` reads of each check.
+COUNT_FIELDS = ("status", "critical", "enabled", "interval", "timeout", "last_checked_at")
+
+
+def _checks(tag: str | None):
+    checks = HealthCheck.objects.order_by()
+    return checks.with_tag(tag) if tag else checks
+
+
 def check_summary(check: HealthCheck, now: datetime | None = None) -> CheckSummary:
     """One check as JSON-ready data, from its stored state. No target: it may hold credentials
     and /health/ is public."""
@@ -96,14 +135,15 @@ def check_summary(check: HealthCheck, now: datetime | None = None) -> CheckSumma
     }
 
 
-def health_summary() -> HealthSummary:
-    """The /health/ document: every check's summary with its 24 h uptime, and the overall
-    status. Two queries, whatever the number of checks."""
+def health_summary(tag: str | None = None) -> HealthSummary:
+    """The document staff get from /health/: every check's summary (only those with ``tag``
+    when given) with its 24 h uptime, and the overall status. Two queries, whatever the number
+    of checks."""
     now = timezone.now()
-    uptime = uptimes()
+    rows = list(_checks(tag).order_by("name").only(*SUMMARY_FIELDS))
+    uptime = uptimes([c.pk for c in rows] if tag else None)
     checks: list[HealthSummaryCheck] = [
-        {**check_summary(c, now), "uptime_24h": uptime.get(c.pk)}
-        for c in HealthCheck.objects.only(*SUMMARY_FIELDS)
+        {**check_summary(c, now), "uptime_24h": uptime.get(c.pk)} for c in rows
     ]
     statuses = [c["status"] for c in checks]
     return {

@@ -1,12 +1,15 @@
 """HTTP views: thin, they ask the models and answer."""
 
+import hmac
+
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError
-from django.http import JsonResponse
+from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_safe
 
 from connections_app.db.fail_fast import fail_fast
 from connections_app.error_handler import report
-from connections_app.summary import health_summary
+from connections_app.summary import health_counts, health_summary
 
 #: What /health/ answers when it cannot read the checks: unknown, so a load balancer fails over.
 DATABASE_UNAVAILABLE = {
@@ -20,10 +23,22 @@ DATABASE_UNAVAILABLE = {
 
 @require_safe  # GET and HEAD: load balancers probe with either
 @fail_fast()  # a probe: answer 503 in about one connect timeout, never wait for the database
-def health(request):
+def health(request: HttpRequest) -> JsonResponse:
+    tag = request.GET.get("tag") or None
     try:
-        summary = health_summary()
+        summary = health_summary(tag) if may_see_detail(request) else health_counts(tag)
     except DatabaseError as exc:
         report(exc, "health", DEFAULT_DB_ALIAS)
         return JsonResponse(DATABASE_UNAVAILABLE, status=503)
     return JsonResponse(summary, status=503 if summary["critical_down"] else 200)
+
+
+def may_see_detail(request: HttpRequest) -> bool:
+    """Staff who may view checks, or a request carrying ``Authorization: Bearer HEALTH_TOKEN``:
+    the names, kinds and tags of every check tell an outsider what the backend depends on."""
+    token = settings.HEALTH_TOKEN
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if token and scheme.lower() == "bearer" and hmac.compare_digest(given, token):
+        return True
+    user = request.user
+    return user.is_active and user.is_staff and user.has_perm("connections_app.view_healthcheck")

@@ -126,6 +126,12 @@ def _at_least_one(name: str, default: int) -> int:
     return value
 
 
+#: A bearer token that lets a script read /health/'s detail without a staff session (empty:
+#: staff only). Anyone else gets the overall status and counts.
+HEALTH_TOKEN = _read("HEALTH_TOKEN", str, "")
+if HEALTH_TOKEN and len(HEALTH_TOKEN) < 16:
+    raise ImproperlyConfigured("HEALTH_TOKEN: use at least 16 characters (or leave it unset)")
+
 #: More than FLAP_CHANGES status changes within FLAP_WINDOW_MINUTES make a check flapping,
 #: until it has been stable for a whole window.
 FLAP_CHANGES = _at_least_one("FLAP_CHANGES", 5)

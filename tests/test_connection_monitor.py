@@ -8,6 +8,7 @@ import json
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth.models import User
 from django.test import AsyncClient
 from django.utils import timezone
 
@@ -73,7 +74,10 @@ async def test_the_documented_lines_run_as_written(monitoring, http_target):
     assert api["since"] is not None and api["flapping"] is False and api["stale"] is False
     assert api["latency_ms"] >= 0 and api["uptime_24h"] == 1.0 and api["error_category"] == ""
     # The document staff get from /health/ (its time aside: it is made when asked).
-    served = (await AsyncClient().get("/health/")).json()
+    staff = await User.objects.acreate(username="staff", is_staff=True, is_superuser=True)
+    web = AsyncClient()
+    await web.aforce_login(staff)
+    served = (await web.get("/health/")).json()
     assert {**served, "generated_at": None} == {**document, "generated_at": None}
     assert http_target.hits["/ok"] == 1  # the interval is 30 s: one run so far
     await stop_connection_monitoring()

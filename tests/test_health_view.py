@@ -8,11 +8,23 @@ import urllib.request
 from datetime import timedelta
 
 import pytest
+from django.test import Client
 from django.utils import timezone
 
 from connections_app.models import HealthCheck
 from tests.conftest import REPO, free_port, wait_until
 from tests.test_models import add_results
+
+
+@pytest.fixture
+def client(admin_client):
+    """Staff, who get every check's detail; anyone else gets counts (``anyone``)."""
+    return admin_client
+
+
+@pytest.fixture
+def anyone() -> Client:
+    return Client()
 
 
 @pytest.fixture
@@ -71,13 +83,14 @@ def test_results_older_than_three_runs_are_marked_stale(client, only_our_checks)
     assert client.get("/health/").json()["stale"] is False
 
 
-def test_it_gives_each_checks_uptime_over_24_hours_in_two_queries(
+def test_it_gives_each_checks_uptime_over_24_hours_in_a_fixed_number_of_queries(
     client, only_our_checks, django_assert_num_queries
 ):
     make("cache", [True, True, True, False])
     make("db", [False], critical=False)
     HealthCheck.objects.create(name="fresh", kind="tcp", target="127.0.0.1:1")
-    with django_assert_num_queries(2):  # the checks, and one grouped count of their results
+    # The session and its user, the checks, and one grouped count of their results.
+    with django_assert_num_queries(4):
         summary = client.get("/health/").json()
     uptime = {c["name"]: c["uptime_24h"] for c in summary["checks"]}
     assert uptime == {"cache": 0.75, "db": 0.0, "fresh": None}
@@ -88,6 +101,43 @@ def test_it_never_shows_targets_or_their_secrets(client, only_our_checks):
     text = client.get("/health/").content.decode()
     assert "hunter2" not in text
     assert "6379" not in text
+
+
+def test_anyone_gets_the_status_and_counts_and_no_name(anyone, only_our_checks):
+    make("cache", [True])
+    make("db", [False])
+    make("reports", [False], critical=False)
+    response = anyone.get("/health/")
+    assert response.status_code == 503
+    body = response.json()
+    assert (body["status"], body["critical_down"], body["stale"]) == ("down", True, False)
+    assert body["counts"] == {"up": 1, "down": 2}
+    assert "checks" not in body
+    for secret in ("cache", "redis", "hunter2"):
+        assert secret not in response.content.decode()
+
+
+def test_a_tag_narrows_the_answer_to_one_service(anyone, client, only_our_checks):
+    make("cache", [True]).tags = "web"
+    HealthCheck.objects.filter(name="cache").update(tags="web")
+    make("db", [False])
+    response = anyone.get("/health/?tag=web")
+    assert response.status_code == 200
+    assert response.json()["counts"] == {"up": 1}
+    names = [c["name"] for c in client.get("/health/?tag=WEB").json()["checks"]]
+    assert names == ["cache"]
+
+
+def test_the_detail_needs_staff_or_the_health_token(anyone, only_our_checks, settings):
+    make("cache", [True])
+    settings.HEALTH_TOKEN = "a-token-of-sixteen-chars"
+    ask = lambda **headers: anyone.get("/health/", headers=headers).json()  # noqa: E731
+    assert "checks" in ask(authorization="Bearer a-token-of-sixteen-chars")
+    assert "checks" not in ask(authorization="Bearer a-token-of-sixteen-charX")
+    assert "checks" not in ask(authorization="Basic a-token-of-sixteen-chars")
+    assert "checks" not in ask()
+    settings.HEALTH_TOKEN = ""
+    assert "checks" not in ask(authorization="Bearer ")
 
 
 def test_it_answers_get_and_head_only(client, only_our_checks):
