@@ -467,7 +467,10 @@ def test_ctrl_c_while_django_starts_is_one_line_not_a_traceback(sqlite_file_env)
     # The child's stderr is a pipe of one page, read no further than that line: the child
     # soon blocks writing, some 70 kB of imports before start-up ends, so the signal always
     # comes during start-up (through a 64 kB pipe it could come after, and exit 0).
+    # The child gets SIGINT's default action, as from a terminal, even when this run ignores
+    # it (a background job inherits "ignore", and Python then installs no handler at start).
     read_end, write_end = os.pipe()
+    ours = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, PAGE)
         child = subprocess.Popen(
@@ -478,6 +481,7 @@ def test_ctrl_c_while_django_starts_is_one_line_not_a_traceback(sqlite_file_env)
             stderr=write_end,
         )
     finally:
+        signal.signal(signal.SIGINT, ours)
         os.close(write_end)
     with os.fdopen(read_end, "rb", buffering=0) as stderr:
         try:
