@@ -12,7 +12,6 @@ from django.utils import timezone
 
 from realtime.limits import Limits
 from realtime.outbox import Outbox
-from realtime.registry import registry
 
 SendText = Callable[[str], Awaitable[None]]
 Close = Callable[[int, str], Awaitable[None]]
@@ -63,6 +62,7 @@ class Client:
         self.snapshot_requests = MinInterval(limits.snapshot_min_interval)
         self.pings = MinInterval(limits.ping_min_interval)
         self._bad_frames: deque[float] = deque()
+        self._on_shutdown: list[Callable[[Client], object]] = []
 
     def __repr__(self) -> str:
         return f"<Client {self.id} {self.user}>"
@@ -140,12 +140,18 @@ class Client:
         task.add_done_callback(self.tasks.discard)
         return task
 
+    def on_shutdown(self, callback: Callable[[Client], object]) -> None:
+        """Call ``callback(client)`` first thing in ``shutdown`` (the registry forgets it)."""
+        self._on_shutdown.append(callback)
+
     def shutdown(self, reason: str) -> bool:
         """Unregister and stop everything for this client; False when already done."""
         if self.closed:
             return False
         self.closed_reason = reason
-        registry.remove(self)
+        callbacks, self._on_shutdown = self._on_shutdown, []
+        for callback in callbacks:
+            callback(self)
         self.outbox.close()
         current = asyncio.current_task()
         for task in list(self.tasks):

@@ -10,7 +10,7 @@ from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from realtime.client import Client
-from realtime.hub import hub
+from realtime.hub import get_hub
 from realtime.limits import limits
 from realtime.protocol import (
     CLOSE_FORBIDDEN,
@@ -61,7 +61,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         user = self.scope["user"].get_username()
         self.client = Client(user, send=self._send_text, close=self._close, limits=limits())
         try:
-            await hub.join(self.client)
+            await get_hub().join(self.client)
         except BaseException:
             # daphne may cancel a slow connect; disconnect() would then never run, leaving a
             # registered client and its sender behind.

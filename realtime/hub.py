@@ -9,12 +9,18 @@ rows and the error counts, and pushes the client count and the error stats when 
 Lost events are repaired, not ignored: every publisher numbers its events, and a gap (a publish
 that failed or was skipped, a layer that dropped a message, a receive that failed) makes the
 hub push a fresh snapshot to its clients.
+
+A hub belongs to one event loop (its tasks, events and layer channel do): ``get_hub()`` gives
+the running loop's. A server process has one loop; a test has its own, and a hub left behind by
+a loop that closed is never reused.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+import weakref
 from collections import OrderedDict
 
 from channels.db import database_sync_to_async
@@ -85,7 +91,7 @@ class Hub:
         await refresh(client)
 
     async def stop(self) -> None:
-        """Stop now rather than at the next heartbeat (tests: each has its own event loop)."""
+        """Stop now rather than at the next heartbeat (tests, before their event loop ends)."""
         for task in (self._task, self._resync):
             if task is not None and not task.done():
                 task.cancel()
@@ -99,13 +105,12 @@ class Hub:
         self._resync = asyncio.ensure_future(self._resync_all())
 
     def _start(self) -> asyncio.Event:
-        loop = asyncio.get_running_loop()
-        if not self.running or self._loop is not loop:
-            self._loop, self._stopping = loop, False
+        if not self.running:
+            self._loop, self._stopping = asyncio.get_running_loop(), False
             self._ready = asyncio.Event()
             self._publishers.clear()
             self._announced.clear()
-            self._task = loop.create_task(self._run())
+            self._task = self._loop.create_task(self._run())
         return self._ready
 
     async def _run(self) -> None:
@@ -252,4 +257,30 @@ def _write_heartbeat(clients: list[Client]) -> tuple[int, list[dict]]:
     return clients_elsewhere(server_id(), expiry), recent_errors(limits().error_stats)
 
 
-hub = Hub()
+_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()
+_hubs_lock = threading.Lock()  # publishers look for the serving loop from other threads
+
+
+def get_hub() -> Hub:
+    """The hub of the running event loop, made on first use."""
+    loop = asyncio.get_running_loop()
+    with _hubs_lock:
+        hub = _hubs.get(loop)
+        if hub is None:
+            # A hub refers to its loop (tasks, events), so a closed loop's entry is dropped
+            # here rather than waiting for a collection that the reference would prevent.
+            for closed in [other for other in _hubs if other.is_closed()]:
+                del _hubs[closed]
+            hub = _hubs[loop] = Hub()
+        return hub
+
+
+def serving_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop of this process's running hub (the server's), None when none runs."""
+    with _hubs_lock:
+        hubs = list(_hubs.values())
+    for hub in hubs:
+        loop = hub.loop
+        if loop is not None and not loop.is_closed():
+            return loop
+    return None

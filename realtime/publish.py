@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 
-from realtime.hub import hub
+from realtime.hub import serving_loop
 from realtime.protocol import GROUP, encode_event, redact_strings
 from realtime.report import report
 
@@ -42,13 +42,22 @@ _numbers_lock = threading.Lock()
 _failed_at = float("-inf")
 
 
+def reset() -> None:
+    """Start over as a fresh process would: a new publisher, counts at 0, no cool-down (tests)."""
+    global PUBLISHER, _numbers, _failed_at
+    with _numbers_lock:
+        PUBLISHER, _numbers = f"{uuid.uuid4().hex[:12]}", itertools.count(1)
+    stats.published = stats.failed = stats.skipped = 0
+    _failed_at = float("-inf")
+
+
 def event_message(event_type: str, data: dict) -> dict:
     """The layer message for one event, its frame body serialized once (secrets redacted)."""
     with _numbers_lock:
-        n = next(_numbers)
+        publisher, n = PUBLISHER, next(_numbers)
     return {
         "type": "dashboard.event",
-        "publisher": PUBLISHER,
+        "publisher": publisher,
         "n": n,
         "event": event_type,
         "tags": _tags(data),
@@ -116,7 +125,7 @@ async def _group_send(message: dict) -> None:
     if isinstance(layer, InMemoryChannelLayer):
         # The in-memory layer's queues belong to the server's event loop: a publisher running
         # in another loop (a thread) hands the message over instead of touching them.
-        loop = hub.loop
+        loop = serving_loop()
         if loop is None:
             return  # nobody watches in this process
         if loop is not asyncio.get_running_loop():

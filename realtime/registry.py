@@ -11,15 +11,12 @@ import functools
 import os
 import socket
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from django.db import connection, transaction
 from django.utils import timezone
 
+from realtime.client import Client
 from realtime.models import ConnectedClient
-
-if TYPE_CHECKING:
-    from realtime.client import Client
 
 
 @functools.cache
@@ -42,7 +39,11 @@ class ClientRegistry:
         return len(self._clients)
 
     def add(self, client: Client) -> None:
+        """Register ``client`` until it shuts down (a client already shut down is not)."""
+        if client.closed:
+            return
         self._clients[client.id] = client
+        client.on_shutdown(self.remove)
 
     def remove(self, client: Client) -> None:
         self._clients.pop(client.id, None)
@@ -51,6 +52,7 @@ class ClientRegistry:
         return list(self._clients.values())
 
     def clear(self) -> None:
+        """Forget every client (tests: each starts with the registry of a fresh process)."""
         self._clients.clear()
 
 

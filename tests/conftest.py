@@ -25,6 +25,33 @@ def _reachable(url: str) -> bool:
         return False
 
 
+def _reset_process_state() -> None:
+    from channels.layers import channel_layers
+
+    from connections_app.db import counters
+    from connections_app.error_handler import reset_global_error_handler
+    from realtime import publish
+    from realtime.registry import registry
+
+    reset_global_error_handler()
+    counters.reset()
+    publish.reset()
+    registry.clear()
+    # The in-memory layer's queues belong to the event loop of the test that made them.
+    channel_layers.backends.clear()
+
+
+@pytest.fixture(autouse=True)
+def fresh_process_state():
+    """Each test starts, and leaves the next one, as a fresh process would: the global error
+    handler (closed, its summaries logged), the database counters, the publisher's numbering
+    and counts, the dashboard's client registry and the channel layers are made anew. The
+    dashboard hub needs no reset: there is one per event loop (``realtime.hub.get_hub``)."""
+    _reset_process_state()
+    yield
+    _reset_process_state()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _close_the_global_error_handler():
     """Close the process-wide handler while pytest's streams are open: its exit hook would

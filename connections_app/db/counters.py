@@ -34,6 +34,12 @@ def counts(alias: str) -> dict[str, int]:
         return {RETRY: _counts[alias, RETRY], RECONNECT: _counts[alias, RECONNECT]}
 
 
+def reset() -> None:
+    """Forget every count, as a fresh process would (tests)."""
+    with _lock:
+        _counts.clear()
+
+
 def _record(alias: str, kind: str, exc: BaseException, operation: str) -> None:
     with _lock:
         _counts[alias, kind] += 1

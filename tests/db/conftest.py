@@ -24,7 +24,6 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from psycopg import sql
 
 from connections_app.db import counters
-from connections_app.error_handler import reset_global_error_handler
 from connections_app.models import CheckResult, ErrorStat, HealthCheck
 from project.config import database_config
 from tests.conftest import TEST_DATABASE_URL, require_server
@@ -105,14 +104,6 @@ def stop(proc: subprocess.Popen) -> None:
     for stream in (proc.stdin, proc.stdout, proc.stderr):
         if stream is not None:
             stream.close()
-
-
-@pytest.fixture(autouse=True)
-def fresh_error_handler() -> Iterator[None]:
-    """Each test reports to a new global handler, closed (summaries logged) before the next."""
-    reset_global_error_handler()
-    yield
-    reset_global_error_handler()
 
 
 # --- PostgreSQL ------------------------------------------------------------------------------

@@ -35,4 +35,13 @@ def test_stats_describe_the_database_and_our_use_of_it(alias):
         "connections_app_errorstat": 0,
     }
     assert stats["connection_age_s"] >= 0
-    assert {k: stats[k] for k in ("retries", "reconnects")} == counters.counts(alias)
+    assert (stats["retries"], stats["reconnects"]) == (0, 0)
+
+
+def test_stats_count_the_retries_and_reconnects_of_their_alias_only(alias, refused):
+    counters.record_retry(alias, refused)
+    counters.record_retry(alias, refused)
+    counters.record_reconnect(alias, refused)
+    counters.record_retry("another", refused)
+    stats = get_database_stats(alias)
+    assert (stats["retries"], stats["reconnects"]) == (2, 1)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 
 import pytest
@@ -10,11 +9,8 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
 from django.test import Client as HttpClient
 
-from connections_app.error_handler import reset_global_error_handler
 from project.asgi import application
-from realtime import publish
-from realtime.hub import hub
-from realtime.registry import registry
+from realtime.hub import get_hub
 
 ORIGIN = "http://127.0.0.1"
 #: Every wait in these tests is bounded by this many seconds.
@@ -28,27 +24,17 @@ def session_cookie(username: str, staff: bool = True) -> str:
     return browser.cookies["sessionid"].value
 
 
-@pytest.fixture(autouse=True)
-def fresh_error_handler():
-    """Each test reports to a new global handler: its suppression windows start empty."""
-    reset_global_error_handler()
-    yield
-    reset_global_error_handler()
-
-
 @pytest.fixture
 def staff_cookie(transactional_db) -> str:
     return session_cookie("staff")
 
 
 @pytest.fixture
-async def clean_hub(monkeypatch):
-    """The hub, the registry and the publisher's numbering are per process: each test starts
-    as a fresh process would, and ends without a hub."""
-    monkeypatch.setattr(publish, "_numbers", itertools.count(1))
+async def clean_hub():
+    """The test ends without a hub: this event loop's hub stops before the loop closes (what
+    is per process, the registry and the publisher's numbering, is reset for every test)."""
     yield
-    await hub.stop()
-    registry.clear()
+    await get_hub().stop()
 
 
 def communicator(cookie: str | None, origin: str = ORIGIN) -> WebsocketCommunicator:

@@ -16,12 +16,6 @@ from tests.realtime.servers import HOST, free_port
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("clean_hub")]
 
 
-@pytest.fixture(autouse=True)
-def fresh_stats(monkeypatch):
-    monkeypatch.setattr(publish, "stats", publish.PublishStats())
-    monkeypatch.setattr(publish, "_failed_at", float("-inf"))
-
-
 async def test_it_never_raises_when_redis_refuses(settings, caplog):
     settings.CHANNEL_LAYERS = channel_layers(f"redis://{HOST}:{free_port()}/0", "pubsub")
     with caplog.at_level(logging.INFO, logger="connections_app.error_handler"):

@@ -1,10 +1,13 @@
+import subprocess
+import sys
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
 from realtime.models import ConnectedClient
-from realtime.registry import clients_elsewhere, sync_rows
+from realtime.registry import ClientRegistry, clients_elsewhere, sync_rows
+from tests.conftest import REPO
 from tests.realtime.helpers import Socket, make_client
 
 pytestmark = pytest.mark.django_db
@@ -55,3 +58,24 @@ def test_staff_see_live_clients_read_only_in_the_admin(admin_client):
     assert page.status_code == 200
     assert b"live:1" in page.content and b"dead:1" not in page.content
     assert admin_client.get("/admin/realtime/connectedclient/add/").status_code == 403
+
+
+async def test_a_client_leaves_the_registry_when_it_shuts_down():
+    registry = ClientRegistry()
+    a, b = make_client(Socket()), make_client(Socket())
+    registry.add(a)
+    registry.add(b)
+    assert a.shutdown("disconnected")
+    assert registry.clients() == [b]
+    b.shutdown("disconnected")
+    registry.add(b)  # too late: a client that shut down is never registered again
+    assert len(registry) == 0
+
+
+def test_the_client_module_does_not_import_the_registry():
+    # The registry knows clients, not the other way round: no import circle.
+    code = "import realtime.client, sys; print('realtime.registry' in sys.modules)"
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert run.stdout.strip() == "False", run.stderr
