@@ -18,12 +18,13 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
+from connections_app.error_handler import report
 from connections_app.errors import DELIVERY_PERMANENT, ErrorCategory, classify
 from connections_app.retry import WEBSOCKET, RetryPolicy, aretry
 from realtime.client import Client
 from realtime.outbox import Offer, OutboxFull
 from realtime.protocol import CLOSE_RESYNC, frame_text
-from realtime.report import report
+from realtime.registry import server_id
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def _bounded(func: Callable[[], Awaitable[None]], timeouts: tuple[float, ...]):
 
 
 @dataclass
-class BroadcastReport:
+class BroadcastCounts:
     """What one broadcast did in this process: ``delivered`` frames went into an outbox,
     ``retried`` clients were behind and got their one retry, ``dropped`` were closed."""
 
@@ -93,34 +94,34 @@ async def notify_clients(
     body: str,
     tags: frozenset[str] | None = None,
     delivery: Delivery = DELIVERY,
-) -> BroadcastReport:
+) -> BroadcastCounts:
     """Offer one event (``body`` from ``protocol.encode_event``) to every client, at once.
 
     Never waits for a socket: a client past its outbox capacity gets ``catch_up`` in the
     background, one past twice the capacity (or already closing) is dropped.
     """
-    summary = BroadcastReport(event)
+    counts = BroadcastCounts(event)
     refused = []
     for client in clients:
-        summary.clients += 1
+        counts.clients += 1
         if not client.wants(tags):
-            summary.filtered += 1
+            counts.filtered += 1
             continue
         offer = client.outbox.offer(body)
         if offer is Offer.QUEUED:
-            summary.delivered += 1
+            counts.delivered += 1
         elif offer is Offer.LATE:
-            summary.retried += 1
+            counts.retried += 1
             if client.catching_up is None or client.catching_up.done():
                 client.catching_up = client.start(catch_up(client, delivery))
         else:
-            summary.dropped += 1
+            counts.dropped += 1
             refused.append(client)
     if refused:
         error = OutboxFull(f"outbox over {2 * refused[0].outbox.capacity} frames")
         await asyncio.gather(*(drop(c, error) for c in refused))
-    summary.log()
-    return summary
+    counts.log()
+    return counts
 
 
 async def catch_up(client: Client, delivery: Delivery = DELIVERY) -> None:
@@ -167,7 +168,7 @@ async def close_if_lagging(client: Client) -> bool:
     reason = client.lag()
     if reason is None:
         return False
-    report(AckTimeout(reason), "ws.ack", client=client.id)
+    report(AckTimeout(reason), "ws.ack", server_id(), client=client.id)
     await client.close(CLOSE_RESYNC, reason)
     return True
 
@@ -181,6 +182,6 @@ async def drop(client: Client, exc: BaseException) -> None:
     kind of failure, suppressed when it repeats)."""
     if client.closed:
         return
-    report(exc, "ws.send", client=client.id)
+    report(exc, "ws.send", server_id(), client=client.id)
     reason = "connection gone" if is_permanent(exc) else "delivery failed: resync"
     await client.close(CLOSE_RESYNC, reason)

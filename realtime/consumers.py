@@ -9,6 +9,7 @@ from __future__ import annotations
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from connections_app.error_handler import report
 from realtime.client import Client
 from realtime.hub import get_hub
 from realtime.limits import limits
@@ -22,8 +23,8 @@ from realtime.protocol import (
     error_body,
     parse_client_frame,
 )
-from realtime.report import report
-from realtime.snapshot import refresh
+from realtime.registry import server_id
+from realtime.snapshot import send_snapshot
 
 
 def refusal(user) -> int | None:
@@ -81,7 +82,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         except BadFrame as bad:
             await self._bad_frame(client, bad)
         except Exception as exc:  # a bug here must cost one error frame, not the socket
-            report(exc, "ws.receive", client=client.id)
+            report(exc, "ws.receive", server_id(), client=client.id)
             client.outbox.offer(error_body("internal", "the server could not handle that"))
 
     async def receive_json(self, content: ClientMessage, **kwargs) -> None:
@@ -97,7 +98,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
             self._check_snapshot_rate(client)
             if content.type == "filter":
                 client.tags = content.tags
-            await refresh(client)
+            await send_snapshot(client)
 
     def _check_snapshot_rate(self, client: Client) -> None:
         """Snapshots cost the database: a client may ask for one (filter, resync) at most

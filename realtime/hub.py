@@ -26,6 +26,7 @@ from collections import OrderedDict
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
+from connections_app.error_handler import report
 from connections_app.error_stats import flush_error_stats
 from connections_app.errors import RETRYABLE
 from connections_app.retry import RetryPolicy, aretry
@@ -34,8 +35,7 @@ from realtime.client import Client
 from realtime.limits import limits
 from realtime.protocol import GROUP, encode_event
 from realtime.registry import clients_elsewhere, registry, server_id, sync_rows
-from realtime.report import report
-from realtime.snapshot import recent_errors, refresh
+from realtime.snapshot import recent_errors, send_snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class Hub:
         self._publishers: OrderedDict[str, int] = OrderedDict()
         self._resync: asyncio.Task | None = None
         self._resync_again = False
-        self._announced: dict[str, dict] = {}
+        self._pushed: dict[str, dict] = {}
 
     @property
     def running(self) -> bool:
@@ -88,7 +88,7 @@ class Hub:
                 await ready.wait()
         except TimeoutError:
             self._group_lost = True
-        await refresh(client)
+        await send_snapshot(client)
 
     async def stop(self) -> None:
         """Stop now rather than at the next heartbeat (tests, before their event loop ends)."""
@@ -109,7 +109,7 @@ class Hub:
             self._loop, self._stopping = asyncio.get_running_loop(), False
             self._ready = asyncio.Event()
             self._publishers.clear()
-            self._announced.clear()
+            self._pushed.clear()
             self._task = self._loop.create_task(self._run())
         return self._ready
 
@@ -125,7 +125,7 @@ class Hub:
                     await self._heartbeat(layer)
                 except Exception as exc:
                     # One bad heartbeat must not end live updates for the whole process.
-                    report(exc, "ws.heartbeat")
+                    report(exc, "ws.heartbeat", server_id())
             self._stopping = True
         finally:
             if listener is not None:
@@ -148,7 +148,7 @@ class Hub:
             try:
                 await self._dispatch(message)
             except Exception as exc:
-                report(exc, "ws.dispatch")
+                report(exc, "ws.dispatch", server_id())
             # A burst arrives already queued and receive() would not yield: let the senders
             # write between two events.
             await asyncio.sleep(0)
@@ -194,15 +194,15 @@ class Hub:
                     registry.clients()
                 )
         except Exception as exc:
-            report(exc, "ws.registry")
+            report(exc, "ws.registry", server_id())
             return
-        await self._announce("clients", {"count": elsewhere + len(registry)})
-        await self._announce("errors.updated", {"errors": errors})
+        await self._push_if_changed("clients", {"count": elsewhere + len(registry)})
+        await self._push_if_changed("errors.updated", {"errors": errors})
 
-    async def _announce(self, event: str, data: dict) -> None:
+    async def _push_if_changed(self, event: str, data: dict) -> None:
         """Push what the header and the error panel show, when it changed."""
-        if self._announced.get(event) != data:
-            self._announced[event] = data
+        if self._pushed.get(event) != data:
+            self._pushed[event] = data
             await notify_clients(registry.clients(), event, encode_event(event, data))
 
     async def _join_group(self, layer) -> None:
@@ -224,7 +224,7 @@ class Hub:
             async with asyncio.timeout(CALL_TIMEOUT):
                 await layer.group_discard(GROUP, channel)
         except Exception as exc:
-            report(exc, "ws.listen")
+            report(exc, "ws.listen", server_id())
 
     async def _forget_rows(self) -> None:
         """Write the registry once more as the hub stops: with no client left, this server's
@@ -233,16 +233,16 @@ class Hub:
             async with asyncio.timeout(CALL_TIMEOUT):
                 await database_sync_to_async(_write_heartbeat)(registry.clients())
         except Exception as exc:
-            report(exc, "ws.registry")
+            report(exc, "ws.registry", server_id())
 
     def _layer_failed(self, exc: BaseException, *_) -> None:
         self._group_lost = True
-        report(exc, "ws.listen")
+        report(exc, "ws.listen", server_id())
 
     async def _resync_all(self) -> None:
         for _ in range(RESYNC_ROUNDS):
             self._resync_again = False
-            await asyncio.gather(*(refresh(c) for c in registry.clients()))
+            await asyncio.gather(*(send_snapshot(c) for c in registry.clients()))
             if not self._resync_again:
                 return
 

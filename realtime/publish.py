@@ -17,15 +17,18 @@ from dataclasses import dataclass
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 
+from connections_app.error_handler import report
+from connections_app.retry import RetryPolicy
 from realtime.hub import serving_loop
 from realtime.protocol import GROUP, encode_event, redact_strings
-from realtime.report import report
+from realtime.registry import server_id
 
 #: A publish that takes longer than this is abandoned (the servers resync on the gap).
 PUBLISH_TIMEOUT = 1.0
-#: After a failure, publishes are skipped this long: a dead Redis costs the runner one
-#: timeout per second, not one per event.
-COOLDOWN = 1.0
+#: After a failure, publishes are skipped for the policy's next delay (1 s, 2 s, 4 s, then
+#: 5 s while it keeps failing): a dead Redis costs the runner one timeout per delay, not one
+#: per event.
+BACKOFF = RetryPolicy(attempts=None, base_delay=1.0, factor=2.0, cap=5.0)
 
 
 @dataclass
@@ -39,16 +42,17 @@ stats = PublishStats()
 PUBLISHER = f"{uuid.uuid4().hex[:12]}"
 _numbers = itertools.count(1)
 _numbers_lock = threading.Lock()
-_failed_at = float("-inf")
+_backoff = BACKOFF
+_skip_until = float("-inf")
 
 
 def reset() -> None:
     """Start over as a fresh process would: a new publisher, counts at 0, no cool-down (tests)."""
-    global PUBLISHER, _numbers, _failed_at
+    global PUBLISHER, _numbers, _backoff, _skip_until
     with _numbers_lock:
         PUBLISHER, _numbers = f"{uuid.uuid4().hex[:12]}", itertools.count(1)
     stats.published = stats.failed = stats.skipped = 0
-    _failed_at = float("-inf")
+    _backoff, _skip_until = BACKOFF, float("-inf")
 
 
 def event_message(event_type: str, data: dict) -> dict:
@@ -104,17 +108,19 @@ def _run_sync(func, *args) -> None:
 
 
 async def _send(message: dict, what: str) -> None:
-    global _failed_at
-    if time.monotonic() - _failed_at < COOLDOWN:
+    global _backoff, _skip_until
+    if time.monotonic() < _skip_until:
         stats.skipped += 1
         return
     try:
         async with asyncio.timeout(PUBLISH_TIMEOUT):
             await _group_send(message)
     except Exception as exc:
-        _failed_at = time.monotonic()
+        _skip_until = time.monotonic() + _backoff.next_delay()
+        _backoff = _backoff.next()
         _failed(exc, what)
         return
+    _backoff = BACKOFF
     stats.published += 1
 
 
@@ -137,4 +143,4 @@ async def _group_send(message: dict) -> None:
 
 def _failed(exc: BaseException, what: str) -> None:
     stats.failed += 1
-    report(exc, "ws.publish", what=what)
+    report(exc, "ws.publish", server_id(), what=what)

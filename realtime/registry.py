@@ -25,7 +25,9 @@ def _host() -> str:
 
 
 def server_id() -> str:
-    """This server process, as the registry and the logs name it."""
+    """This server process, as the registry and the logs name it: the endpoint of every error
+    the dashboard reports (the client goes in the extra detail; a fingerprint per browser
+    would defeat the handler's suppression and fill ErrorStat with a row per tab)."""
     return f"{_host()}:{os.getpid()}"
 
 

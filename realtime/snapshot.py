@@ -16,6 +16,7 @@ from django.db.models import F, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
+from connections_app.error_handler import report
 from connections_app.models import (
     UPTIME_WINDOW,
     CheckResult,
@@ -29,7 +30,6 @@ from realtime.client import Client
 from realtime.limits import Limits
 from realtime.protocol import CLOSE_RESYNC, encode_event, redact_strings
 from realtime.registry import clients_elsewhere, registry, server_id
-from realtime.report import report
 
 
 def build_snapshot(tags: frozenset[str] | None, limits: Limits) -> dict:
@@ -171,7 +171,7 @@ def task_count() -> int:
     return _tasks_counted[1]
 
 
-async def refresh(client: Client) -> None:
+async def send_snapshot(client: Client) -> None:
     """Send ``client`` a fresh snapshot for its filter, in its place among the events.
 
     When no snapshot can be built (database down) the client is told to reconnect and resync:
@@ -182,7 +182,7 @@ async def refresh(client: Client) -> None:
         try:
             body = await shared_builds.body(client.tags, client.limits)
         except Exception as exc:
-            report(exc, "ws.snapshot", client=client.id)
+            report(exc, "ws.snapshot", server_id(), client=client.id)
             await client.close(CLOSE_RESYNC, "snapshot unavailable")
             return
         client.outbox.release(body)

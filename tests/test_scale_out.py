@@ -123,13 +123,10 @@ def env(database) -> dict[str, str]:
 
 
 @pytest.fixture
-def fence(settings, monkeypatch) -> Callable[[str], Awaitable[str]]:
+def fence(settings) -> Callable[[str], Awaitable[str]]:
     """Publish a marker event from this process, as a new publisher (numbered from 1, so the
     server sees no gap): Redis delivers it after every event published before it."""
-    monkeypatch.setattr(publish, "PUBLISHER", uuid.uuid4().hex[:12])
-    monkeypatch.setattr(publish, "_numbers", itertools.count(1))
-    monkeypatch.setattr(publish, "_failed_at", float("-inf"))  # no cooldown from other tests
-    monkeypatch.setattr(publish, "stats", publish.PublishStats())
+    publish.reset()  # a new publisher, numbered from 1, with no backoff from other tests
 
     async def send(redis_url: str) -> str:
         settings.CHANNEL_LAYERS = channel_layers(redis_url, "pubsub")

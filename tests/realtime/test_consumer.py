@@ -288,7 +288,7 @@ async def test_a_connect_cancelled_before_its_snapshot_leaves_no_client(staff_co
         started.set()
         await asyncio.Event().wait()
 
-    monkeypatch.setattr(realtime.hub, "refresh", never_ready)
+    monkeypatch.setattr(realtime.hub, "send_snapshot", never_ready)
     socket = communicator(staff_cookie)
     connecting = asyncio.ensure_future(socket.connect(timeout=TIMEOUT))
     await asyncio.wait_for(started.wait(), TIMEOUT)
