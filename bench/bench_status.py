@@ -983,7 +983,8 @@ class Bench:
                 sanity = lambda r: {"rows": changelist_rows(r.content)}  # noqa: E731
             self.reads[label] = (url, get, sanity)
         self.labels = [*self.reads, *self.skipped]
-        self.labels.sort(key=lambda label: [HEALTH, SNAPSHOT, *ADMIN_PAGES].index(label))
+        order = [HEALTH, HEALTH_STAFF, SNAPSHOT, *ADMIN_PAGES]
+        self.labels.sort(key=order.index)
         self.read_before: set[str] = set()
 
         self.writers = write_paths()
