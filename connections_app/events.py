@@ -30,6 +30,11 @@ def subscribe(listener: Listener) -> None:
         _listeners.append(listener)
 
 
+def unsubscribe(listener: Listener) -> None:
+    if listener in _listeners:
+        _listeners.remove(listener)
+
+
 def listening() -> bool:
     """Whether anything hears events: without a listener no event is even built."""
     return bool(_listeners)

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from datetime import timedelta
 
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import models, router, transaction
 from django.db.models import Case, Count, Q, Value, When
 from django.utils import timezone
 
@@ -199,7 +199,10 @@ class HealthCheck(OneMessagePerField):
             self.status = UNKNOWN if self.enabled else PAUSED
         elif kwargs.get("update_fields") is None:
             kwargs["update_fields"] = RULE_FIELDS
-        super().save(*args, **kwargs)
+        # One transaction with the receivers: a check switched off is PAUSED in the same
+        # commit (connections_app.signals), never enabled=False and UP in between.
+        with transaction.atomic(using=kwargs.get("using") or router.db_for_write(HealthCheck)):
+            super().save(*args, **kwargs)
 
     def clean(self) -> None:
         # A refused value has its message already (one message per field), and may not even
@@ -328,8 +331,6 @@ class CheckResult(models.Model):
             models.UniqueConstraint(fields=["health_check", "checked_at"], name="result_once"),
         ]
         indexes = [
-            # Status derivation: "last success of this check".
-            models.Index(fields=["health_check", "ok", "-checked_at"], name="result_check_ok_idx"),
             # Retention pruning: "results older than N days".
             models.Index(fields=["checked_at"], name="result_age_idx"),
         ]

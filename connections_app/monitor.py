@@ -25,7 +25,7 @@ from connections_app.db.transactions import retry_transaction
 from connections_app.error_handler import get_global_error_handler, report
 from connections_app.error_stats import flush_error_stats
 from connections_app.errors import DATABASE_TRANSIENT, is_retryable
-from connections_app.events import announce, listening
+from connections_app.events import announce, announce_checks_changed, listening
 from connections_app.models import DEGRADED, DOWN, CheckResult, HealthCheck, StateChange, uptimes
 from connections_app.probes import run_probe
 from connections_app.results import Outcome, Stored, close_stale_connection, store_outcomes
@@ -38,8 +38,7 @@ logger = logging.getLogger(__name__)
 MAX_IDLE = 1.0
 #: ... and after a claim that found nothing to start, no sooner than this.
 MIN_IDLE = 0.1
-#: Results are written when this many are waiting, or every FLUSH_INTERVAL seconds.
-BATCH_SIZE = 200
+#: Results are written every FLUSH_INTERVAL seconds, all that are waiting in one transaction.
 FLUSH_INTERVAL = 1.0
 #: Results kept in memory while the database is away; beyond, the oldest are dropped.
 MAX_PENDING = 10_000
@@ -48,11 +47,19 @@ PRUNE_INTERVAL = 3600.0
 
 
 def store_batch(batch: list[Outcome], want_uptime: bool) -> tuple[Stored, dict[int, float]]:
-    """Store a batch; with ``want_uptime``, read the 24 h uptime of its checks for the events."""
+    """Store a batch; with ``want_uptime``, read the 24 h uptime of its checks for the events.
+
+    The batch is committed before the uptime is read: a failed read costs the events their
+    uptime, never the batch (stored again, it would announce nothing).
+    """
     stored = store_outcomes(batch)
     if not want_uptime or not stored.checks:
         return stored, {}
-    return stored, uptimes(stored.checks)
+    try:
+        return stored, uptimes(stored.checks)
+    except Exception as exc:
+        report(exc, "results.uptime", connection.alias)
+        return stored, {}
 
 
 class ResultWriter:
@@ -101,21 +108,26 @@ class ResultWriter:
     async def _announce(
         self, batch: list[Outcome], stored: Stored, uptimes: dict[int, float]
     ) -> None:
-        for change in stored.changes:
-            _log_change(change)
-        if not listening():
-            return
-        for outcome in batch:
-            check = stored.checks.get(outcome.check.pk)
-            if check is None:
-                continue  # deleted while it ran
-            data = {
-                "check": check_summary(check),
-                "result": outcome.result_dict(),
-                "uptime_24h": uptimes.get(check.pk),
-            }
-            await announce("check.result", data)
-        for change in stored.changes:
+        if listening():
+            for outcome in batch:
+                check = stored.checks.get(outcome.check.pk)
+                if check is None:
+                    continue  # deleted while it ran
+                data = {
+                    "check": check_summary(check),
+                    "result": outcome.result_dict(),
+                    "uptime_24h": uptimes.get(check.pk),
+                }
+                await announce("check.result", data)
+        await announce_changes(stored.changes)
+
+
+async def announce_changes(changes: list[StateChange]) -> None:
+    """Log each stored change of status and announce it (after the commit that stored it)."""
+    for change in changes:
+        _log_change(change)
+    if listening():
+        for change in changes:
             await announce("check.status", change_event(change))
 
 
@@ -148,8 +160,8 @@ class Monitor:
 
     ``run_forever`` repeats three units of work, each callable on its own (tests do):
     ``start_due`` (claim the due checks, start their probes), ``writer.flush`` (store what
-    finished) and ``housekeeping`` (log summaries, error statistics, maintenance windows,
-    pruning, each on its own period).
+    finished) and ``housekeeping`` (the error log's repeat lines, error statistics,
+    maintenance windows, pruning, each on its own period).
     """
 
     def __init__(self, manager: ConnectionManager, concurrency: int = 20) -> None:
@@ -200,6 +212,9 @@ class Monitor:
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         """Each enabled check at its own interval until ``stop`` is set; then drain and flush."""
+        # Events a runner stopped between a commit and its announcement never went out: every
+        # dashboard rebuilds from what is stored when a runner starts.
+        await _quietly(announce_checks_changed, "checks.announce")
         flusher = asyncio.create_task(self._flush_loop(stop))
         try:
             while not stop.is_set():
@@ -245,8 +260,12 @@ class Monitor:
         housekeeping = Housekeeping(asyncio.get_running_loop().time)
         while not stop.is_set():
             await _wait(stop, FLUSH_INTERVAL)
-            await self.writer.flush()
-            await housekeeping.run_due()
+            try:
+                await self.writer.flush()
+                await housekeeping.run_due()
+            except Exception as exc:
+                # Storing must outlive any one failure: results keep coming.
+                report(exc, "results.flush", connection.alias)
 
 
 class Housekeeping:
@@ -259,14 +278,14 @@ class Housekeeping:
         self._last_stats = self._last_prune = clock()
 
     async def run_due(self) -> None:
-        # Repeats counted in a window that has ended get their one summary line now, not
+        # Repeats counted in a window that has ended get their one repeat line now, not
         # whenever the next error of the kind happens to come.
         get_global_error_handler().close_expired_windows()
         now = self._clock()
         if now - self._last_stats >= ERROR_STATS_INTERVAL:
             self._last_stats = now
             await _quietly(flush_error_stats, "error_stats.flush")
-            await _quietly(apply_maintenance, "maintenance.apply")
+            await announce_changes(await _quietly(apply_maintenance, "maintenance.apply") or [])
         if now - self._last_prune >= PRUNE_INTERVAL:
             self._last_prune = now
             await _quietly(prune_results, "results.prune")
@@ -279,12 +298,14 @@ async def _wait(stop: asyncio.Event, seconds: float) -> None:
         pass
 
 
-async def _quietly(func, operation: str) -> None:
-    """Run housekeeping; a failure is reported and tried again on the next round."""
+async def _quietly(func, operation: str):
+    """Run housekeeping in the database thread: its answer, or None when it failed (reported,
+    and tried again on the next round)."""
     try:
-        await sync_to_async(func)()
+        return await sync_to_async(func)()
     except Exception as exc:
         report(exc, operation, connection.alias)
+        return None
 
 
 def _due_filter(now: datetime) -> Q:

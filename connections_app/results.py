@@ -26,21 +26,18 @@ from connections_app.state import STATE_FIELDS, FlapRule, Transitions, apply_res
 
 @dataclass
 class Outcome:
-    """One probe run: the check as it was run, what it found, and when it started.
+    """One probe run: the check as it was run, what it found, and when it ended.
 
-    After the batch is stored, ``status`` and ``health`` are the check's as the results left
-    them; both stay empty when the check was deleted meanwhile (nothing was stored).
+    After the batch is stored, ``stored`` is true and ``status`` and ``health`` are the check's
+    as the results left them; a check deleted meanwhile stored nothing.
     """
 
     check: HealthCheck
     result: ProbeResult
     checked_at: datetime = field(default_factory=timezone.now)
+    stored: bool = False
     status: str = ""
     health: str = ""
-
-    @property
-    def stored(self) -> bool:
-        return bool(self.status)
 
     def result_dict(self) -> dict:
         return {
@@ -86,6 +83,7 @@ def store_outcomes(outcomes: list[Outcome], rule: FlapRule | None = None) -> Sto
     for outcome in outcomes:
         check = stored.checks.get(outcome.check.pk)
         if check is not None:
+            outcome.stored = True
             outcome.status, outcome.health = check.status, check.health
     return stored
 

@@ -5,13 +5,15 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from connections_app.events import announce_checks_changed
-from connections_app.models import PAUSED, HealthCheck
+from connections_app.models import HealthCheck
 from connections_app.state import switch
 
 
 @receiver(post_save, sender=HealthCheck, dispatch_uid="connections_app.check_saved")
 def check_saved(sender, instance: HealthCheck, created: bool, **kwargs) -> None:
-    if not created and instance.enabled == (instance.status == PAUSED):
+    if not created:
+        # Judged from the locked row, not from the status the form loaded (a minute old):
+        # a switch the row already agrees with writes nothing.
         switch([instance.pk], instance.enabled)
     announce_checks_changed()
 

@@ -41,7 +41,7 @@ from connections_app.models import (
     StateChange,
 )
 
-#: The state fields ``apply_result`` moves (with ``status`` and ``status_since``).
+#: The stored state: what ``apply_result`` moves, what ``save_state`` writes.
 STATE_FIELDS = [
     "status",
     "status_since",
@@ -122,10 +122,28 @@ class Transitions:
                 during_maintenance=during_maintenance,
             )
         )
-        check.status_since = at
 
-    def of(self, check: HealthCheck) -> list[StateChange]:
-        return [row for row in self.rows if row.health_check is check]
+    def move(
+        self,
+        check: HealthCheck,
+        new: str,
+        at: datetime,
+        *,
+        result: CheckResult | None = None,
+        during_maintenance: bool = False,
+    ) -> None:
+        """Change the check's shown status to ``new`` and record it (``status_since`` is when
+        the shown status last changed, not what the results said inside a window)."""
+        old = check.status
+        check.status, check.status_since = new, at
+        self.record(
+            check, old, new, at, result=result, during_maintenance=during_maintenance
+        )
+
+    def caused_by_results(self, check: HealthCheck) -> int:
+        return sum(
+            1 for r in self.rows if r.health_check is check and r.result_checked_at is not None
+        )
 
     def save(self, using: str = DEFAULT_DB_ALIAS) -> list[StateChange]:
         return StateChange.objects.using(using).bulk_create(self.rows)
@@ -148,25 +166,36 @@ def apply_result(
     if in_maintenance and check.enabled and health != old_health:
         transitions.record(check, old_health, health, at, result=result, during_maintenance=True)
     if status != old_status:
-        check.status = status
-        transitions.record(
-            check, old_status, status, at, result=result, during_maintenance=status == MAINTENANCE
+        transitions.move(
+            check, status, at, result=result, during_maintenance=status == MAINTENANCE
         )
 
 
 def update_flapping(
     checks: Iterable[HealthCheck], transitions: Transitions, at: datetime, rule: FlapRule
 ) -> None:
-    """Mark a check flapping after too many changes within the window (counted in the
-    database plus this transaction's), and clear the mark once it has been stable a window."""
+    """Mark a check flapping after more than ``rule.changes`` changes caused by its results
+    within the window (stored ones plus this transaction's; a pause or a window is not the
+    check flapping), and clear the mark once it has had none for a whole window."""
     since = at - rule.window
+    new = {check.pk: transitions.caused_by_results(check) for check in checks}
+    asked = [pk for pk, n in new.items() if n] + [c.pk for c in checks if c.flapping]
+    if not asked:
+        return
+    stored = dict(
+        StateChange.objects.filter(
+            health_check_id__in=asked, at__gt=since, result_checked_at__isnull=False
+        )
+        .order_by()
+        .values("health_check_id")
+        .annotate(n=Count("pk"))
+        .values_list("health_check_id", "n")
+    )
     for check in checks:
-        new = transitions.of(check)
-        if new:
-            stored = StateChange.objects.filter(health_check=check, at__gte=since).count()
-            if stored + len(new) > rule.changes:
-                check.flapping = True
-        elif check.flapping and (check.status_since is None or check.status_since <= since):
+        changes = stored.get(check.pk, 0) + new[check.pk]
+        if changes > rule.changes:
+            check.flapping = True
+        elif check.flapping and changes == 0:
             check.flapping = False
 
 
@@ -180,17 +209,22 @@ def switch(ids: Iterable[int], enabled: bool, at: datetime | None = None) -> lis
     at = at or timezone.now()
     transitions = Transitions()
     checks = list(HealthCheck.objects.select_for_update().filter(pk__in=list(ids)))
+    inside = checks_in_maintenance(((c.pk, c.tags) for c in checks), at) if enabled else set()
+    moved = []
     for check in checks:
-        check.enabled = enabled
         if enabled and check.status == PAUSED:
             check.health, check.failures_in_a_row, check.successes_in_a_row = UNKNOWN, 0, 0
             check.next_due_at = None
-            transitions.record(check, PAUSED, UNKNOWN, at)
-            check.status = UNKNOWN
+            in_window = check.pk in inside
+            new = shown_status(True, in_window, UNKNOWN)
+            transitions.move(check, new, at, during_maintenance=in_window)
         elif not enabled and check.status != PAUSED:
-            transitions.record(check, check.status, PAUSED, at)
-            check.status = PAUSED
-    HealthCheck.objects.bulk_update(checks, ["enabled", "next_due_at", *STATE_FIELDS])
+            transitions.move(check, PAUSED, at)
+        elif check.enabled == enabled:
+            continue  # already as asked: nothing to write
+        check.enabled = enabled
+        moved.append(check)
+    HealthCheck.objects.bulk_update(moved, ["enabled", "next_due_at", *STATE_FIELDS])
     return transitions.save()
 
 
@@ -210,8 +244,7 @@ def apply_maintenance(at: datetime | None = None) -> list[StateChange]:
     transitions = Transitions()
     for check in moving:
         new = shown_status(check.enabled, check.pk in inside, check.health)
-        transitions.record(check, check.status, new, at, during_maintenance=new == MAINTENANCE)
-        check.status = new
+        transitions.move(check, new, at, during_maintenance=new == MAINTENANCE)
     HealthCheck.objects.bulk_update(moving, ["status", "status_since"])
     return transitions.save()
 
@@ -244,7 +277,7 @@ def rebuild_from_results(
     last_failed = _last(results.filter(ok=False))
     updated = []
     for check in checks_model.objects.using(using).filter(pk__in=list(ends)):
-        last = results.filter(health_check_id=check.pk, checked_at=ends[check.pk]).first()
+        last = results.filter(health_check_id=check.pk).order_by("-checked_at").first()
         ok_at, failed_at = last_ok.get(check.pk), last_failed.get(check.pk)
         streak = results.filter(health_check_id=check.pk)
         if last.ok:

@@ -133,3 +133,36 @@ async def test_housekeeping_runs_each_chore_on_its_own_period(only, settings):
     clock.now += PRUNE_INTERVAL
     await chores.run_due()
     assert await CheckResult.objects.acount() == 0
+
+
+async def test_a_window_that_begins_is_stored_logged_and_announced(only, caplog):
+    from datetime import time as clock_time
+
+    from connections_app import events
+    from connections_app.maintenance import MaintenanceWindow
+
+    api = await add("api", "http://127.0.0.1:9/", tags="web")
+    now = timezone.now()
+    window = MaintenanceWindow(
+        name="now", schedule="once", starts_at=now - timedelta(minutes=1),
+        ends_at=now + timedelta(hours=1), tags="web", start_time=clock_time(0),
+    )  # fmt: skip
+    await window.asave()
+    heard = []
+
+    async def listener(event: str, data: dict) -> None:
+        heard.append((event, data["name"], data["from"], data["to"]))
+
+    events.subscribe(listener)
+    try:
+        clock = FakeClock()
+        chores = Housekeeping(clock)
+        clock.now += ERROR_STATS_INTERVAL
+        with caplog.at_level("INFO", logger="connections_app.monitor"):
+            await chores.run_due()
+    finally:
+        events.unsubscribe(listener)
+    await api.arefresh_from_db()
+    assert api.status == "maintenance"
+    assert ("check.status", "api", "unknown", "maintenance") in heard
+    assert "check api: unknown -> maintenance" in caplog.text

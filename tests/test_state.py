@@ -192,6 +192,28 @@ def test_a_form_that_switches_a_check_off_pauses_it_and_never_writes_stale_state
     assert moves(StateChange.objects.order_by("at", "pk"))[-1] == (UP, PAUSED)
 
 
+def test_a_stale_form_that_leaves_a_check_off_keeps_it_paused():
+    check = make_check(enabled=False)
+    stale = HealthCheck.objects.get(pk=check.pk)  # PAUSED when the form was loaded
+    switch([check.pk], enabled=True)  # resumed meanwhile by the admin action
+    feed(check, [True])
+    stale.name = "api v2"  # the form saves its other edit, and enabled=False as it showed it
+    stale.save()
+    check.refresh_from_db()
+    assert (check.enabled, check.status) == (False, PAUSED)
+
+
+def test_pauses_and_resumes_do_not_make_a_check_flapping():
+    rule = FlapRule(changes=2, window=timedelta(minutes=30))
+    check = make_check()
+    feed(check, [True], rule=rule)
+    for minute in (1, 2, 3):
+        switch([check.pk], enabled=False, at=T0 + timedelta(minutes=minute))
+        switch([check.pk], enabled=True, at=T0 + timedelta(minutes=minute, seconds=30))
+    feed(check, [True], start=T0 + timedelta(minutes=4), rule=rule)
+    assert not check.flapping
+
+
 def weekly_window(**fields) -> MaintenanceWindow:
     values = {
         "name": "patch night",
@@ -215,6 +237,8 @@ def test_a_weekly_window_shows_maintenance_and_marks_what_changes_inside():
     assert check.status == UP
     changes = feed(check, [False, False, True, False], start=T0 + timedelta(minutes=10), step=600)
     assert check.status == MAINTENANCE and check.health == DOWN
+    # "since" is when the shown status changed, not when the results changed inside it.
+    assert check.status_since == T0 + timedelta(minutes=10)
     assert [(c.from_status, c.to_status, c.during_maintenance) for c in changes] == [
         (UP, DOWN, True),
         (UP, MAINTENANCE, True),
@@ -239,6 +263,17 @@ def test_a_window_begins_and_ends_without_waiting_for_a_result():
     assert moves(next_week) == [(UP, MAINTENANCE)]
     check.refresh_from_db()
     assert check.status == MAINTENANCE
+
+
+def test_a_check_resumed_inside_a_window_shows_maintenance_at_once():
+    weekly_window()
+    check = make_check(enabled=False)
+    (change,) = switch([check.pk], enabled=True, at=T0 + timedelta(minutes=5))
+    assert (change.from_status, change.to_status, change.during_maintenance) == (
+        PAUSED,
+        MAINTENANCE,
+        True,
+    )
 
 
 def test_the_stored_state_can_be_rebuilt_from_the_results():

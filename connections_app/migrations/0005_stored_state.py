@@ -11,6 +11,8 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        # Status is stored now: no query looks for "the last success of this check" any more.
+        migrations.RemoveIndex(model_name='checkresult', name='result_check_ok_idx'),
         migrations.CreateModel(
             name='StateChange',
             fields=[
