@@ -66,14 +66,22 @@ SUMMARY_FIELDS = (
 
 def stale_after(check: HealthCheck) -> float:
     """Seconds after its latest result at which a check's status is stale."""
-    return STALE_AFTER_RUNS * check.interval + check.timeout + STALE_GRACE
+    return _stale_after(check.interval, check.timeout)
+
+
+def _stale_after(interval: float, timeout: float) -> float:
+    return STALE_AFTER_RUNS * interval + timeout + STALE_GRACE
 
 
 def is_stale(check: HealthCheck, now: datetime) -> bool:
     """Whether an enabled check's latest result is older than ``stale_after`` at ``now``."""
-    if not check.enabled or check.last_checked_at is None:
+    return _stale(check.enabled, check.last_checked_at, check.interval, check.timeout, now)
+
+
+def _stale(enabled: bool, last: datetime | None, interval: float, timeout: float, now) -> bool:
+    if not enabled or last is None:
         return False
-    return (now - check.last_checked_at).total_seconds() > stale_after(check)
+    return (now - last).total_seconds() > _stale_after(interval, timeout)
 
 
 class HealthCounts(TypedDict):
@@ -91,10 +99,12 @@ def health_counts(tag: str | None = None) -> HealthCounts:
     now = timezone.now()
     counts: dict[str, int] = {}
     critical_down = stale = False
-    for check in _checks(tag).only(*COUNT_FIELDS):
-        counts[check.status] = counts.get(check.status, 0) + 1
-        critical_down |= check.status == DOWN and check.critical
-        stale |= is_stale(check, now)
+    # Plain rows, not model instances: a load balancer asks every few seconds.
+    rows = _checks(tag).values_list(*COUNT_FIELDS)
+    for status, critical, enabled, interval, timeout, last in rows:
+        counts[status] = counts.get(status, 0) + 1
+        critical_down |= status == DOWN and critical
+        stale |= _stale(enabled, last, interval, timeout, now)
     return {
         "status": overall_status(list(counts)),
         "critical_down": critical_down,
