@@ -12,10 +12,11 @@ from collections.abc import Iterable
 from datetime import timedelta
 
 from django.core.exceptions import ValidationError
-from django.db import models, router, transaction
+from django.db import models, router
 from django.db.models import Case, Count, Q, Value, When
 from django.utils import timezone
 
+from connections_app.db.transactions import retry_transaction
 from connections_app.redaction import redact
 from connections_app.targets import (  # noqa: F401 - the kinds are the model's vocabulary
     KIND_CHANNEL_LAYER,
@@ -197,12 +198,19 @@ class HealthCheck(OneMessagePerField):
         only: its state is the runner's, and a form loaded a minute ago holds a stale copy."""
         if self._state.adding:
             self.status = UNKNOWN if self.enabled else PAUSED
-        elif kwargs.get("update_fields") is None:
-            kwargs["update_fields"] = RULE_FIELDS
-        # One transaction with the receivers: a check switched off is PAUSED in the same
-        # commit (connections_app.signals), never enabled=False and UP in between.
-        with transaction.atomic(using=kwargs.get("using") or router.db_for_write(HealthCheck)):
             super().save(*args, **kwargs)
+            return
+        if kwargs.get("update_fields") is None:
+            kwargs["update_fields"] = RULE_FIELDS
+
+        # One transaction with the receivers: a check switched off is PAUSED in the same
+        # commit (connections_app.signals), never enabled=False and UP in between. Retried
+        # whole, like any transaction of ours, when its connection was lost.
+        @retry_transaction(using=kwargs.get("using") or router.db_for_write(HealthCheck))
+        def save_with_receivers() -> None:
+            super(HealthCheck, self).save(*args, **kwargs)
+
+        save_with_receivers()
 
     def clean(self) -> None:
         # A refused value has its message already (one message per field), and may not even

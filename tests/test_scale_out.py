@@ -370,7 +370,7 @@ async def test_two_runners_share_flipping_checks_and_survive_a_kill(
         try:
             # The checks become due once the server has joined the group (it sends the snapshot
             # after): the runners' first events must not be lost, or look like a gap.
-            await until(lambda: dashboard.snapshots == 1, "the first snapshot", runners)
+            await until(lambda: dashboard.snapshots >= 1, "the first snapshot", runners)
             await db.execute(
                 "UPDATE connections_app_healthcheck SET next_due_at = NULL WHERE name = ANY(%s)",
                 [NAMES],
@@ -410,8 +410,10 @@ async def test_two_runners_share_flipping_checks_and_survive_a_kill(
         found = re.search(r"stopped after storing (\d+) results", runners.text(name))
         assert found and int(found[1]) > 0, runners.text(name)[-2000:]
     assert dashboard.closed is None, dashboard.closed
-    # A resync snapshot would mean the server may have missed events: none may be missing.
-    assert dashboard.snapshots == 1, f"{dashboard.snapshots - 1} resync snapshot(s)"
+    # Each runner's start resyncs the dashboards (for events a killed runner never sent);
+    # any other resync would mean the server may have missed events.
+    starts = 3  # a, b, and c after the kill
+    assert dashboard.snapshots <= 1 + starts, f"{dashboard.snapshots - 1} resync snapshot(s)"
 
     later, gaps = 0, []
     for name in NAMES:

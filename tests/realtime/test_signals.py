@@ -54,7 +54,9 @@ async def test_the_admin_pause_and_resume_actions_resync_open_dashboards(
 async def test_a_saved_check_resyncs_open_dashboards(staff_cookie, api):
     socket, _ = await connected(staff_cookie)
     await HealthCheck.objects.acreate(name="cache", kind="tcp", target="127.0.0.1:9")
-    assert set(statuses(await receive_type(socket, "snapshot"))) == {"api", "cache"}
+    # The self-checks are there or not, as the tests before this one left the database.
+    ours = lambda snapshot: set(statuses(snapshot)) & {"api", "cache"}  # noqa: E731
+    assert ours(await receive_type(socket, "snapshot")) == {"api", "cache"}
     await api.adelete()
-    assert set(statuses(await receive_type(socket, "snapshot"))) == {"cache"}
+    assert ours(await receive_type(socket, "snapshot")) == {"cache"}
     await socket.disconnect()
