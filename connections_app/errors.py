@@ -34,6 +34,10 @@ class ErrorCategory(StrEnum):
     DB_DISCONNECTED = "db_disconnected"
     CHANNEL_FULL = "channel_full"
     CLIENT_GONE = "client_gone"
+    #: An HTTP answer in the expected range whose body lacks the expected text.
+    BODY_MISMATCH = "body_mismatch"
+    #: Redirects that never end (a loop) or go on longer than a client follows.
+    REDIRECTS = "redirects"
     #: An upside-down check's target answered: the one failure that is a success elsewhere.
     ANSWERED = "answered"
     UNKNOWN = "unknown"
@@ -60,6 +64,8 @@ _SEVERITY = {
     ErrorCategory.DB_DISCONNECTED: Severity.ERROR,
     ErrorCategory.CHANNEL_FULL: Severity.WARNING,
     ErrorCategory.CLIENT_GONE: Severity.INFO,
+    ErrorCategory.BODY_MISMATCH: Severity.ERROR,
+    ErrorCategory.REDIRECTS: Severity.ERROR,
     ErrorCategory.ANSWERED: Severity.WARNING,
     ErrorCategory.UNKNOWN: Severity.ERROR,
 }
@@ -192,6 +198,11 @@ def _by_library(exc: BaseException) -> ErrorCategory | None:
         "urllib3.exceptions.SSLError",
     } or isinstance(exc, (ssl.SSLError, ssl.CertificateError)):
         return ErrorCategory.TLS
+    if name & {
+        "aiohttp.client_exceptions.TooManyRedirects",
+        "requests.exceptions.TooManyRedirects",
+    }:
+        return ErrorCategory.REDIRECTS
     if name & {"urllib3.exceptions.NameResolutionError"}:
         return ErrorCategory.DNS
     if name & {

@@ -116,7 +116,16 @@ def status_rank() -> Case:
 
 class HealthCheck(OneMessagePerField):
     name = models.CharField(max_length=100, unique=True)
-    kind = models.CharField(max_length=20, choices=KIND_CHOICES, default=KIND_HTTP)
+    kind = models.CharField(
+        max_length=20,
+        choices=KIND_CHOICES,
+        default=KIND_HTTP,
+        error_messages={
+            "invalid_choice": "%(value)r is not a kind; the kinds are "
+            + ", ".join(kind for kind, _ in KIND_CHOICES)
+            + "."
+        },
+    )
     target = models.CharField(
         max_length=500,
         help_text="URL for http; host:port for tcp; alias for database and channel_layer; "
@@ -153,7 +162,9 @@ class HealthCheck(OneMessagePerField):
     )
     enabled = models.BooleanField(default=True)
     critical = models.BooleanField(
-        default=True, help_text="A critical check that is DOWN makes /health/ answer 503."
+        default=False,
+        help_text="Critical: while this check is DOWN, /health/ answers 503 and a load "
+        "balancer may take this app out of service. Leave it off for third parties.",
     )
     tags = models.CharField(max_length=200, blank=True, help_text="Comma or space separated.")
     next_due_at = models.DateTimeField(null=True, blank=True, editable=False)

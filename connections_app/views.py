@@ -3,8 +3,9 @@
 import hmac
 
 from django.conf import settings
+from django.contrib.staticfiles import finders
 from django.db import DEFAULT_DB_ALIAS, DatabaseError
-from django.http import HttpRequest, JsonResponse
+from django.http import FileResponse, HttpRequest, JsonResponse
 from django.views.decorators.http import require_safe
 
 from connections_app.db.fail_fast import fail_fast
@@ -42,3 +43,11 @@ def may_see_detail(request: HttpRequest) -> bool:
         return True
     user = request.user
     return user.is_active and user.is_staff and user.has_perm("connections_app.view_healthcheck")
+
+
+@require_safe
+def favicon(request: HttpRequest) -> FileResponse:
+    """``/favicon.ico``: browsers ask for it on every page whatever the pages link to."""
+    response = FileResponse(open(finders.find("favicon.ico"), "rb"), content_type="image/x-icon")
+    response["Cache-Control"] = "public, max-age=86400"
+    return response

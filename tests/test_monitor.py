@@ -72,7 +72,7 @@ async def test_every_failure_becomes_a_categorised_result(only, http_target: Htt
         "dns": "dns",
         "tls": "tls",
         "refused": "refused",
-        "missing text": "unknown",
+        "missing text": "body_mismatch",
     }
     assert {o.status for o in outcomes} == {DEGRADED}  # one failure each; DOWN needs three
     assert await CheckResult.objects.acount() == len(checks)
