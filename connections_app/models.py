@@ -73,13 +73,25 @@ class HealthCheckQuerySet(models.QuerySet):
         return self.annotate(status_rank=status_rank()).order_by("status_rank", "name")
 
     def with_tag(self, tag: str) -> HealthCheckQuerySet:
-        tag = tag.strip().lower()
-        return self.filter(
-            Q(tags=tag)
-            | Q(tags__startswith=f"{tag},")
-            | Q(tags__endswith=f",{tag}")
-            | Q(tags__contains=f",{tag},")
-        )
+        return self.filter(tag_q(tag))
+
+    def with_any_tag(self, tags: Iterable[str]) -> HealthCheckQuerySet:
+        """Checks with at least one of ``tags``; every check when ``tags`` is empty."""
+        wanted = Q()
+        for tag in tags:
+            wanted |= tag_q(tag)
+        return self.filter(wanted)
+
+
+def tag_q(tag: str) -> Q:
+    """Checks whose tags (stored sorted, comma separated) include ``tag``."""
+    tag = tag.strip().lower()
+    return (
+        Q(tags=tag)
+        | Q(tags__startswith=f"{tag},")
+        | Q(tags__endswith=f",{tag}")
+        | Q(tags__contains=f",{tag},")
+    )
 
 
 UPTIME_WINDOW = timedelta(hours=24)
