@@ -10,6 +10,7 @@ from django.views.decorators.http import require_safe
 
 from connections_app.db.fail_fast import fail_fast
 from connections_app.error_handler import report
+from connections_app.errors import ErrorCategory, missing_tables_message
 from connections_app.summary import health_counts, health_summary
 
 #: What /health/ answers when it cannot read the checks: unknown, so a load balancer fails over.
@@ -29,8 +30,13 @@ def health(request: HttpRequest) -> JsonResponse:
     try:
         summary = health_summary(tag) if may_see_detail(request) else health_counts(tag)
     except DatabaseError as exc:
-        report(exc, "health", DEFAULT_DB_ALIAS)
-        return JsonResponse(DATABASE_UNAVAILABLE, status=503)
+        missing = missing_tables_message(exc)
+        if missing:  # in the words that say what to do, one line, no traceback
+            report(missing, "health", DEFAULT_DB_ALIAS, category=ErrorCategory.MISSING_TABLES)
+        else:
+            report(exc, "health", DEFAULT_DB_ALIAS)
+        error = {"error": missing} if missing else {}
+        return JsonResponse(DATABASE_UNAVAILABLE | error, status=503)
     return JsonResponse(summary, status=503 if summary["critical_down"] else 200)
 
 

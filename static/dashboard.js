@@ -66,6 +66,9 @@
       showBanner("This account is not active staff: the dashboard is for staff only.");
       return;
     }
+    // The server says what is wrong when it knows (a database never migrated): show it, and
+    // keep trying (someone may be running migrate right now).
+    if (event.reason && event.reason.includes("manage.py migrate")) showBanner(event.reason);
     scheduleReconnect();
   }
 

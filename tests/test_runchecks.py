@@ -131,6 +131,17 @@ def test_exit_3_when_the_database_is_unusable(sqlite_file_env, tmp_path):
     assert "Traceback" not in run.stderr
 
 
+@pytest.mark.parametrize("once", [["--once"], []], ids=["once", "loop"])
+def test_a_database_never_migrated_is_one_line_with_exit_3(sqlite_file_env, tmp_path, once):
+    env = sqlite_file_env | {"DATABASE_URL": f"sqlite:///{tmp_path}/empty.sqlite3"}
+    run = manage(env, "runchecks", *once, timeout=30)
+    assert run.returncode == 3, run.stderr
+    assert run.stderr.strip().splitlines() == [
+        "CommandError: the database has no table connections_app_healthcheck: "
+        "run `manage.py migrate`"
+    ]
+
+
 def test_a_paused_check_named_with_check_runs_and_is_judged_as_if_enabled(sqlite_file_env, target):
     env = sqlite_file_env
     closed = f"http://127.0.0.1:{free_port()}/"

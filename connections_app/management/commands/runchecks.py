@@ -32,6 +32,7 @@ from django.db import DatabaseError
 
 from connections_app.cli import EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE, counted
 from connections_app.connection_manager import ConnectionManager
+from connections_app.errors import missing_tables_message
 from connections_app.management.usage import UsageExitMixin, add_concurrency_argument
 from connections_app.models import PAUSED, HealthCheck
 from connections_app.monitor import Monitor, Outcome
@@ -97,6 +98,9 @@ class Command(UsageExitMixin, BaseCommand):
         try:
             self._run(options)
         except DatabaseError as exc:
+            missing = missing_tables_message(exc)
+            if missing:
+                raise CommandError(missing, returncode=EXIT_USAGE) from None
             raise DatabaseUnavailable(redact(str(exc)).strip()) from None
 
     def _run(self, options: dict) -> None:
@@ -108,6 +112,7 @@ class Command(UsageExitMixin, BaseCommand):
             return
         if options["check"] or options["format"] != "table":
             raise UsageError("--check and --format go with --once")
+        _refuse_missing_tables()
         asyncio.run(self._forever(options))
 
     async def _once(self, options: dict) -> int:
@@ -154,6 +159,16 @@ class Command(UsageExitMixin, BaseCommand):
             )
         if options["verbosity"] >= 1:
             self.stderr.write(f"runchecks: stopped after storing {monitor.writer.written} results")
+
+
+def _refuse_missing_tables() -> None:
+    """Raise the database's error when it has no tables: the loop would otherwise report a
+    failed claim every second forever. A database that is merely away is waited for."""
+    try:
+        HealthCheck.objects.exists()
+    except DatabaseError as exc:
+        if missing_tables_message(exc):
+            raise
 
 
 def select_checks(names: list[str], tags: list[str]) -> list[HealthCheck]:
