@@ -11,7 +11,6 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html
-from django.utils.timesince import timesince
 
 from connections_app.cli import counted
 from connections_app.events import announce_checks_changed
@@ -50,6 +49,16 @@ def status_badge(status: str):
     )
 
 
+def ago(moment) -> str:
+    """``"12 s ago"``, ``"5 min ago"``, ``"3 h ago"``, ``"2 days ago"``: never "0 minutes"."""
+    seconds = max(0, int((timezone.now() - moment).total_seconds()))
+    for unit, size in (("day", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            count = seconds // size
+            return f"{count} {unit}{'s' if unit == 'day' and count > 1 else ''} ago"
+    return f"{seconds} s ago"
+
+
 class StatusFilter(admin.SimpleListFilter):
     title = "status"
     parameter_name = "status"
@@ -83,6 +92,8 @@ class HealthCheckForm(forms.ModelForm):
     class Meta:
         model = HealthCheck
         fields = "__all__"
+        # A URL with a path and a query does not fit the admin's default 20 characters.
+        widgets = {"target": forms.TextInput(attrs={"class": "vTextField", "style": "width:40em"})}
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -194,11 +205,12 @@ def masked(target: str) -> str:
 @admin.register(HealthCheck)
 class HealthCheckAdmin(admin.ModelAdmin):
     form = HealthCheckForm
+    # Fits 1280 px: the target is the name's tooltip (URLs are long), the last error is its
+    # category with the message as tooltip.
     list_display = (
-        "name",
+        "name_display",
         "status_display",
         "kind",
-        "target_display",
         "latency_display",
         "last_checked_display",
         "uptime_display",
@@ -234,7 +246,11 @@ class HealthCheckAdmin(admin.ModelAdmin):
         ),
         (
             "HTTP expectations",
-            {"fields": ("expected_status_min", "expected_status_max", "expected_body")},
+            {
+                # change_form.html hides this fieldset unless the kind is http.
+                "classes": ("http-only",),
+                "fields": ("expected_status_min", "expected_status_max", "expected_body"),
+            },
         ),
         (
             "Record",
@@ -250,6 +266,10 @@ class HealthCheckAdmin(admin.ModelAdmin):
             },
         ),
     )
+
+    def get_fieldsets(self, request, obj=None):
+        # A check not yet saved has no record to show.
+        return self.fieldsets if obj is not None else self.fieldsets[:-1]
 
     def changelist_view(self, request, extra_context=None):
         response = super().changelist_view(request, extra_context)
@@ -267,9 +287,9 @@ class HealthCheckAdmin(admin.ModelAdmin):
         badge = status_badge(obj.status)
         return format_html("{} flapping", badge) if obj.flapping else badge
 
-    @admin.display(description="target", ordering="target")
-    def target_display(self, obj: HealthCheck) -> str:
-        return masked(obj.target)
+    @admin.display(description="name", ordering="name")
+    def name_display(self, obj: HealthCheck):
+        return format_html('<span title="{}">{}</span>', masked(obj.target), obj.name)
 
     @admin.display(description="latency", ordering="last_latency_ms")
     def latency_display(self, obj: HealthCheck) -> str:
@@ -279,16 +299,20 @@ class HealthCheckAdmin(admin.ModelAdmin):
     def last_checked_display(self, obj: HealthCheck) -> str:
         if obj.last_checked_at is None:
             return "never"
-        return f"{timesince(obj.last_checked_at, timezone.now())} ago"
+        return ago(obj.last_checked_at)
 
     @admin.display(description="uptime 24 h")
     def uptime_display(self, obj: HealthCheck) -> str:
         uptime = getattr(obj, "uptime_24h", None)
         return "-" if uptime is None else f"{uptime * 100:.2f} %"
 
-    @admin.display(description="last error")
-    def last_error_display(self, obj: HealthCheck) -> str:
-        return obj.last_error_category or "-"
+    @admin.display(description="last error", ordering="last_error_category")
+    def last_error_display(self, obj: HealthCheck):
+        if not obj.last_error_category:
+            return "-"
+        return format_html(
+            '<span title="{}">{}</span>', obj.last_error_message, obj.last_error_category
+        )
 
     @admin.action(description="Run selected checks now")
     def run_now(self, request: HttpRequest, queryset: QuerySet) -> None:

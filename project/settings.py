@@ -109,6 +109,9 @@ TIME_ZONE = _read("TIME_ZONE", str, "UTC")
 USE_I18N = True
 USE_TZ = True
 
+# Dates as the check's own tables show them, on every page (not "Nov. 30, 2026, 10:59 p.m.").
+FORMAT_MODULE_PATH = ["project.formats"]
+
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"

@@ -353,3 +353,19 @@ def test_secrets_the_patterns_miss_are_masked_and_kept(staff, target, secret):
     assert _edit(staff, check).status_code == 302  # the masked target, unchanged
     check.refresh_from_db()
     assert check.target == target
+
+
+def test_the_forms_words_dates_and_sections(staff, checks):
+    api = checks[0]
+    add_page = staff.get(ADD).content.decode()
+    assert "Record" not in add_page  # nothing recorded yet
+    assert "Connection Health administration" in add_page and "Dashboard" in add_page
+    assert 'class="module aligned http-only"' in add_page  # hidden for other kinds
+    assert "load balancer may take this app out" in add_page  # what critical does
+    page = staff.get(reverse("admin:connections_app_healthcheck_change", args=[api.pk]))
+    text = page.content.decode()
+    assert "page 1 of" not in text and "2 results" in text
+    assert api.created_at.astimezone().strftime("%Y-%m-%d") in text  # one date format
+    assert " a.m." not in text and " p.m." not in text
+    listing = staff.get(CHANGELIST).content.decode()
+    assert " s ago" in listing and "0 minutes" not in listing
