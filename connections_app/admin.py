@@ -210,7 +210,7 @@ class HealthCheckAdmin(admin.ModelAdmin):
     list_display = (
         "name_display",
         "status_display",
-        "kind",
+        "kind_display",
         "latency_display",
         "last_checked_display",
         "uptime_display",
@@ -291,6 +291,10 @@ class HealthCheckAdmin(admin.ModelAdmin):
     def name_display(self, obj: HealthCheck):
         return format_html('<span title="{}">{}</span>', masked(obj.target), obj.name)
 
+    @admin.display(description="kind", ordering="kind")
+    def kind_display(self, obj: HealthCheck) -> str:
+        return obj.kind  # "tcp", not "TCP host:port": the list must fit 1280 px
+
     @admin.display(description="latency", ordering="last_latency_ms")
     def latency_display(self, obj: HealthCheck) -> str:
         return "-" if obj.last_latency_ms is None else f"{obj.last_latency_ms:.0f} ms"
@@ -301,7 +305,7 @@ class HealthCheckAdmin(admin.ModelAdmin):
             return "never"
         return ago(obj.last_checked_at)
 
-    @admin.display(description="uptime 24 h")
+    @admin.display(description="uptime")
     def uptime_display(self, obj: HealthCheck) -> str:
         uptime = getattr(obj, "uptime_24h", None)
         return "-" if uptime is None else f"{uptime * 100:.2f} %"
