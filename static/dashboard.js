@@ -45,6 +45,7 @@
     // attempt is reset by the first snapshot, not here: a server that accepts and closes at
     // once (database down, 4000) must still see the backoff grow.
     state.lastSeq = 0;
+    state.layerPaused = null;  // a new connection hears again from the server it reaches
     lastFrameAt = Date.now();
     acked = { seq: 0, at: 0 };
     everConnected = true;
@@ -167,6 +168,7 @@
       case "check.status": return applyStatus(data);
       case "errors.updated": state.errors = data.errors || state.errors; return render();
       case "clients": state.clients = data.count; return renderHeader();
+      case "layer.status": return applyLayerStatus(data);
       default: return undefined;  // pong, error and frames of newer versions
     }
   }
@@ -176,8 +178,22 @@
     state.checks = new Map((data.checks || []).map((c) => [c.name, normaliseCheck(c)]));
     state.errors = data.errors || [];
     if (typeof data.clients === "number") state.clients = data.clients;
-    hideBanner();
+    // The server refreshes the page with snapshots while its layer is away: keep saying so.
+    if (state.layerPaused) showBanner(state.layerPaused); else hideBanner();
     render();
+  }
+
+  // The server's own word on its channel layer: while it cannot reach it, no event arrives,
+  // and a green "connected" would be a lie.
+  function applyLayerStatus(data) {
+    state.layerPaused = data.ok ? null : (data.message || "live updates paused");
+    if (state.layerPaused) {
+      setConnection("reconnecting", "live updates paused");
+      showBanner(state.layerPaused);
+    } else {
+      setConnection("connected");
+      hideBanner();
+    }
   }
 
   function normaliseCheck(c) {
