@@ -35,6 +35,9 @@ def test_a_layer_out_of_reach_pauses_live_updates_in_words(browser, sqlite_file_
         log_in(page, server)
         page.wait_for_selector("#connection.conn-connected")
         page.locator('li.check[data-name="self: database"]').wait_for()
+        # A fresh install (its two self-checks only) says how to add a check.
+        assert "importchecks" in page.locator("#first-steps").inner_text()
+        assert page.locator("#first-steps").is_visible()
         redis.close()  # the layer is gone; the server notices at its next layer call
         page.wait_for_function(
             f"document.getElementById('banner').textContent.includes({PAUSED!r})",
