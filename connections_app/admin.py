@@ -7,7 +7,8 @@ from urllib.parse import urlsplit
 from django import forms
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
-from django.db.models import QuerySet
+from django.db.models import Count, FloatField, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Cast, Coalesce, NullIf
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html
@@ -16,6 +17,7 @@ from connections_app.cli import counted
 from connections_app.events import announce_checks_changed
 from connections_app.models import (
     STATUS_CHOICES,
+    UPTIME_WINDOW,
     CheckResult,
     ErrorStat,
     HealthCheck,
@@ -57,6 +59,21 @@ def ago(moment) -> str:
             count = seconds // size
             return f"{count} {unit}{'s' if unit == 'day' and count > 1 else ''} ago"
     return f"{seconds} s ago"
+
+
+def uptime_share():
+    """Each check's share of successful results over the uptime window, in SQL (NULL without
+    results), for sorting the list by uptime."""
+    results = (
+        CheckResult.objects.filter(
+            health_check=OuterRef("pk"), checked_at__gte=timezone.now() - UPTIME_WINDOW
+        )
+        .order_by()
+        .values("health_check")
+    )
+    ok = results.filter(ok=True).annotate(n=Count("pk")).values("n")
+    total = results.annotate(n=Count("pk")).values("n")
+    return Cast(Coalesce(Subquery(ok), 0), FloatField()) / NullIf(Subquery(total), 0)
 
 
 class StatusFilter(admin.SimpleListFilter):
@@ -271,6 +288,15 @@ class HealthCheckAdmin(admin.ModelAdmin):
         # A check not yet saved has no record to show.
         return self.fieldsets if obj is not None else self.fieldsets[:-1]
 
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        # The uptime is read from the results: only a list sorted by it pays for reading it
+        # for every check (the page's own rows get theirs in changelist_view).
+        column = str(self.list_display.index("uptime_display") + 1)  # after the checkbox
+        if column in request.GET.get("o", "").replace("-", "").split("."):
+            queryset = queryset.annotate(uptime_share=uptime_share())
+        return queryset
+
     def changelist_view(self, request, extra_context=None):
         response = super().changelist_view(request, extra_context)
         changelist = getattr(response, "context_data", {}).get("cl")
@@ -305,7 +331,7 @@ class HealthCheckAdmin(admin.ModelAdmin):
             return "never"
         return ago(obj.last_checked_at)
 
-    @admin.display(description="uptime")
+    @admin.display(description="uptime", ordering="uptime_share")
     def uptime_display(self, obj: HealthCheck) -> str:
         uptime = getattr(obj, "uptime_24h", None)
         return "-" if uptime is None else f"{uptime * 100:.2f} %"

@@ -369,3 +369,13 @@ def test_the_forms_words_dates_and_sections(staff, checks):
     assert " a.m." not in text and " p.m." not in text
     listing = staff.get(CHANGELIST).content.decode()
     assert " s ago" in listing and "0 minutes" not in listing
+
+
+def test_the_list_sorts_by_uptime_and_status(staff, checks):
+    column = 6  # uptime, counting the action checkbox as 0 (status is 2)
+    by_uptime = staff.get(f"{CHANGELIST}?o={column}").context["cl"].result_list
+    assert [c.name for c in by_uptime] == ["cache", "api"]  # 50 % before 100 %
+    by_uptime = staff.get(f"{CHANGELIST}?o=-{column}").context["cl"].result_list
+    assert [c.name for c in by_uptime] == ["api", "cache"]
+    by_status = staff.get(f"{CHANGELIST}?o=2").context["cl"].result_list
+    assert [c.name for c in by_status] == ["cache", "api"]  # DOWN first
