@@ -24,6 +24,7 @@ from twisted.internet.error import CannotListenError
 from twisted.python.failure import Failure
 
 from connections_app.connection_manager import ConnectionManager
+from connections_app.db.fail_fast import fail_fast
 from connections_app.management.usage import (
     UsageExitMixin,
     add_concurrency_argument,
@@ -112,7 +113,9 @@ def _no_staff_user() -> bool:
     from django.contrib.auth import get_user_model
 
     try:
-        return not get_user_model().objects.filter(is_staff=True, is_active=True).exists()
+        # A hint must not delay the start: one connect attempt, never the runner's back-off.
+        with fail_fast():
+            return not get_user_model().objects.filter(is_staff=True, is_active=True).exists()
     except DatabaseError:
         return True
 
