@@ -33,4 +33,13 @@ def test_the_check_list_fits_1280_px(browser, site):  # noqa: F811
     assert sizes["page"][0] <= sizes["page"][1], sizes
     assert sizes["table"][0] <= sizes["table"][1], sizes
     assert page.locator("#site-name").inner_text() == "Connection Health administration"
+
+    # The add form: HTTP expectations only while the kind is http, no empty Record section.
+    page.goto(f"{server.base}/admin/connections_app/healthcheck/add/")
+    expectations = page.locator("fieldset.http-only")
+    assert expectations.is_visible()
+    page.select_option("#id_kind", "tcp")
+    assert expectations.is_hidden()
+    assert page.get_by_text("Record").count() == 0
+    shot(page, "admin-add-tcp")
     page.close()
