@@ -34,6 +34,13 @@ def test_the_check_list_fits_1280_px(browser, site):  # noqa: F811
     assert sizes["table"][0] <= sizes["table"][1], sizes
     assert page.locator("#site-name").inner_text() == "Connection Health administration"
 
+    # The change page: its record and its results in one date format.
+    page.click("text=payments api")
+    page.wait_for_selector("#recent-results")
+    shot(page, "admin-change-1280")
+    text = page.locator("#content").inner_text()
+    assert " a.m." not in text and " p.m." not in text and "page 1 of 1" not in text
+
     # The add form: HTTP expectations only while the kind is http, no empty Record section.
     page.goto(f"{server.base}/admin/connections_app/healthcheck/add/")
     expectations = page.locator("fieldset.http-only")
