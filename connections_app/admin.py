@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 from urllib.parse import urlsplit
 
-from asgiref.sync import async_to_sync
 from django import forms
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
-from django.db.models import QuerySet
+from django.db.models import Count, FloatField, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Cast, Coalesce, NullIf
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html
-from django.utils.timesince import timesince
 
 from connections_app.cli import counted
 from connections_app.events import announce_checks_changed
 from connections_app.models import (
     STATUS_CHOICES,
+    UPTIME_WINDOW,
     CheckResult,
     ErrorStat,
     HealthCheck,
@@ -28,6 +27,7 @@ from connections_app.models import (
     uptimes,
 )
 from connections_app.redaction import REDACTED, redact, redact_url
+from connections_app.run_now import run_in_background
 from connections_app.state import switch
 
 STATUS_COLOURS = {
@@ -49,6 +49,31 @@ def status_badge(status: str):
         STATUS_COLOURS.get(status, "#6e7781"),
         status.upper(),
     )
+
+
+def ago(moment) -> str:
+    """``"12 s ago"``, ``"5 min ago"``, ``"3 h ago"``, ``"2 days ago"``: never "0 minutes"."""
+    seconds = max(0, int((timezone.now() - moment).total_seconds()))
+    for unit, size in (("day", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            count = seconds // size
+            return f"{count} {unit}{'s' if unit == 'day' and count > 1 else ''} ago"
+    return f"{seconds} s ago"
+
+
+def uptime_share():
+    """Each check's share of successful results over the uptime window, in SQL (NULL without
+    results), for sorting the list by uptime."""
+    results = (
+        CheckResult.objects.filter(
+            health_check=OuterRef("pk"), checked_at__gte=timezone.now() - UPTIME_WINDOW
+        )
+        .order_by()
+        .values("health_check")
+    )
+    ok = results.filter(ok=True).annotate(n=Count("pk")).values("n")
+    total = results.annotate(n=Count("pk")).values("n")
+    return Cast(Coalesce(Subquery(ok), 0), FloatField()) / NullIf(Subquery(total), 0)
 
 
 class StatusFilter(admin.SimpleListFilter):
@@ -84,6 +109,8 @@ class HealthCheckForm(forms.ModelForm):
     class Meta:
         model = HealthCheck
         fields = "__all__"
+        # A URL with a path and a query does not fit the admin's default 20 characters.
+        widgets = {"target": forms.TextInput(attrs={"class": "vTextField", "style": "width:40em"})}
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -195,11 +222,12 @@ def masked(target: str) -> str:
 @admin.register(HealthCheck)
 class HealthCheckAdmin(admin.ModelAdmin):
     form = HealthCheckForm
+    # Fits 1280 px: the target is the name's tooltip (URLs are long), the last error is its
+    # category with the message as tooltip.
     list_display = (
-        "name",
+        "name_display",
         "status_display",
-        "kind",
-        "target_display",
+        "kind_display",
         "latency_display",
         "last_checked_display",
         "uptime_display",
@@ -235,7 +263,11 @@ class HealthCheckAdmin(admin.ModelAdmin):
         ),
         (
             "HTTP expectations",
-            {"fields": ("expected_status_min", "expected_status_max", "expected_body")},
+            {
+                # change_form.html hides this fieldset unless the kind is http.
+                "classes": ("http-only",),
+                "fields": ("expected_status_min", "expected_status_max", "expected_body"),
+            },
         ),
         (
             "Record",
@@ -251,6 +283,19 @@ class HealthCheckAdmin(admin.ModelAdmin):
             },
         ),
     )
+
+    def get_fieldsets(self, request, obj=None):
+        # A check not yet saved has no record to show.
+        return self.fieldsets if obj is not None else self.fieldsets[:-1]
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        # The uptime is read from the results: only a list sorted by it pays for reading it
+        # for every check (the page's own rows get theirs in changelist_view).
+        column = str(self.list_display.index("uptime_display") + 1)  # after the checkbox
+        if column in request.GET.get("o", "").replace("-", "").split("."):
+            queryset = queryset.annotate(uptime_share=uptime_share())
+        return queryset
 
     def changelist_view(self, request, extra_context=None):
         response = super().changelist_view(request, extra_context)
@@ -268,9 +313,13 @@ class HealthCheckAdmin(admin.ModelAdmin):
         badge = status_badge(obj.status)
         return format_html("{} flapping", badge) if obj.flapping else badge
 
-    @admin.display(description="target", ordering="target")
-    def target_display(self, obj: HealthCheck) -> str:
-        return masked(obj.target)
+    @admin.display(description="name", ordering="name")
+    def name_display(self, obj: HealthCheck):
+        return format_html('<span title="{}">{}</span>', masked(obj.target), obj.name)
+
+    @admin.display(description="kind", ordering="kind")
+    def kind_display(self, obj: HealthCheck) -> str:
+        return obj.kind  # "tcp", not "TCP host:port": the list must fit 1280 px
 
     @admin.display(description="latency", ordering="last_latency_ms")
     def latency_display(self, obj: HealthCheck) -> str:
@@ -280,25 +329,31 @@ class HealthCheckAdmin(admin.ModelAdmin):
     def last_checked_display(self, obj: HealthCheck) -> str:
         if obj.last_checked_at is None:
             return "never"
-        return f"{timesince(obj.last_checked_at, timezone.now())} ago"
+        return ago(obj.last_checked_at)
 
-    @admin.display(description="uptime 24 h")
+    @admin.display(description="uptime", ordering="uptime_share")
     def uptime_display(self, obj: HealthCheck) -> str:
         uptime = getattr(obj, "uptime_24h", None)
         return "-" if uptime is None else f"{uptime * 100:.2f} %"
 
-    @admin.display(description="last error")
-    def last_error_display(self, obj: HealthCheck) -> str:
-        return obj.last_error_category or "-"
+    @admin.display(description="last error", ordering="last_error_category")
+    def last_error_display(self, obj: HealthCheck):
+        if not obj.last_error_category:
+            return "-"
+        return format_html(
+            '<span title="{}">{}</span>', obj.last_error_message, obj.last_error_category
+        )
 
     @admin.action(description="Run selected checks now")
     def run_now(self, request: HttpRequest, queryset: QuerySet) -> None:
-        outcomes = async_to_sync(_run_now)(list(queryset))
-        failed = [o.check.name for o in outcomes if not o.result.ok]
-        level = messages.WARNING if failed else messages.SUCCESS
-        text = f"Ran {counted(len(outcomes), 'check')}"
-        text += f"; failing: {', '.join(failed)}" if failed else "; all passed"
-        self.message_user(request, text, level)
+        checks = list(queryset)
+        run_in_background(checks)  # a check may take its whole timeout: never in the request
+        self.message_user(
+            request,
+            f"Running {counted(len(checks), 'check')} in the background: each result appears "
+            "here and on the dashboard when it finishes (at most its timeout).",
+            messages.SUCCESS,
+        )
 
     @admin.action(description="Pause selected checks")
     def pause(self, request: HttpRequest, queryset: QuerySet) -> None:
@@ -323,16 +378,6 @@ class HealthCheckAdmin(admin.ModelAdmin):
         changes = StateChange.objects.filter(health_check_id=object_id)
         extra_context["state_changes"] = changes[:CHANGES_SHOWN]
         return super().change_view(request, object_id, form_url, extra_context)
-
-
-async def _run_now(checks: list[HealthCheck]) -> list:
-    # Imported here: the runner pulls in aiohttp and the probes, which the admin needs only
-    # when this action is used.
-    from connections_app.connection_manager import ConnectionManager
-    from connections_app.monitor import Monitor
-
-    async with ConnectionManager() as manager:
-        return await Monitor(manager).run_once(checks, asyncio.Event())
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import re
 import socket
 import sqlite3
 import ssl
@@ -34,6 +35,12 @@ class ErrorCategory(StrEnum):
     DB_DISCONNECTED = "db_disconnected"
     CHANNEL_FULL = "channel_full"
     CLIENT_GONE = "client_gone"
+    #: An HTTP answer in the expected range whose body lacks the expected text.
+    BODY_MISMATCH = "body_mismatch"
+    #: Redirects that never end (a loop) or go on longer than a client follows.
+    REDIRECTS = "redirects"
+    #: The database has no tables for this app: ``manage.py migrate`` was not run against it.
+    MISSING_TABLES = "missing_tables"
     #: An upside-down check's target answered: the one failure that is a success elsewhere.
     ANSWERED = "answered"
     UNKNOWN = "unknown"
@@ -60,7 +67,10 @@ _SEVERITY = {
     ErrorCategory.DB_DISCONNECTED: Severity.ERROR,
     ErrorCategory.CHANNEL_FULL: Severity.WARNING,
     ErrorCategory.CLIENT_GONE: Severity.INFO,
+    ErrorCategory.BODY_MISMATCH: Severity.ERROR,
+    ErrorCategory.REDIRECTS: Severity.ERROR,
     ErrorCategory.ANSWERED: Severity.WARNING,
+    ErrorCategory.MISSING_TABLES: Severity.CRITICAL,
     ErrorCategory.UNKNOWN: Severity.ERROR,
 }
 
@@ -192,6 +202,11 @@ def _by_library(exc: BaseException) -> ErrorCategory | None:
         "urllib3.exceptions.SSLError",
     } or isinstance(exc, (ssl.SSLError, ssl.CertificateError)):
         return ErrorCategory.TLS
+    if name & {
+        "aiohttp.client_exceptions.TooManyRedirects",
+        "requests.exceptions.TooManyRedirects",
+    }:
+        return ErrorCategory.REDIRECTS
     if name & {"urllib3.exceptions.NameResolutionError"}:
         return ErrorCategory.DNS
     if name & {
@@ -215,6 +230,8 @@ def _by_http_status(exc: BaseException) -> ErrorCategory | None:
 
 
 def _by_database(exc: BaseException) -> ErrorCategory | None:
+    if _missing_table(exc):
+        return ErrorCategory.MISSING_TABLES
     if isinstance(exc, sqlite3.OperationalError):
         code = getattr(exc, "sqlite_errorcode", None)
         if code is not None and code & 0xFF in _SQLITE_LOCKED_CODES:
@@ -224,6 +241,33 @@ def _by_database(exc: BaseException) -> ErrorCategory | None:
     if isinstance(exc, sqlite3.ProgrammingError) and "closed database" in str(exc):
         return ErrorCategory.DB_DISCONNECTED
     return _by_psycopg(exc)
+
+
+# SQLSTATE 42P01 undefined_table. SQLite has no code of its own for it (a plain ERROR), so its
+# message is the evidence.
+_PG_UNDEFINED_TABLE = "42P01"
+_SQLITE_NO_TABLE = re.compile(r"^no such table: (\S+)")
+_PG_NO_RELATION = re.compile(r'relation "([^"]+)" does not exist')
+
+
+def _missing_table(exc: BaseException) -> str | None:
+    """The name of the table ``exc`` says is missing ("?" when it names none), or None."""
+    if isinstance(exc, sqlite3.OperationalError):
+        found = _SQLITE_NO_TABLE.match(str(exc))
+        return found.group(1) if found else None
+    if getattr(exc, "sqlstate", None) == _PG_UNDEFINED_TABLE:
+        found = _PG_NO_RELATION.search(str(exc))
+        return found.group(1) if found else "?"
+    return None
+
+
+def missing_tables_message(exc: BaseException) -> str | None:
+    """One line for a database that was never migrated, or None when ``exc`` is not that."""
+    for link in causes(exc):
+        table = _missing_table(link)
+        if table is not None:
+            return f"the database has no table {table}: run `manage.py migrate`"
+    return None
 
 
 def _by_psycopg(exc: BaseException) -> ErrorCategory | None:

@@ -74,13 +74,25 @@ class HealthCheckQuerySet(models.QuerySet):
         return self.annotate(status_rank=status_rank()).order_by("status_rank", "name")
 
     def with_tag(self, tag: str) -> HealthCheckQuerySet:
-        tag = tag.strip().lower()
-        return self.filter(
-            Q(tags=tag)
-            | Q(tags__startswith=f"{tag},")
-            | Q(tags__endswith=f",{tag}")
-            | Q(tags__contains=f",{tag},")
-        )
+        return self.filter(tag_q(tag))
+
+    def with_any_tag(self, tags: Iterable[str]) -> HealthCheckQuerySet:
+        """Checks with at least one of ``tags``; every check when ``tags`` is empty."""
+        wanted = Q()
+        for tag in tags:
+            wanted |= tag_q(tag)
+        return self.filter(wanted)
+
+
+def tag_q(tag: str) -> Q:
+    """Checks whose tags (stored sorted, comma separated) include ``tag``."""
+    tag = tag.strip().lower()
+    return (
+        Q(tags=tag)
+        | Q(tags__startswith=f"{tag},")
+        | Q(tags__endswith=f",{tag}")
+        | Q(tags__contains=f",{tag},")
+    )
 
 
 UPTIME_WINDOW = timedelta(hours=24)
@@ -117,7 +129,16 @@ def status_rank() -> Case:
 
 class HealthCheck(OneMessagePerField):
     name = models.CharField(max_length=100, unique=True)
-    kind = models.CharField(max_length=20, choices=KIND_CHOICES, default=KIND_HTTP)
+    kind = models.CharField(
+        max_length=20,
+        choices=KIND_CHOICES,
+        default=KIND_HTTP,
+        error_messages={
+            "invalid_choice": "%(value)r is not a kind; the kinds are "
+            + ", ".join(kind for kind, _ in KIND_CHOICES)
+            + "."
+        },
+    )
     target = models.CharField(
         max_length=500,
         help_text="URL for http; host:port for tcp; alias for database and channel_layer; "
@@ -154,7 +175,9 @@ class HealthCheck(OneMessagePerField):
     )
     enabled = models.BooleanField(default=True)
     critical = models.BooleanField(
-        default=True, help_text="A critical check that is DOWN makes /health/ answer 503."
+        default=False,
+        help_text="Critical: while this check is DOWN, /health/ answers 503 and a load "
+        "balancer may take this app out of service. Leave it off for third parties.",
     )
     tags = models.CharField(max_length=200, blank=True, help_text="Comma or space separated.")
     next_due_at = models.DateTimeField(null=True, blank=True, editable=False)

@@ -164,10 +164,16 @@ class Monitor:
     maintenance windows, pruning, each on its own period).
     """
 
-    def __init__(self, manager: ConnectionManager, concurrency: int = 20) -> None:
+    def __init__(
+        self, manager: ConnectionManager, concurrency: int = 20, tags: Iterable[str] = ()
+    ) -> None:
         self.manager = manager
+        #: Only checks with one of these tags are claimed (runners split by tag); () means all.
+        self.tags = tuple(tags)
         self.semaphore = asyncio.Semaphore(concurrency)
         self.writer = ResultWriter()
+        #: Probes cancelled while running (a stop that would not wait longer); never stored.
+        self.cancelled = 0
         self._tasks: set[asyncio.Task] = set()
 
     async def run_check(
@@ -177,7 +183,11 @@ class Monitor:
         async with self.semaphore:
             if stop is not None and stop.is_set():
                 return None
-            result = await run_probe(check, self.manager)
+            try:
+                result = await run_probe(check, self.manager)
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                raise
         outcome = Outcome(check=check, result=result)
         self.writer.add(outcome)
         return outcome
@@ -210,8 +220,9 @@ class Monitor:
         order = {check.pk: position for position, check in enumerate(checks)}
         return sorted((o for o in stored if o.stored), key=lambda o: order[o.check.pk])
 
-    async def run_forever(self, stop: asyncio.Event) -> None:
-        """Each enabled check at its own interval until ``stop`` is set; then drain and flush."""
+    async def run_forever(self, stop: asyncio.Event, stop_timeout: float | None = None) -> None:
+        """Each enabled check at its own interval until ``stop`` is set; then drain (probes
+        still running after ``stop_timeout`` seconds are cancelled) and flush."""
         # Events a runner stopped between a commit and its announcement never went out: every
         # dashboard rebuilds from what is stored when a runner starts.
         await _quietly(announce_checks_changed, "checks.announce")
@@ -224,7 +235,7 @@ class Monitor:
                 # results. Asking again at once would only spin.
                 await _wait(stop, wait if started else max(wait, MIN_IDLE))
         finally:
-            await self.drain()
+            await self.drain(stop_timeout)
             await flusher
             await self.writer.flush()
             await _quietly(flush_error_stats, "error_stats.flush")
@@ -233,7 +244,7 @@ class Monitor:
         """Claim the checks due now and start their probes; how many started (0: none due, or
         the database could not be asked, which is reported)."""
         try:
-            due = await sync_to_async(claim_due_checks)()
+            due = await sync_to_async(claim_due_checks)(tags=self.tags)
         except Exception as exc:
             report(exc, "checks.claim", connection.alias)
             return 0
@@ -246,15 +257,22 @@ class Monitor:
     async def seconds_to_next(self) -> float:
         """How long the scheduler may sleep: until the next check is due, ``MAX_IDLE`` at most."""
         try:
-            return await sync_to_async(seconds_until_next_due)(timezone.now())
+            return await sync_to_async(seconds_until_next_due)(timezone.now(), self.tags)
         except Exception as exc:
             report(exc, "checks.claim", connection.alias)
             return MAX_IDLE
 
-    async def drain(self) -> None:
-        """Wait for every probe started by ``start_due`` to finish (each within its timeout)."""
-        if self._tasks:
-            await asyncio.wait(self._tasks)
+    async def drain(self, grace: float | None = None) -> None:
+        """Wait for every probe started by ``start_due`` to finish (each within its timeout),
+        or ``grace`` seconds at most: then cancel the rest (``cancelled`` counts them)."""
+        if not self._tasks:
+            return
+        _done, running = await asyncio.wait(self._tasks, timeout=grace)
+        for task in running:
+            task.cancel()
+        if running:
+            # Let the cancelled probes unwind (close their sockets) before the last flush.
+            await asyncio.wait(running)
 
     async def _flush_loop(self, stop: asyncio.Event) -> None:
         housekeeping = Housekeeping(asyncio.get_running_loop().time)
@@ -312,23 +330,27 @@ def _due_filter(now: datetime) -> Q:
     return Q(next_due_at__isnull=True) | Q(next_due_at__lte=now)
 
 
-def claim_due_checks(now: datetime | None = None, limit: int = 500) -> list[HealthCheck]:
+def claim_due_checks(
+    now: datetime | None = None, limit: int = 500, tags: Iterable[str] = ()
+) -> list[HealthCheck]:
     """The enabled checks due at ``now`` (default: when the claim runs, not when it was
     queued for the database thread), each moved to its next due time in one transaction.
+    With ``tags``, only checks that have one of them.
 
     Several runners may share one database: on PostgreSQL the rows are locked with SKIP LOCKED,
     so each due check goes to exactly one runner; SQLite's IMMEDIATE transactions serialise
     the runners instead.
     """
     close_stale_connection()
-    return _claim(now or timezone.now(), limit)
+    return _claim(now or timezone.now(), limit, tuple(tags))
 
 
 @retry_transaction
-def _claim(now: datetime, limit: int) -> list[HealthCheck]:
+def _claim(now: datetime, limit: int, tags: tuple[str, ...]) -> list[HealthCheck]:
     due = list(
         HealthCheck.objects.select_for_update(skip_locked=True)
         .filter(_due_filter(now), enabled=True)
+        .with_any_tag(tags)
         .order_by(F("next_due_at").asc(nulls_first=True))[:limit]
     )
     for check in due:
@@ -337,9 +359,10 @@ def _claim(now: datetime, limit: int) -> list[HealthCheck]:
     return due
 
 
-def seconds_until_next_due(now: datetime) -> float:
+def seconds_until_next_due(now: datetime, tags: Iterable[str] = ()) -> float:
     soonest = (
         HealthCheck.objects.filter(enabled=True, next_due_at__isnull=False)
+        .with_any_tag(tags)
         .order_by("next_due_at")
         .values_list("next_due_at", flat=True)
         .first()

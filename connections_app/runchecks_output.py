@@ -38,9 +38,15 @@ def render_json(outcomes: list) -> str:
     document = {
         "status": overall_status([o.status for o in outcomes]),
         "exit_code": exit_code(outcomes),
-        "checks": [_row(o) | o.result_dict() for o in outcomes],
+        "checks": [_row(o) | _rounded(o.result_dict()) for o in outcomes],
     }
     return json.dumps(document, indent=2)
+
+
+def _rounded(result: dict) -> dict:
+    """Latency to 2 decimals: a hundredth of a millisecond is already below the clock's noise."""
+    latency = result["latency_ms"]
+    return result | {"latency_ms": None if latency is None else round(latency, 2)}
 
 
 def render_table(outcomes: list) -> str:

@@ -29,6 +29,8 @@ class CheckSummary(TypedDict):
     latency_ms: float | None
     last_checked_at: str | None
     error_category: str
+    #: The last failure in words (stored redacted), "" after a success.
+    error_message: str
     stale: bool
     stale_after_s: float
 
@@ -61,6 +63,7 @@ SUMMARY_FIELDS = (
     "last_latency_ms",
     "last_checked_at",
     "last_error_category",
+    "last_error_message",
 )
 
 
@@ -140,6 +143,7 @@ def check_summary(check: HealthCheck, now: datetime | None = None) -> CheckSumma
         else None,
         "last_checked_at": check.last_checked_at.isoformat() if check.last_checked_at else None,
         "error_category": check.last_error_category or "",
+        "error_message": check.last_error_message or "",
         "stale": is_stale(check, now),
         "stale_after_s": stale_after(check),
     }

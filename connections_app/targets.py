@@ -87,6 +87,8 @@ def _port_error(parts) -> str | None:
 
 
 def _host_port_error(target: str) -> str | None:
+    if "://" in target:  # a URL in a tcp check: "port must be a number" would mislead
+        return "A TCP target is host:port, for example db.internal:5432, not a URL."
     host, sep, port = target.rpartition(":")
     if not sep or not host:
         return "A TCP target is host:port, for example db.internal:5432."

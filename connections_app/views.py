@@ -3,12 +3,14 @@
 import hmac
 
 from django.conf import settings
+from django.contrib.staticfiles import finders
 from django.db import DEFAULT_DB_ALIAS, DatabaseError
-from django.http import HttpRequest, JsonResponse
+from django.http import FileResponse, HttpRequest, JsonResponse
 from django.views.decorators.http import require_safe
 
 from connections_app.db.fail_fast import fail_fast
 from connections_app.error_handler import report
+from connections_app.errors import ErrorCategory, missing_tables_message
 from connections_app.summary import health_counts, health_summary
 
 #: What /health/ answers when it cannot read the checks: unknown, so a load balancer fails over.
@@ -29,10 +31,15 @@ def health(request: HttpRequest) -> JsonResponse:
         detail = may_see_detail(request)  # reads the session: the database may be away too
         document = health_summary(tag) if detail else health_counts(tag)
     except DatabaseError as exc:
-        report(exc, "health", DEFAULT_DB_ALIAS)
+        missing = missing_tables_message(exc)
+        if missing:  # in the words that say what to do, one line, no traceback
+            report(missing, "health", DEFAULT_DB_ALIAS, category=ErrorCategory.MISSING_TABLES)
+        else:
+            report(exc, "health", DEFAULT_DB_ALIAS)
+        error = {"error": missing} if missing else {}
         # The shape of the normal answer, with nothing in it.
         empty = {"checks": []} if detail else {"counts": {}}
-        return JsonResponse(DATABASE_UNAVAILABLE | empty, status=503)
+        return JsonResponse(DATABASE_UNAVAILABLE | error | empty, status=503)
     return JsonResponse(document, status=503 if document["critical_down"] else 200)
 
 
@@ -45,3 +52,11 @@ def may_see_detail(request: HttpRequest) -> bool:
         return True
     user = request.user
     return user.is_active and user.is_staff and user.has_perm("connections_app.view_healthcheck")
+
+
+@require_safe
+def favicon(request: HttpRequest) -> FileResponse:
+    """``/favicon.ico``: browsers ask for it on every page whatever the pages link to."""
+    response = FileResponse(open(finders.find("favicon.ico"), "rb"), content_type="image/x-icon")
+    response["Cache-Control"] = "public, max-age=86400"
+    return response

@@ -109,6 +109,9 @@ TIME_ZONE = _read("TIME_ZONE", str, "UTC")
 USE_I18N = True
 USE_TZ = True
 
+# Dates as the check's own tables show them, on every page (not "Nov. 30, 2026, 10:59 p.m.").
+FORMAT_MODULE_PATH = ["project.formats"]
+
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
@@ -136,6 +139,12 @@ if HEALTH_TOKEN and len(HEALTH_TOKEN) < 16:
 #: until it has been stable for a whole window.
 FLAP_CHANGES = _at_least_one("FLAP_CHANGES", 5)
 FLAP_WINDOW_MINUTES = _at_least_one("FLAP_WINDOW_MINUTES", 30)
+
+#: Seconds a stopping runner (SIGTERM, SIGINT) gives its running checks before it cancels
+#: them: below the 10 s after which Docker sends SIGKILL, so what finished is stored.
+STOP_TIMEOUT = _read("STOP_TIMEOUT", float, 10.0)
+if not 0 <= STOP_TIMEOUT <= 3600:
+    raise ImproperlyConfigured(f"STOP_TIMEOUT: seconds from 0 to 3600, got {STOP_TIMEOUT:g}")
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 

@@ -49,6 +49,12 @@ CALL_TIMEOUT = 5.0
 #: Publishers remembered for gap detection (each runchecks or server process is one).
 PUBLISHERS_KEPT = 64
 RESYNC_ROUNDS = 3
+#: What the page shows while this process's layer calls fail (docs/EVENTS.md, layer.status).
+LAYER_DOWN = {
+    "ok": False,
+    "message": "live updates paused: the server cannot reach its channel layer",
+}
+LAYER_UP = {"ok": True}
 
 
 class Hub:
@@ -65,6 +71,9 @@ class Hub:
         self._resync: asyncio.Task | None = None
         self._resync_again = False
         self._pushed: dict[str, dict] = {}
+        #: Set when a layer call fails, cleared when one succeeds: the server's own knowledge
+        #: that events cannot reach it, told to the pages (``layer.status``).
+        self._layer_down = False
 
     @property
     def running(self) -> bool:
@@ -89,6 +98,8 @@ class Hub:
         except TimeoutError:
             self._group_lost = True
         await send_snapshot(client)
+        if self._layer_down:
+            client.outbox.offer(encode_event("layer.status", LAYER_DOWN))
 
     async def stop(self) -> None:
         """Stop now rather than at the next heartbeat (tests, before their event loop ends)."""
@@ -109,7 +120,7 @@ class Hub:
             self._loop, self._stopping = asyncio.get_running_loop(), False
             self._ready = asyncio.Event()
             self._publishers.clear()
-            self._pushed.clear()
+            self._pushed = {"layer.status": LAYER_UP}  # pages assume it until told otherwise
             self._task = self._loop.create_task(self._run())
         return self._ready
 
@@ -188,6 +199,11 @@ class Hub:
         if self._channel is not None:
             # channels_redis expires group members, and a restarted Redis forgets them.
             await self._join_group(layer)
+            await self._probe_layer(layer)
+        await self._push_if_changed("layer.status", LAYER_DOWN if self._layer_down else LAYER_UP)
+        if self._layer_down:
+            # No event can arrive: the pages stay current from a snapshot each heartbeat.
+            self.request_resync()
         try:
             async with asyncio.timeout(CALL_TIMEOUT):
                 elsewhere, errors = await database_sync_to_async(_write_heartbeat)(
@@ -212,9 +228,22 @@ class Hub:
         except Exception as exc:
             self._layer_failed(exc)
             return
+        self._layer_down = False
         if self._group_lost:
             self._group_lost = False
             self.request_resync()
+
+    async def _probe_layer(self, layer) -> None:
+        """Send this process's channel a message through the layer: the pub/sub layer's
+        group_add is local and its receive task swallows a lost Redis, so only a send tells
+        whether the layer is reachable (the message comes back and is ignored)."""
+        try:
+            async with asyncio.timeout(CALL_TIMEOUT):
+                await layer.send(self._channel, {"type": "dashboard.probe"})
+        except Exception as exc:
+            self._layer_failed(exc)
+            return
+        self._layer_down = False
 
     async def _leave_group(self, layer) -> None:
         channel, self._channel = self._channel, None
@@ -237,6 +266,7 @@ class Hub:
 
     def _layer_failed(self, exc: BaseException, *_) -> None:
         self._group_lost = True
+        self._layer_down = True
         report(exc, "ws.listen", server_id())
 
     async def _resync_all(self) -> None:

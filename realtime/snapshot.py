@@ -17,6 +17,7 @@ from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from connections_app.error_handler import report
+from connections_app.errors import ErrorCategory, missing_tables_message
 from connections_app.models import (
     UPTIME_WINDOW,
     CheckResult,
@@ -182,7 +183,11 @@ async def send_snapshot(client: Client) -> None:
         try:
             body = await shared_builds.body(client.tags, client.limits)
         except Exception as exc:
-            report(exc, "ws.snapshot", server_id(), client=client.id)
-            await client.close(CLOSE_RESYNC, "snapshot unavailable")
+            missing = missing_tables_message(exc)
+            if missing:  # what to do, for the log and the page, in one line
+                report(missing, "ws.snapshot", server_id(), category=ErrorCategory.MISSING_TABLES)
+            else:
+                report(exc, "ws.snapshot", server_id(), client=client.id)
+            await client.close(CLOSE_RESYNC, missing or "snapshot unavailable")
             return
         client.outbox.release(body)

@@ -45,6 +45,7 @@
     // attempt is reset by the first snapshot, not here: a server that accepts and closes at
     // once (database down, 4000) must still see the backoff grow.
     state.lastSeq = 0;
+    state.layerPaused = null;  // a new connection hears again from the server it reaches
     lastFrameAt = Date.now();
     acked = { seq: 0, at: 0 };
     everConnected = true;
@@ -66,6 +67,9 @@
       showBanner("This account is not active staff: the dashboard is for staff only.");
       return;
     }
+    // The server says what is wrong when it knows (a database never migrated): show it, and
+    // keep trying (someone may be running migrate right now).
+    if (event.reason && event.reason.includes("manage.py migrate")) showBanner(event.reason);
     scheduleReconnect();
   }
 
@@ -164,6 +168,7 @@
       case "check.status": return applyStatus(data);
       case "errors.updated": state.errors = data.errors || state.errors; return render();
       case "clients": state.clients = data.count; return renderHeader();
+      case "layer.status": return applyLayerStatus(data);
       default: return undefined;  // pong, error and frames of newer versions
     }
   }
@@ -173,8 +178,22 @@
     state.checks = new Map((data.checks || []).map((c) => [c.name, normaliseCheck(c)]));
     state.errors = data.errors || [];
     if (typeof data.clients === "number") state.clients = data.clients;
-    hideBanner();
+    // The server refreshes the page with snapshots while its layer is away: keep saying so.
+    if (state.layerPaused) showBanner(state.layerPaused); else hideBanner();
     render();
+  }
+
+  // The server's own word on its channel layer: while it cannot reach it, no event arrives,
+  // and a green "connected" would be a lie.
+  function applyLayerStatus(data) {
+    state.layerPaused = data.ok ? null : (data.message || "live updates paused");
+    if (state.layerPaused) {
+      setConnection("reconnecting", "live updates paused");
+      showBanner(state.layerPaused);
+    } else {
+      setConnection("connected");
+      hideBanner();
+    }
   }
 
   function normaliseCheck(c) {
@@ -295,6 +314,8 @@
     });
     list.replaceChildren(...items);
     $("empty").hidden = items.length > 0 || state.checks.size === 0;
+    // A fresh install has only its self-checks: say how to add one.
+    $("first-steps").hidden = ![...state.checks.values()].every((c) => (c.tags || []).includes("self"));
   }
 
   function createItem() {
@@ -320,7 +341,11 @@
     since.dataset.at = c.last_checked_at || "";
     since.dataset.staleAfter = c.status === "paused" ? "" : String(c.stale_after_s ?? "");
     showSince(since);
-    li.querySelector(".error").textContent = c.error_category || "–";
+    li.querySelector(".error").textContent = PROBLEMS[c.error_category] || c.error_category || "–";
+    // The message says what the category only names ("HTTP 503, expected 200-399").
+    const message = li.querySelector(".message");
+    message.textContent = c.status === "up" ? "" : (c.error_message || "");
+    message.hidden = !message.textContent;
     li.querySelector(".tags").replaceChildren(...(c.tags || []).map((t) => {
       const span = document.createElement("span");
       span.textContent = t;
@@ -350,6 +375,8 @@
     const max = Math.max(1, ...values);
     const step = points.length > 1 ? 120 / (points.length - 1) : 0;
     const xy = values.map((v, i) => [i * step, 26 - (v / max) * 24]);
+    // A lone point is a line of length zero: draw it across, level, so it is visible.
+    if (points.length === 1) xy.push([120, xy[0][1]]);
     const line = document.createElementNS(ns, "polyline");
     line.setAttribute("points", xy.map(([x, y]) => `${x.toFixed(1)},${y.toFixed(1)}`).join(" "));
     const fails = points.map((p, i) => [p, xy[i]]).filter(([p]) => !p.ok).map(([, [x, y]]) => {
@@ -360,7 +387,7 @@
       dot.setAttribute("r", "2.2");
       return dot;
     });
-    const dots = points.length < 3 ? xy.map(([x, y]) => {
+    const dots = points.length < 3 ? xy.slice(0, points.length).map(([x, y]) => {
       const dot = document.createElementNS(ns, "circle");
       dot.setAttribute("cx", x.toFixed(1));
       dot.setAttribute("cy", y.toFixed(1));
@@ -374,21 +401,61 @@
       `${name}: last ${points.length} results, ${failed} failed, slowest ${Math.round(max)} ms`);
   }
 
+  // Error statistics in words: a check's failures by the check's name, the server's own
+  // troubles by what it was doing (operation names are the code's, not the reader's).
+  const PROBLEMS = {
+    timeout: "no answer in time", refused: "connection refused", reset: "connection reset",
+    dns: "host name not found", tls: "TLS or certificate problem", http_4xx: "HTTP 4xx answer",
+    http_5xx: "HTTP 5xx answer", body_mismatch: "expected text missing",
+    redirects: "too many redirects", db_locked: "database busy",
+    db_disconnected: "database connection lost", missing_tables: "database not migrated",
+    channel_full: "a browser fell behind", client_gone: "a browser left",
+    answered: "answered, and must not", unknown: "unexpected error",
+  };
+  const OPERATIONS = {
+    "ws.publish": "sending live updates", "ws.listen": "receiving live updates",
+    "ws.snapshot": "preparing the dashboard", "ws.registry": "counting viewers",
+    "ws.heartbeat": "dashboard upkeep", "ws.dispatch": "handing out live updates",
+    "ws.receive": "reading a browser's message", "ws.send": "writing to a browser",
+    "health": "answering /health/", "results.store": "storing results",
+    "checks.claim": "picking due checks", "db.retry": "reaching its database",
+    "error_stats.flush": "saving error counts", "maintenance.apply": "maintenance windows",
+    "results.prune": "pruning old results", "admin.run_now": "running checks from the admin",
+  };
+
+  function serverWhere(e) {
+    const op = e.operation || "";
+    const words = OPERATIONS[op] || (op.startsWith("channels_redis") ? "its channel layer (Redis)"
+      : op.replace(/[._]/g, " "));
+    return op === "health" || op.startsWith("db.") || op.startsWith("results.") ? words
+      : `${words}${e.endpoint && !op.startsWith("ws.") ? ` (${e.endpoint})` : ""}`;
+  }
+
+  function errorRow(where, e) {
+    const tr = document.createElement("tr");
+    const problem = PROBLEMS[e.category] || e.category;
+    [where, problem, Number(e.count).toLocaleString(), ago(e.last_seen)].forEach((text, i) => {
+      const td = document.createElement("td");
+      td.textContent = text;
+      if (i === 1 && e.last_message) td.title = e.last_message;
+      if (i === 2) td.className = "num";
+      tr.appendChild(td);
+    });
+    return tr;
+  }
+
   function renderErrors() {
-    const body = $("errors-table").querySelector("tbody");
-    body.replaceChildren(...state.errors.slice(0, 20).map((e) => {
-      const tr = document.createElement("tr");
-      const where = [e.operation, e.endpoint].filter(Boolean).join(" ");
-      [e.category, where, Number(e.count).toLocaleString(), ago(e.last_seen)].forEach((text, i) => {
-        const td = document.createElement("td");
-        td.textContent = text;
-        if (i === 2) td.className = "num";
-        tr.appendChild(td);
-      });
-      return tr;
-    }));
-    $("errors-empty").hidden = state.errors.length > 0;
-    $("errors-table").hidden = state.errors.length === 0;
+    const recent = state.errors.slice(0, 20);
+    const ofChecks = recent.filter((e) => (e.operation || "").startsWith("check."));
+    const ofServer = recent.filter((e) => !(e.operation || "").startsWith("check."));
+    fillErrors("check-errors", ofChecks.map((e) => errorRow(e.endpoint || "a check", e)));
+    fillErrors("errors", ofServer.map((e) => errorRow(serverWhere(e), e)));
+  }
+
+  function fillErrors(id, rows) {
+    $(`${id}-table`).querySelector("tbody").replaceChildren(...rows);
+    $(`${id}-table`).hidden = rows.length === 0;
+    $(`${id}-empty`).hidden = rows.length > 0;
   }
 
   function ago(iso) {

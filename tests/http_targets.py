@@ -10,6 +10,7 @@ Routes (any method):
                      n calls of that exact path and query, 200 JSON after
     /body            200 text "hello healthy world"
     /chunked         the same text in two chunks, 50 ms apart
+    /loop            302 to itself, forever: a redirect loop
     /switch/<name>   the status set by ``target.switch(name, status)`` (200 until set): a
                      target that goes down and comes back when a test says so
 
@@ -205,6 +206,7 @@ class HttpTarget:
             "/flaky/{n:\\d+}": self._flaky,
             "/body": self._body,
             "/chunked": self._chunked,
+            "/loop": self._redirect_loop,
             "/switch/{name}": self._switched,
         }
         for path, handler in routes.items():
@@ -258,6 +260,9 @@ class HttpTarget:
             retry_after = request.query.get("retry_after", "0")
             return web.Response(status=503, headers={"Retry-After": retry_after})
         return web.json_response({"ok": True, "calls": calls})
+
+    async def _redirect_loop(self, request: web.Request) -> web.Response:
+        raise web.HTTPFound("/loop")
 
     async def _body(self, request: web.Request) -> web.Response:
         return web.Response(text=BODY)

@@ -1,9 +1,12 @@
 """The admin as staff use it, through Django's test client."""
 
+import time
+
 import pytest
 from django.urls import reverse
 
 from connections_app.models import CheckResult, ErrorStat, HealthCheck
+from connections_app.run_now import running
 from tests.test_models import add_results
 
 pytestmark = pytest.mark.django_db
@@ -95,17 +98,27 @@ def test_action_messages_count_one_check_or_several(staff, checks):
     assert _action_messages(staff, "resume", checks) == ["Resumed 2 checks."]
 
 
-def test_run_now_stores_a_result_and_reports_failures(staff, checks):
-    api = checks[0]  # port 9 on loopback: nothing listens, refused at once
-    before = api.results.count()
-    response = staff.post(
-        CHANGELIST, {"action": "run_now", "_selected_action": [str(api.pk)]}, follow=True
+@pytest.mark.django_db(transaction=True)  # the run's own thread reads the checks: committed
+def test_run_now_answers_at_once_and_stores_the_result_in_the_background(staff, http_target):
+    HealthCheck.objects.all().delete()
+    stalled = HealthCheck.objects.create(
+        name="stalled", target=http_target.url("/stall"), timeout=3, interval=60
     )
-    assert api.results.count() == before + 1
-    latest = api.results.order_by("-checked_at").first()
-    assert not latest.ok and latest.error_category == "refused"
+    started = time.monotonic()
+    response = staff.post(
+        CHANGELIST, {"action": "run_now", "_selected_action": [str(stalled.pk)]}, follow=True
+    )
+    answered = time.monotonic() - started
     messages = [str(m) for m in response.context["messages"]]
-    assert messages == ["Ran 1 check; failing: api"]
+    assert messages == [
+        "Running 1 check in the background: each result appears here and on the dashboard "
+        "when it finishes (at most its timeout)."
+    ]
+    assert answered < stalled.timeout  # the stalled probe was not waited for
+    for thread in running():
+        thread.join(timeout=stalled.timeout + 10)
+    (result,) = stalled.results.all()
+    assert (result.ok, result.error_message) == (False, "no answer within 3 s")
 
 
 def test_change_form_pages_through_recent_results(staff, checks):
@@ -340,3 +353,29 @@ def test_secrets_the_patterns_miss_are_masked_and_kept(staff, target, secret):
     assert _edit(staff, check).status_code == 302  # the masked target, unchanged
     check.refresh_from_db()
     assert check.target == target
+
+
+def test_the_forms_words_dates_and_sections(staff, checks):
+    api = checks[0]
+    add_page = staff.get(ADD).content.decode()
+    assert "Record" not in add_page  # nothing recorded yet
+    assert "Connection Health administration" in add_page and "Dashboard" in add_page
+    assert 'class="module aligned http-only"' in add_page  # hidden for other kinds
+    assert "load balancer may take this app out" in add_page  # what critical does
+    page = staff.get(reverse("admin:connections_app_healthcheck_change", args=[api.pk]))
+    text = page.content.decode()
+    assert "page 1 of" not in text and "2 results" in text
+    assert api.created_at.astimezone().strftime("%Y-%m-%d") in text  # one date format
+    assert " a.m." not in text and " p.m." not in text
+    listing = staff.get(CHANGELIST).content.decode()
+    assert " s ago" in listing and "0 minutes" not in listing
+
+
+def test_the_list_sorts_by_uptime_and_status(staff, checks):
+    column = 6  # uptime, counting the action checkbox as 0 (status is 2)
+    by_uptime = staff.get(f"{CHANGELIST}?o={column}").context["cl"].result_list
+    assert [c.name for c in by_uptime] == ["cache", "api"]  # 50 % before 100 %
+    by_uptime = staff.get(f"{CHANGELIST}?o=-{column}").context["cl"].result_list
+    assert [c.name for c in by_uptime] == ["api", "cache"]
+    by_status = staff.get(f"{CHANGELIST}?o=2").context["cl"].result_list
+    assert [c.name for c in by_status] == ["cache", "api"]  # DOWN first

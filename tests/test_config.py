@@ -55,6 +55,8 @@ def test_redis_url_switches_to_channels_redis():
         ("REDIS_URL", "redis://:hunter2@[bad", "Invalid IPv6 URL"),
         ("DEBUG", "maybe", "DEBUG"),
         ("LOG_LEVEL", "LOUD", "not one of DEBUG"),
+        ("STOP_TIMEOUT", "soon", "STOP_TIMEOUT"),
+        ("STOP_TIMEOUT", "-1", "STOP_TIMEOUT: seconds from 0 to 3600, got -1"),
         ("LOG_THIRD_PARTY_LEVEL", "quiet", "not one of DEBUG"),
     ],
 )

@@ -314,7 +314,7 @@ BAD_VALUES = [
     ({"check_interval": "30"}, "check_interval", "Expected a number"),
     ({"timeout": 0}, "timeout", "above 0"),
     ({"timeout": 30.0}, "timeout", "shorter than the interval"),
-    ({"kind": "ping"}, "kind", "not a valid choice"),
+    ({"kind": "ping"}, "kind", "the kinds are http, tcp"),
     ({"endpoint": "127.0.0.1:80", "kind": "http"}, "endpoint", "URL scheme"),
     ({"failures_before_down": 0}, "failures_before_down", "At least 1"),
     ({"failures_before_down": 101}, "failures_before_down", "At most 100"),

@@ -196,3 +196,29 @@ def _get(url: str, timeout: float = 2) -> tuple[int, bytes] | None:
             return exc.code, exc.read()
     except OSError:
         return None
+
+
+def test_a_database_never_migrated_is_named_in_the_answer_and_one_log_line(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env |= {"DATABASE_URL": f"sqlite:///{tmp_path}/empty.sqlite3"}
+    port = free_port()
+    child = subprocess.Popen(
+        [sys.executable, "manage.py", "serve", "--no-checks", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/health/"
+        wait_until(lambda: _get(url) is not None, child, timeout=30)
+        status, body = _get(url)
+    finally:
+        child.terminate()
+        _, stderr = child.communicate(timeout=20)
+    assert status == 503
+    missing = "the database has no table connections_app_healthcheck: run `manage.py migrate`"
+    assert json.loads(body)["error"] == missing
+    assert "Traceback" not in stderr
+    assert [line for line in stderr.splitlines() if "health" in line and missing in line]

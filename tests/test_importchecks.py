@@ -60,7 +60,7 @@ def refused(tmp_path, text: str) -> str:
         ('"failures_before_down": 0', "failures_before_down: At least 1 failure is needed"),
         # Strings and booleans.
         ('"kind": 1', "kind: expected a string, got 1"),
-        ('"kind": "nope"', "kind: Value 'nope' is not a valid choice."),
+        ('"kind": "nope"', "kind: 'nope' is not a kind; the kinds are http, tcp"),
         ('"expected_body": ["ok"]', 'expected_body: expected a string, got ["ok"]'),
         ('"enabled": 1', "enabled: expected true or false, got 1"),
         ('"critical": "yes"', 'critical: expected true or false, got "yes"'),
@@ -194,3 +194,28 @@ def test_a_file_that_is_not_utf8_is_one_line_and_exit_3(sqlite_file_env, tmp_pat
     assert run.returncode == 3, run.stderr
     assert "not UTF-8 text" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_it_refuses_two_items_with_one_name_naming_both(tmp_path):
+    text = f'[{GOOD}, {{"name": "other", "target": "http://127.0.0.1:2/"}}, {GOOD}]'
+    message = refused(tmp_path, text)
+    assert "check #1 and check #3 are both named 'good'" in message
+
+
+def test_it_says_a_tcp_target_is_host_port_not_a_url(tmp_path):
+    message = refused(tmp_path, '[{"name": "t", "kind": "tcp", "target": "http://db:5432"}]')
+    assert "A TCP target is host:port" in message
+    assert "port must be a number" not in message
+
+
+def test_a_bad_kind_lists_the_valid_ones(tmp_path):
+    message = refused(tmp_path, '[{"name": "k", "kind": "ftp", "target": "x"}]')
+    assert "'ftp' is not a kind; the kinds are http, tcp, database, redis, channel_layer" in message
+
+
+def test_a_new_check_is_not_critical_and_the_self_checks_are(tmp_path):
+    run_import(tmp_path, f"[{GOOD}]")
+    assert HealthCheck.objects.get(name="good").critical is False
+    assert set(HealthCheck.objects.filter(tags="self").values_list("critical", flat=True)) == {
+        True
+    }

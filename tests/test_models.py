@@ -65,7 +65,7 @@ def errors_of(**fields) -> dict:
         ({"kind": "redis", "target": "http://cache:6379"}, "target", "redis://"),
         ({"kind": "database", "target": "nosuch"}, "target", "No database alias"),
         ({"kind": "channel_layer", "target": "nosuch"}, "target", "No channel layer alias"),
-        ({"kind": "carrier_pigeon"}, "kind", "not a valid choice"),
+        ({"kind": "carrier_pigeon"}, "kind", "the kinds are http, tcp"),
         ({"target": ""}, "target", "cannot be blank"),
         ({"interval": 0.5}, "interval", "at least 1 second"),
         ({"interval": 10, "timeout": 10}, "timeout", "shorter than the interval"),
@@ -118,7 +118,14 @@ def test_it_names_the_bad_field(fields, field, words):
             {"expected_status_min": "abc"},
             {"expected_status_min": ["“abc” value must be an integer."]},
         ),
-        ({"kind": "nope", "target": "default"}, {"kind": ["Value 'nope' is not a valid choice."]}),
+        (
+            {"kind": "nope", "target": "default"},
+            {
+                "kind": [
+                    "'nope' is not a kind; the kinds are http, tcp, database, redis, channel_layer."
+                ]
+            },
+        ),
         ({"kind": "", "target": "default"}, {"kind": ["This field cannot be blank."]}),
     ],
 )

@@ -72,7 +72,7 @@ async def test_every_failure_becomes_a_categorised_result(only, http_target: Htt
         "dns": "dns",
         "tls": "tls",
         "refused": "refused",
-        "missing text": "unknown",
+        "missing text": "body_mismatch",
     }
     assert {o.status for o in outcomes} == {DEGRADED}  # one failure each; DOWN needs three
     assert await CheckResult.objects.acount() == len(checks)
@@ -166,3 +166,31 @@ async def test_a_window_that_begins_is_stored_logged_and_announced(only, caplog)
     assert api.status == "maintenance"
     assert ("check.status", "api", "unknown", "maintenance") in heard
     assert "check api: unknown -> maintenance" in caplog.text
+
+
+async def test_drain_cancels_probes_that_outlive_the_grace_and_stores_the_rest(only, http_target):
+    quick = await add("quick", http_target.url("/ok"))
+    await add("stalled", http_target.url("/stall"), timeout=20, interval=60)
+    async with ConnectionManager() as manager:
+        monitor = Monitor(manager)
+        assert await monitor.start_due() == 2
+        await wait_until(lambda: http_target.hits.get("/stall", 0) >= 1)
+        await asyncio.wait_for(monitor.drain(grace=0.2), timeout=5)
+        stored = await monitor.writer.flush()
+    assert monitor.cancelled == 1
+    assert [o.check.name for o in stored] == ["quick"]
+    assert [r.health_check_id async for r in CheckResult.objects.all()] == [quick.pk]
+
+
+async def test_a_runner_with_tags_claims_only_checks_with_one_of_them(only, http_target):
+    await add("payments", http_target.url("/ok"), tags="prod,payments")
+    await add("search", http_target.url("/ok"), tags="search")
+    await add("untagged", http_target.url("/ok"))
+    async with ConnectionManager() as manager:
+        payments_runner = Monitor(manager, tags=["payments"])
+        started, stored = await run_due(payments_runner)
+        rest_runner = Monitor(manager, tags=["search", "nosuch"])
+        rest_started, rest_stored = await run_due(rest_runner)
+    assert (started, [o.check.name for o in stored]) == (1, ["payments"])
+    assert (rest_started, [o.check.name for o in rest_stored]) == (1, ["search"])
+    assert await HealthCheck.objects.filter(next_due_at=None).acount() == 1  # untagged waits

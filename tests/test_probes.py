@@ -49,8 +49,35 @@ async def test_http_status_outside_the_range_fails_and_is_counted(http_target):
 
 async def test_http_missing_text_fails(http_target):
     result = await probe(make("http", http_target.url("/body"), expected_body="on fire"))
-    assert not result.ok and result.error_category == "unknown"
+    assert not result.ok and result.error_category == "body_mismatch"
     assert "does not contain 'on fire'" in result.error_message
+
+
+async def test_a_redirect_loop_is_its_own_category_in_one_log_line(http_target, caplog):
+    result = await probe(make("http", http_target.url("/loop")))
+    assert result.error_category == "redirects"
+    assert "gave up after 10 redirects" in result.error_message
+    lines = [r for r in caplog.records if r.name.startswith("connections_app")]
+    assert [r.exc_info for r in lines] == [None]  # one line, no traceback
+    assert "gave up after 10 redirects" in lines[0].getMessage()
+
+
+async def test_plain_http_refused_names_the_address_without_ssl_words(caplog):
+    port = free_port()
+    result = await probe(make("http", f"http://127.0.0.1:{port}/"))
+    assert result.error_category == "refused"
+    assert f"cannot connect to 127.0.0.1:{port}" in result.error_message
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert "ssl:default" not in result.error_message + logged
+    assert f"cannot connect to 127.0.0.1:{port}" in logged
+
+
+async def test_a_client_side_timeout_is_logged_in_the_results_words(http_target, caplog):
+    result = await probe(make("http", http_target.url("/stall"), timeout=0.3))
+    assert result.error_message == "no answer within 0.3 s"
+    logged = [r.getMessage() for r in caplog.records if r.name.startswith("connections_app")]
+    assert any("no answer within 0.3 s" in line for line in logged), logged
+    assert not any("TimeoutError" in line for line in logged), logged
 
 
 async def test_a_probe_that_outlives_its_timeout_is_a_timeout(http_target):

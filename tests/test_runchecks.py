@@ -57,6 +57,7 @@ def test_exit_0_when_all_selected_checks_are_up(sqlite_file_env, target):
     assert report["status"] == "up"
     assert {c["name"]: c["status"] for c in report["checks"]} == {"api": "up", "body": "up"}
     assert all(c["latency_ms"] > 0 for c in report["checks"])
+    assert all(c["latency_ms"] == round(c["latency_ms"], 2) for c in report["checks"])
 
 
 def test_exit_1_when_a_check_is_degraded(sqlite_file_env, target):
@@ -128,6 +129,17 @@ def test_exit_3_when_the_database_is_unusable(sqlite_file_env, tmp_path):
     run = manage(env, "runchecks", "--once")
     assert run.returncode == 3
     assert "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize("once", [["--once"], []], ids=["once", "loop"])
+def test_a_database_never_migrated_is_one_line_with_exit_3(sqlite_file_env, tmp_path, once):
+    env = sqlite_file_env | {"DATABASE_URL": f"sqlite:///{tmp_path}/empty.sqlite3"}
+    run = manage(env, "runchecks", *once, timeout=30)
+    assert run.returncode == 3, run.stderr
+    assert run.stderr.strip().splitlines() == [
+        "CommandError: the database has no table connections_app_healthcheck: "
+        "run `manage.py migrate`"
+    ]
 
 
 def test_a_paused_check_named_with_check_runs_and_is_judged_as_if_enabled(sqlite_file_env, target):
@@ -361,6 +373,63 @@ def test_forever_mode_runs_at_intervals_and_stops_cleanly(sqlite_file_env, targe
     api_results = [r for r in results_in(env) if r[0] == "api"]
     assert len(api_results) >= 2
     assert all(ok for _name, ok, _cat in api_results)
+
+
+@pytest.mark.slow
+def test_sigterm_in_forever_mode_cancels_what_outlives_stop_timeout(sqlite_file_env, target):
+    env = sqlite_file_env | {"STOP_TIMEOUT": "1"}
+    import_checks(
+        env,
+        [
+            check("api", target.url("/ok"), interval=1, timeout=0.5),
+            check("stalled", target.url("/stall"), timeout=20, interval=60),  # never answers
+        ],
+    )
+    child = start_manage(env, "runchecks")
+    try:
+        wait_until(lambda: target.hits.get("/stall", 0) >= 1, child, timeout=30)
+        wait_until(lambda: any(r[0] == "api" for r in results_in(env)), child, timeout=30)
+        signalled = time.monotonic()
+        child.send_signal(signal.SIGTERM)
+        _out, err = child.communicate(timeout=30)
+        elapsed = time.monotonic() - signalled
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    assert child.returncode == 0, err
+    assert elapsed < 8, f"took {elapsed:.1f} s: the 20 s probe was waited out"
+    assert "runchecks: 1 running check cancelled after STOP_TIMEOUT (1 s)" in err
+    assert "Traceback" not in err
+    names = {name for name, _ok, _category in results_in(env)}
+    assert "api" in names and "stalled" not in names  # the cancelled probe has no result
+
+
+def test_one_signal_during_once_abandons_after_stop_timeout(sqlite_file_env, target):
+    env = sqlite_file_env | {"STOP_TIMEOUT": "0.5"}
+    import_checks(
+        env,
+        [
+            check("fast", target.url("/ok")),
+            check("stalled", target.url("/stall"), timeout=20, interval=60),
+        ],
+    )
+    child = start_manage(
+        env, "runchecks", "--once", "--concurrency", "1", "--check", "fast", "--check", "stalled"
+    )
+    try:
+        wait_until(lambda: target.hits.get("/stall", 0) >= 1, child)
+        child.send_signal(signal.SIGTERM)
+        out, err = child.communicate(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    assert child.returncode == 143, err
+    assert "letting the running checks finish (at most 0.5 s, STOP_TIMEOUT)" in err
+    assert "runchecks: interrupted by SIGTERM; 1 result stored, 1 cancelled" in err
+    assert out == ""
+    assert results_in(env) == [("fast", 1, "")]
 
 
 def test_importchecks_names_the_bad_item_and_stores_nothing(sqlite_file_env):

@@ -75,6 +75,8 @@ def test_it_serves_pages_and_runs_the_checks_live(server):
     assert head.startswith(b"HTTP/1.1 200") and head.endswith(b"\r\n\r\n")  # headers, no body
     status, _ = _get(base + "/static/dashboard.js")
     assert status == 200
+    status, icon = _get(base + "/favicon.ico")
+    assert status == 200 and icon.startswith(b"\x00\x00\x01\x00")  # an ICO file
     status, body = _get(base + "/dashboard/")
     assert status == 200 and b"Log in" in body  # anonymous users land on the admin login
 
@@ -86,6 +88,30 @@ def test_sigterm_stops_it_cleanly(server):
     assert child.returncode == 0, err
     assert "Traceback" not in err
     assert "/dashboard/" in out and "createsuperuser" in out
+
+
+def test_the_banner_asks_for_a_staff_user_only_while_there_is_none(sqlite_file_env):
+    made = manage(
+        sqlite_file_env | {"DJANGO_SUPERUSER_PASSWORD": "pw-for-a-test"},
+        "createsuperuser", "--noinput", "--username", "admin", "--email", "a@example.com",
+    )
+    assert made.returncode == 0, made.stderr
+    port = free_port()
+    child = subprocess.Popen(
+        [sys.executable, "manage.py", "serve", "--port", str(port), "--no-checks"],
+        cwd=REPO,
+        env=sqlite_file_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(lambda: _get(f"http://127.0.0.1:{port}/health/") is not None, child, 30)
+    finally:
+        child.send_signal(signal.SIGTERM)
+        out, err = child.communicate(timeout=30)
+    assert "/dashboard/" in out, err
+    assert "createsuperuser" not in out
 
 
 def test_a_busy_port_is_one_line_naming_the_address_and_exit_1(sqlite_file_env):

@@ -1,13 +1,17 @@
 """The two self-checks every installation starts with: its own database and channel layer.
 
-Created once, by this migration: a user who deletes them does not get them back.
+Created once, by this migration: a user who deletes them does not get them back. They are
+critical (set here, not by the field default, which is off since 0007): without its own
+database or channel layer this app cannot do its job.
 """
 
 from django.db import migrations
 
 SELF_CHECKS = [
-    {"name": "self: database", "kind": "database", "target": "default", "tags": "self"},
-    {"name": "self: channel layer", "kind": "channel_layer", "target": "default", "tags": "self"},
+    {"name": "self: database", "kind": "database", "target": "default", "tags": "self",
+     "critical": True},
+    {"name": "self: channel layer", "kind": "channel_layer", "target": "default", "tags": "self",
+     "critical": True},
 ]
 
 

@@ -42,20 +42,21 @@ async def run_probe(check: models.HealthCheck, manager) -> ProbeResult:
         raise
     except Exception as exc:
         error = exc
-        if isinstance(exc, TimeoutError) and not str(exc):
-            error = None  # our own deadline: the words below say all there is
+        result = ProbeResult.from_exception(exc, latency_ms=clock.ms())
+        if result.error_category == ErrorCategory.TIMEOUT:
+            # Our deadline or the client's (aiohttp's, redis-py's: both are the check's
+            # timeout): one wording in the result, the admin and the log.
             result = ProbeResult.failure(
                 ErrorCategory.TIMEOUT, f"no answer within {check.timeout:g} s", clock.ms()
             )
-        else:
-            result = ProbeResult.from_exception(exc, latency_ms=clock.ms())
     if check.upside_down:
-        result, error = upside_down(result), None
+        result = upside_down(result)
     if not result.ok:
         # Every failure reaches the error statistics, in the words the result carries; the
-        # exception, when there was one, only adds its traceback where one helps.
+        # exception only where its traceback helps: a failure nothing could name.
+        unnamed = error is not None and result.error_category == ErrorCategory.UNKNOWN
         report(
-            error or result.error_message,
+            error if unnamed else result.error_message,
             f"check.{check.kind}",
             check.name,
             category=result.error_category,

@@ -29,7 +29,7 @@ async def probe_http(check, manager: ConnectionManager) -> ProbeResult:
         )
     if check.expected_body and check.expected_body.encode() not in body:
         return ProbeResult.failure(
-            ErrorCategory.UNKNOWN,
+            ErrorCategory.BODY_MISMATCH,
             f"body does not contain {check.expected_body!r}",
             latency,
             http_status=status,

@@ -40,5 +40,20 @@ class ProbeResult:
 
     @classmethod
     def from_exception(cls, exc: BaseException, latency_ms: float | None = None) -> ProbeResult:
-        text = str(exc) or type(exc).__name__
-        return cls.failure(classify(exc), f"{type(exc).__name__}: {text}", latency_ms)
+        return cls.failure(classify(exc), describe(exc), latency_ms)
+
+
+def describe(exc: BaseException) -> str:
+    """``exc`` in one line a person can act on: its type and what went wrong."""
+    name = type(exc).__name__
+    history = getattr(exc, "history", None)
+    if name == "TooManyRedirects" and history is not None:
+        # aiohttp's own text is "302, message='', url=...": the count says what happened.
+        return f"{name}: gave up after {len(history)} redirects (a redirect loop?)"
+    os_error, host = getattr(exc, "os_error", None), getattr(exc, "host", None)
+    if isinstance(os_error, OSError) and host is not None:
+        # aiohttp's ClientConnectorError says "ssl:default" even for plain http://: the
+        # address and the socket's reason are all that matter.
+        reason = os_error.strerror or str(os_error)
+        return f"{name}: cannot connect to {host}:{getattr(exc, 'port', '?')}: {reason}"
+    return f"{name}: {str(exc) or name}"

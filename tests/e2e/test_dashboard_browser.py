@@ -143,7 +143,7 @@ def test_a_target_going_down_turns_its_row_red_live(browser, site):
         timeout=15000,
     )
     assert "status-down" in api.get_attribute("class")
-    assert api.locator(".error").inner_text() == "refused"
+    assert api.locator(".error").inner_text() == "connection refused"
     assert page.locator("#overall").inner_text() == "DOWN"
     shot(page, "dashboard-down")
     page.close()

@@ -322,3 +322,24 @@ async def test_a_failing_heartbeat_does_not_end_live_updates(staff_cookie, setti
     frame = await receive_type(socket, "check.status")
     assert frame["data"]["to"] == "down"
     await socket.disconnect()
+
+
+async def test_a_database_never_migrated_closes_the_socket_saying_so(staff_cookie):
+    from django.db import connection
+
+    def rename(old: str, new: str) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(f"ALTER TABLE {old} RENAME TO {new}")
+
+    # As a database whose app tables were never made: the snapshot finds none.
+    await sync_to_async(rename)("connections_app_healthcheck", "hidden_healthcheck")
+    try:
+        socket = communicator(staff_cookie)
+        await socket.connect(timeout=TIMEOUT)
+        output = await socket.receive_output(timeout=TIMEOUT)
+    finally:
+        await sync_to_async(rename)("hidden_healthcheck", "connections_app_healthcheck")
+    assert output["type"] == "websocket.close", output
+    assert output["reason"] == (
+        "the database has no table connections_app_healthcheck: run `manage.py migrate`"
+    )

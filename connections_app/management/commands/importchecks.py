@@ -53,7 +53,8 @@ HELP = (
     "(a success slower than this is DEGRADED; null: off, the default); upside_down (true: "
     "the check passes when the target fails; default false); "
     "expected_status_min and expected_status_max (100 to 599; default 200 and 399); "
-    "expected_body (string); enabled and critical (true or false; default true); tags (a "
+    "expected_body (string); enabled (true or false; default true); critical (true: /health/ "
+    "answers 503 while this check is DOWN; default false); tags (a "
     'string, comma or space separated, or a list of strings such as ["prod", "db"]). '
     "An item whose name exists updates that check and keeps the fields it leaves out. "
     "All or nothing: an invalid item is named with its position and field, nothing is "
@@ -100,8 +101,16 @@ def _load(path: str) -> list:
 def import_checks(items: list) -> tuple[int, int]:
     """Validate and save every item, or raise ValueError naming the first bad one."""
     created = updated = 0
+    first_position: dict[str, int] = {}
     for position, item in enumerate(items, start=1):
         check, is_new = _build(position, item)
+        # Saving both would silently keep the second: the file says two different things.
+        earlier = first_position.setdefault(check.name, position)
+        if earlier != position:
+            raise ValueError(
+                f"check #{earlier} and check #{position} are both named {check.name!r}: "
+                "a name may appear once in a file"
+            )
         check.save()
         created += is_new
         updated += not is_new

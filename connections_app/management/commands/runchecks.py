@@ -3,16 +3,19 @@
 ``--once`` exit codes: 0 all up, 1 some degraded, 2 some down, 3 usage or configuration error
 (bad option, unknown check, database unusable, results not stored). SIGINT or SIGTERM during
 ``--once`` skips the checks still waiting for their turn, lets the running ones finish (each
-is bounded by its timeout), stores every result and exits 0 with no report; a second signal
-abandons the running ones too, stores what finished and exits 130 (SIGINT) or 143 (SIGTERM).
-stderr says when the first signal arrives, and at the end how many results were stored; results
-that could not be stored make the exit code 3 in every case.
+is bounded by its timeout, and all by ``STOP_TIMEOUT``), stores every result and exits 0 with no
+report; a second signal, or ``STOP_TIMEOUT`` seconds after the first, abandons (cancels) the
+running ones, stores what finished and exits 130 (SIGINT) or 143 (SIGTERM). stderr says when
+the first signal arrives, and at the end how many results were stored and how many checks were
+cancelled; results that could not be stored make the exit code 3 in every case.
 
 A check named with ``--check`` runs even when it is paused (disabled), and is judged as if it
 were enabled: its report row and the exit code carry the status its results give it.
 
-Without ``--once`` it runs every enabled check at its own interval; SIGINT or SIGTERM lets the
-running checks finish, stores their results and exits 0.
+Without ``--once`` it runs every enabled check (with ``--tag``, every enabled check with one of
+those tags) at its own interval; SIGINT or SIGTERM lets the
+running checks finish for at most ``STOP_TIMEOUT`` seconds (default 10), cancels the rest (stderr
+says how many), stores every result that finished and exits 0.
 """
 
 from __future__ import annotations
@@ -23,11 +26,13 @@ import signal
 import sys
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
 from connections_app.cli import EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE, counted
 from connections_app.connection_manager import ConnectionManager
+from connections_app.errors import missing_tables_message
 from connections_app.management.usage import UsageExitMixin, add_concurrency_argument
 from connections_app.models import PAUSED, HealthCheck
 from connections_app.monitor import Monitor, Outcome
@@ -57,9 +62,10 @@ class Command(UsageExitMixin, BaseCommand):
         "Run health checks. With --once: each selected check once, then exit 0 (all up), "
         "1 (some degraded), 2 (some down) or 3 (usage or configuration error); SIGINT or "
         "SIGTERM lets the running checks finish, stores their results and exits 0 with no "
-        "report, and a second one abandons them (exit 130 or 143). Without --once: run every "
-        "enabled check at its own interval until SIGINT/SIGTERM, which let running checks "
-        "finish (exit 0)."
+        "report; a second one, or STOP_TIMEOUT seconds (default 10), abandons them (exit 130 "
+        "or 143). Without --once: run every enabled check at its own interval until "
+        "SIGINT/SIGTERM, which let running checks finish for at most STOP_TIMEOUT seconds, "
+        "cancel the rest (stderr says how many) and exit 0."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -76,7 +82,8 @@ class Command(UsageExitMixin, BaseCommand):
             "--tag",
             action="append",
             default=[],
-            help="only enabled checks with this tag (repeatable)",
+            help="only enabled checks with this tag (repeatable); without --once, this "
+            "runner claims only such checks, so runners can be split by tag",
         )
         parser.add_argument(
             "--format",
@@ -91,6 +98,9 @@ class Command(UsageExitMixin, BaseCommand):
         try:
             self._run(options)
         except DatabaseError as exc:
+            missing = missing_tables_message(exc)
+            if missing:
+                raise CommandError(missing, returncode=EXIT_USAGE) from None
             raise DatabaseUnavailable(redact(str(exc)).strip()) from None
 
     def _run(self, options: dict) -> None:
@@ -100,8 +110,9 @@ class Command(UsageExitMixin, BaseCommand):
             if code:
                 sys.exit(code)
             return
-        if options["check"] or options["tag"] or options["format"] != "table":
-            raise UsageError("--check, --tag and --format go with --once")
+        if options["check"] or options["format"] != "table":
+            raise UsageError("--check and --format go with --once")
+        _refuse_missing_tables()
         asyncio.run(self._forever(options))
 
     async def _once(self, options: dict) -> int:
@@ -116,8 +127,10 @@ class Command(UsageExitMixin, BaseCommand):
         if stop.signal is not None:
             stored = monitor.writer.written
             how = "interrupted" if stop.abandoned.is_set() else "stopped"
+            cancelled = f", {monitor.cancelled} cancelled" if monitor.cancelled else ""
             self.stderr.write(
-                f"runchecks: {how} by {stop.signal.name}; {counted(stored, 'result')} stored"
+                f"runchecks: {how} by {stop.signal.name}; "
+                f"{counted(stored, 'result')} stored{cancelled}"
             )
         if unstored:
             return EXIT_USAGE  # lost results outrank everything: a script must not read "up"
@@ -135,10 +148,27 @@ class Command(UsageExitMixin, BaseCommand):
         if options["verbosity"] >= 1:
             self.stderr.write("runchecks: running until SIGINT or SIGTERM")
         async with ConnectionManager() as manager:
-            monitor = Monitor(manager, concurrency=options["concurrency"])
-            await monitor.run_forever(stop)
+            monitor = Monitor(manager, concurrency=options["concurrency"], tags=options["tag"])
+            await monitor.run_forever(stop, stop_timeout=settings.STOP_TIMEOUT)
+        if monitor.cancelled:
+            # Always said: these checks have no result for this round, and a supervisor's
+            # log is where anyone would look.
+            self.stderr.write(
+                f"runchecks: {counted(monitor.cancelled, 'running check')} cancelled after "
+                f"STOP_TIMEOUT ({settings.STOP_TIMEOUT:g} s)"
+            )
         if options["verbosity"] >= 1:
             self.stderr.write(f"runchecks: stopped after storing {monitor.writer.written} results")
+
+
+def _refuse_missing_tables() -> None:
+    """Raise the database's error when it has no tables: the loop would otherwise report a
+    failed claim every second forever. A database that is merely away is waited for."""
+    try:
+        HealthCheck.objects.exists()
+    except DatabaseError as exc:
+        if missing_tables_message(exc):
+            raise
 
 
 def select_checks(names: list[str], tags: list[str]) -> list[HealthCheck]:
@@ -184,10 +214,13 @@ class SignalStop(asyncio.Event):
         self.signal = sig
         self.set()
         if self._abandonable:
-            # Said at once: the running checks may take up to their timeout to finish.
+            # A supervisor kills after its own grace period (Docker: 10 s): abandon in time to
+            # store what finished.
+            timeout = settings.STOP_TIMEOUT
+            asyncio.get_running_loop().call_later(timeout, self.abandoned.set)
             sys.stderr.write(
-                f"runchecks: {sig.name}: letting the running checks finish; "
-                "send it again to abandon them\n"
+                f"runchecks: {sig.name}: letting the running checks finish (at most "
+                f"{timeout:g} s, STOP_TIMEOUT); send it again to abandon them\n"
             )
             sys.stderr.flush()
 

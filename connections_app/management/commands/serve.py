@@ -18,11 +18,13 @@ import asyncio
 import logging
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
 from twisted.internet import defer, reactor
 from twisted.internet.error import CannotListenError
 from twisted.python.failure import Failure
 
 from connections_app.connection_manager import ConnectionManager
+from connections_app.db.fail_fast import fail_fast
 from connections_app.management.usage import (
     UsageExitMixin,
     add_concurrency_argument,
@@ -63,6 +65,8 @@ class Command(UsageExitMixin, BaseCommand):
     def handle(self, *args, **options) -> None:
         from project.asgi import application
 
+        # Asked here, not in the banner: that runs inside the server's event loop.
+        options["needs_staff"] = _no_staff_user()
         server = _Server(
             application=application,
             endpoints=[f"tcp:port={options['port']}:interface={_twisted_host(options['host'])}"],
@@ -94,10 +98,26 @@ class Command(UsageExitMixin, BaseCommand):
                 if everywhere
                 else ""
             )
-            + "Create a staff user with: .venv/bin/python manage.py createsuperuser\n"
-            "Stop with Ctrl-C."
+            + (
+                "Create a staff user with: .venv/bin/python manage.py createsuperuser\n"
+                if options["needs_staff"]
+                else ""
+            )
+            + "Stop with Ctrl-C."
         )
         self.stdout.flush()
+
+
+def _no_staff_user() -> bool:
+    """Whether nobody can log in to the admin yet (unknown, e.g. no tables: say it anyway)."""
+    from django.contrib.auth import get_user_model
+
+    try:
+        # A hint must not delay the start: one connect attempt, never the runner's back-off.
+        with fail_fast():
+            return not get_user_model().objects.filter(is_staff=True, is_active=True).exists()
+    except DatabaseError:
+        return True
 
 
 class _Server(daphne.server.Server):
