@@ -14,6 +14,8 @@ import sqlite3
 import ssl
 from enum import StrEnum
 
+from connections_app.guard import BlockedAddress
+
 
 class Severity(StrEnum):
     INFO = "info"
@@ -36,6 +38,10 @@ class ErrorCategory(StrEnum):
     CLIENT_GONE = "client_gone"
     #: An upside-down check's target answered: the one failure that is a success elsewhere.
     ANSWERED = "answered"
+    #: The guard refused the address before any socket was made (``guard.py``).
+    BLOCKED = "blocked"
+    #: A success whose TLS certificate expires within the check's ``tls_warn_days``.
+    TLS_EXPIRING = "tls_expiring"
     UNKNOWN = "unknown"
 
     @property
@@ -61,6 +67,8 @@ _SEVERITY = {
     ErrorCategory.CHANNEL_FULL: Severity.WARNING,
     ErrorCategory.CLIENT_GONE: Severity.INFO,
     ErrorCategory.ANSWERED: Severity.WARNING,
+    ErrorCategory.BLOCKED: Severity.ERROR,
+    ErrorCategory.TLS_EXPIRING: Severity.WARNING,
     ErrorCategory.UNKNOWN: Severity.ERROR,
 }
 
@@ -257,6 +265,8 @@ def _pg_connect_refused_for_good(exc: BaseException) -> bool:
 
 
 def _by_os_error(exc: BaseException) -> ErrorCategory | None:
+    if isinstance(exc, BlockedAddress):  # before the errno it carries for printing's sake
+        return ErrorCategory.BLOCKED
     if isinstance(exc, socket.gaierror):
         return ErrorCategory.DNS
     if isinstance(exc, ConnectionRefusedError):

@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 
+from connections_app.guard import AddressGuard
+
 KIND_HTTP = "http"
 KIND_TCP = "tcp"
 KIND_DATABASE = "database"
@@ -49,11 +51,11 @@ def validate_target(kind: str, target: str) -> str | None:
         parts, error = _split_url(target)
         if error:
             return error
-        if parts.scheme not in ("redis", "rediss", "unix"):
-            scheme = parts.scheme or "empty"
-            return f"A Redis URL starts with redis://, rediss:// or unix://, not {scheme!r}."
         if parts.scheme == "unix":
-            return None if parts.path else "A unix:// Redis URL needs the socket's path."
+            return "A unix:// socket is local to this server: checks may not use one."
+        if parts.scheme not in ("redis", "rediss"):
+            scheme = parts.scheme or "empty"
+            return f"A Redis URL starts with redis:// or rediss://, not {scheme!r}."
         if not parts.hostname:
             return "The Redis URL has no host: it is redis://host:6379/0."
         return _host_error(parts.hostname) or _port_error(parts)
@@ -99,6 +101,11 @@ def _host_port_error(target: str) -> str | None:
 
 def _host_error(host: str) -> str | None:
     """A sentence naming what is wrong with a host name or IP address, or None."""
+    # An address the guard refuses is refused here too, to say so before the first run; the
+    # runner's guard still judges every address connected to (a name can resolve anywhere).
+    refusal = AddressGuard.from_settings().refusal(host)
+    if refusal:
+        return f"Refused: {refusal}."
     if ":" in host:  # only an IPv6 address has colons
         try:
             ipaddress.IPv6Address(host)

@@ -137,6 +137,12 @@ if HEALTH_TOKEN and len(HEALTH_TOKEN) < 16:
 FLAP_CHANGES = _at_least_one("FLAP_CHANGES", 5)
 FLAP_WINDOW_MINUTES = _at_least_one("FLAP_WINDOW_MINUTES", 30)
 
+#: Checks may not connect to private addresses (10/8, 172.16/12, 192.168/16, fc00::/7) or to
+#: loopback when these are true; link-local and metadata addresses are refused always
+#: (connections_app/guard.py, docs/SECURITY.md).
+CHECK_DENY_PRIVATE = _read("CHECK_DENY_PRIVATE", bool, False)
+CHECK_DENY_LOOPBACK = _read("CHECK_DENY_LOOPBACK", bool, False)
+
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 

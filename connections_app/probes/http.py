@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import aiohttp
 
 from connections_app.connection_manager import ConnectionManager
@@ -15,6 +17,8 @@ BODY_LIMIT = 64 * 1024
 
 async def probe_http(check, manager: ConnectionManager) -> ProbeResult:
     clock = Stopwatch()
+    # aiohttp refuses a decimal or hex host itself; this says which rule it would break.
+    manager.guard.check(urlsplit(check.target).hostname or "")
     timeout = aiohttp.ClientTimeout(total=check.timeout)
     async with manager.get_connection() as session:
         async with session.get(check.target, timeout=timeout, allow_redirects=True) as response:
