@@ -49,6 +49,8 @@ STATUS_ORDER = [DOWN, DEGRADED, UNKNOWN, UP, MAINTENANCE, PAUSED]
 
 #: The most results in a row a threshold may ask for.
 MAX_IN_A_ROW = 100
+#: The longest warning before a certificate expires: certificates last at most 398 days.
+MAX_TLS_WARN_DAYS = 398
 
 SEVERITY_CHOICES = [(s, s.title()) for s in ("info", "warning", "error", "critical")]
 
@@ -151,6 +153,11 @@ class HealthCheck(OneMessagePerField):
     expected_body = models.CharField(
         max_length=200, blank=True, help_text="HTTP only: text the body must contain."
     )
+    tls_warn_days = models.PositiveSmallIntegerField(
+        default=14,
+        help_text="HTTPS: a certificate with fewer days left than this makes the check DEGRADED; "
+        f"0 to {MAX_TLS_WARN_DAYS} (0: off).",
+    )
     enabled = models.BooleanField(default=True)
     critical = models.BooleanField(
         default=True, help_text="A critical check that is DOWN makes /health/ answer 503."
@@ -177,6 +184,8 @@ class HealthCheck(OneMessagePerField):
     last_latency_ms = models.FloatField(null=True, blank=True, editable=False)
     last_error_category = models.CharField(max_length=30, blank=True, editable=False)
     last_error_message = models.CharField(max_length=500, blank=True, editable=False)
+    #: Whole days the last https result's certificate had left (negative: expired).
+    tls_days_left = models.IntegerField(null=True, blank=True, editable=False)
 
     objects = HealthCheckQuerySet.as_manager()
 
@@ -232,6 +241,9 @@ class HealthCheck(OneMessagePerField):
         errors.update(
             self._status_range_errors(value["expected_status_min"], value["expected_status_max"])
         )
+        warn = value["tls_warn_days"]
+        if warn is not None and warn > MAX_TLS_WARN_DAYS:
+            errors["tls_warn_days"] = f"At most {MAX_TLS_WARN_DAYS} days (0: no warning)."
         # A target is read by its kind: with no valid kind, only the kind is reported.
         if value["kind"] is not None and value["target"] is not None:
             target_error = validate_target(self.kind, self.target)
@@ -271,6 +283,7 @@ CLEANED_FIELDS = (
     "degraded_after_ms",
     "expected_status_min",
     "expected_status_max",
+    "tls_warn_days",
     "tags",
 )
 def _in_a_row_errors(failures: int | None, successes: int | None) -> dict[str, str]:
@@ -320,6 +333,8 @@ class CheckResult(models.Model):
     http_status = models.PositiveSmallIntegerField(null=True, blank=True)
     error_category = models.CharField(max_length=30, blank=True)
     error_message = models.CharField(max_length=500, blank=True)
+    #: HTTPS: whole days the server's certificate had left (negative: expired); else None.
+    tls_days_left = models.IntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["-checked_at"]

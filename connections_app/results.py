@@ -50,6 +50,7 @@ class Outcome:
             "http_status": self.result.http_status,
             "error_category": self.result.error_category,
             "error_message": self.result.error_message,
+            "tls_days_left": self.result.tls_days_left,
         }
 
     def row(self) -> CheckResult:
@@ -61,6 +62,7 @@ class Outcome:
             http_status=self.result.http_status,
             error_category=self.result.error_category,
             error_message=self.result.error_message,
+            tls_days_left=self.result.tls_days_left,
         )
 
 

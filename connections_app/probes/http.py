@@ -10,6 +10,7 @@ from connections_app.connection_manager import ConnectionManager
 from connections_app.errors import ErrorCategory, http_status_category
 from connections_app.probes.result import ProbeResult
 from connections_app.probes.timing import Stopwatch
+from connections_app.probes.tls import days_left, judge_expiry
 
 # Enough of a body to find the expected text in a health page; never the whole of a large one.
 BODY_LIMIT = 64 * 1024
@@ -23,8 +24,12 @@ async def probe_http(check, manager: ConnectionManager) -> ProbeResult:
     async with manager.get_connection() as session:
         async with session.get(check.target, timeout=timeout, allow_redirects=True) as response:
             body = await _read_head(response) if check.expected_body else b""
-    latency = clock.ms()
-    status = response.status
+            days = days_left(response)
+    result = _verdict(check, response.status, body, clock.ms())
+    return judge_expiry(result, days, check.tls_warn_days)
+
+
+def _verdict(check, status: int, body: bytes, latency: float) -> ProbeResult:
     if not check.expected_status_min <= status <= check.expected_status_max:
         category = http_status_category(status) or ErrorCategory.UNKNOWN
         expected = f"{check.expected_status_min}-{check.expected_status_max}"

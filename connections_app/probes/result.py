@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from connections_app.errors import ErrorCategory, causes, classify
 from connections_app.guard import BlockedAddress
@@ -28,10 +28,19 @@ class ProbeResult:
     http_status: int | None = None
     error_category: str = ""
     error_message: str = ""
+    #: HTTPS: whole days the server's certificate had left (negative: expired).
+    tls_days_left: int | None = None
 
     @classmethod
     def success(cls, latency_ms: float, http_status: int | None = None) -> ProbeResult:
         return cls(ok=True, latency_ms=latency_ms, http_status=http_status)
+
+    def warn(self, category: ErrorCategory, message: str) -> ProbeResult:
+        """This success with a reason to worry: the check is DEGRADED (``state.judge``)."""
+        return replace(self, error_category=category.value, error_message=_message(message))
+
+    def with_tls_days_left(self, days: int | None) -> ProbeResult:
+        return replace(self, tls_days_left=days)
 
     @classmethod
     def failure(
@@ -46,7 +55,7 @@ class ProbeResult:
             latency_ms=latency_ms,
             http_status=http_status,
             error_category=category.value,
-            error_message=redact(message)[:MAX_MESSAGE],
+            error_message=_message(message),
         )
 
     @classmethod
@@ -55,6 +64,16 @@ class ProbeResult:
         if category is ErrorCategory.BLOCKED:
             blocked = next(c for c in causes(exc) if isinstance(c, BlockedAddress))
             return cls.failure(category, f"blocked: {blocked.strerror}", latency_ms)
+        # The words that matter sit at the end of a long chain (aiohttp's wrapper is an
+        # ssl.CertificateError too, without them).
+        verify = [getattr(c, "verify_message", None) for c in causes(exc)]
+        reason = next((v for v in verify if v), None)
+        if reason:
+            return cls.failure(category, f"TLS certificate refused: {reason}", latency_ms)
         # An exception's text can quote what the target sent (a banner, a status line).
         text = excerpt(str(exc) or type(exc).__name__)
         return cls.failure(category, f"{type(exc).__name__}: {text}", latency_ms)
+
+
+def _message(text: str) -> str:
+    return redact(text)[:MAX_MESSAGE]
