@@ -17,6 +17,7 @@ from django.utils.timesince import timesince
 
 from connections_app.cli import counted
 from connections_app.events import announce_checks_changed
+from connections_app.http_options import parse_headers
 from connections_app.models import (
     STATUS_CHOICES,
     CheckResult,
@@ -89,6 +90,34 @@ class HealthCheckForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         if self.instance.pk:
             self.initial["target"] = masked(self.instance.target)
+            self.initial["request_headers"] = masked_headers(self.instance.request_headers)
+
+    def clean_request_headers(self) -> str:
+        """Headers as typed; a value shown as ``***`` keeps the stored value of that name,
+        for the same address only (a secret is never sent, unseen, to another server)."""
+        text = self.cleaned_data.get("request_headers", "")
+        if REDACTED not in text:
+            return text
+        stored = self.instance.request_headers if self.instance.pk else ""
+        try:
+            typed, kept = parse_headers(text), parse_headers(stored)
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        for name, value in typed.items():
+            if value == REDACTED:
+                if name not in kept:
+                    raise forms.ValidationError(
+                        f"{REDACTED} stands for the stored value of {name}, and none is stored: "
+                        "type the value in full."
+                    )
+                typed[name] = kept[name]
+        target = self.cleaned_data.get("target", self.instance.target)
+        if self.instance.pk and _address(_split(target)) != _address(_split(self.instance.target)):
+            raise forms.ValidationError(
+                f"{REDACTED} keeps stored header values for the same address only: type them in "
+                "full for the new target."
+            )
+        return "\n".join(f"{name}: {value}" for name, value in typed.items())
 
     def clean_target(self) -> str:
         target = self.cleaned_data["target"].strip()
@@ -186,6 +215,22 @@ def _masked_value(name: str, value: str) -> str:
     return masked(f"http://host/?{name}={value}").partition("?")[2].partition("=")[2]
 
 
+def _split(target: str):
+    try:
+        return urlsplit(target)
+    except ValueError:
+        return urlsplit("")
+
+
+def masked_headers(text: str) -> str:
+    """Request headers as staff see them: each name, every value masked."""
+    try:
+        headers = parse_headers(text)
+    except ValueError:  # stored before validation existed: show nothing of it
+        return REDACTED if text.strip() else ""
+    return "\n".join(f"{name}: {REDACTED}" for name in headers)
+
+
 def masked(target: str) -> str:
     """A target as staff see it. A URL is taken apart (``redact_url``): a password with a
     space, or a parameter name written ``api%5Fkey``, escapes the patterns of ``redact``."""
@@ -217,6 +262,7 @@ class HealthCheckAdmin(admin.ModelAdmin):
         "status_display",
         "status_since",
         "flapping",
+        "tls_days_left",
     )
     fieldsets = (
         (None, {"fields": ("name", "kind", "target", "enabled", "critical", "tags")}),
@@ -234,8 +280,21 @@ class HealthCheckAdmin(admin.ModelAdmin):
             },
         ),
         (
-            "HTTP expectations",
-            {"fields": ("expected_status_min", "expected_status_max", "expected_body")},
+            "HTTP",
+            {
+                "fields": (
+                    "http_method",
+                    "request_headers",
+                    "request_body",
+                    ("follow_redirects", "max_redirects"),
+                    ("expected_status_min", "expected_status_max"),
+                    "accepted_statuses",
+                    "expected_body",
+                    "body_regex",
+                    ("json_path", "json_expected"),
+                    ("ignore_tls_errors", "tls_warn_days"),
+                )
+            },
         ),
         (
             "Record",
@@ -244,6 +303,7 @@ class HealthCheckAdmin(admin.ModelAdmin):
                     "status_display",
                     "status_since",
                     "flapping",
+                    "tls_days_left",
                     "next_due_at",
                     "created_at",
                     "updated_at",

@@ -16,7 +16,14 @@ from django.db import models
 from django.db.models import Case, Count, Q, Value, When
 from django.utils import timezone
 
-from connections_app.redaction import redact
+from connections_app.http_options import (
+    MAX_BODY,
+    MAX_REDIRECTS,
+    MAX_REGEX,
+    METHODS,
+    http_option_errors,
+)
+from connections_app.redaction import REDACTED, redact
 from connections_app.targets import (  # noqa: F401 - the kinds are the model's vocabulary
     KIND_CHANNEL_LAYER,
     KIND_CHOICES,
@@ -153,6 +160,48 @@ class HealthCheck(OneMessagePerField):
     expected_body = models.CharField(
         max_length=200, blank=True, help_text="HTTP only: text the body must contain."
     )
+    http_method = models.CharField(
+        max_length=4, choices=[(m, m) for m in METHODS], default="GET", verbose_name="method"
+    )
+    request_headers = models.TextField(
+        blank=True,
+        help_text="One 'Name: value' a line, or a JSON object. The values are secrets: shown "
+        f"masked ({REDACTED} keeps the stored value).",
+    )
+    request_body = models.TextField(
+        blank=True, max_length=MAX_BODY, help_text="Sent with POST only."
+    )
+    follow_redirects = models.BooleanField(default=True)
+    max_redirects = models.PositiveSmallIntegerField(
+        default=10, help_text=f"The most redirects followed: 0 to {MAX_REDIRECTS}."
+    )
+    accepted_statuses = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="A list such as '200, 204': when set, it replaces the status range.",
+    )
+    body_regex = models.CharField(
+        max_length=MAX_REGEX,
+        blank=True,
+        help_text="A regular expression the body (its first 64 KB) must match.",
+    )
+    json_path = models.CharField(
+        max_length=200,
+        blank=True,
+        verbose_name="JSON path",
+        help_text="A JSONPath expression, such as $.db.ok, that must match in the JSON body.",
+    )
+    json_expected = models.CharField(
+        max_length=200,
+        blank=True,
+        verbose_name="JSON expected value",
+        help_text="What a match must equal: JSON (true, 3, \"ok\") or plain text; blank: any.",
+    )
+    ignore_tls_errors = models.BooleanField(
+        default=False,
+        verbose_name="ignore TLS errors",
+        help_text="Accept any certificate (then no days left are recorded).",
+    )
     tls_warn_days = models.PositiveSmallIntegerField(
         default=14,
         help_text="HTTPS: a certificate with fewer days left than this makes the check DEGRADED; "
@@ -244,6 +293,7 @@ class HealthCheck(OneMessagePerField):
         warn = value["tls_warn_days"]
         if warn is not None and warn > MAX_TLS_WARN_DAYS:
             errors["tls_warn_days"] = f"At most {MAX_TLS_WARN_DAYS} days (0: no warning)."
+        errors.update(http_option_errors(self, self.refused_fields()))
         # A target is read by its kind: with no valid kind, only the kind is reported.
         if value["kind"] is not None and value["target"] is not None:
             target_error = validate_target(self.kind, self.target)

@@ -166,6 +166,10 @@ NEW_CHECK = {
     "successes_before_up": "1",
     "expected_status_min": "200",
     "expected_status_max": "399",
+    "http_method": "GET",
+    "follow_redirects": "on",
+    "max_redirects": "10",
+    "tls_warn_days": "14",
     "enabled": "on",
 }
 

@@ -29,15 +29,29 @@ from connections_app.models import (
 )
 from connections_app.redaction import redact
 
-STRINGS = ("name", "kind", "target", "expected_body")
+STRINGS = (
+    "name",
+    "kind",
+    "target",
+    "expected_body",
+    "http_method",
+    "request_headers",
+    "request_body",
+    "accepted_statuses",
+    "body_regex",
+    "json_path",
+    "json_expected",
+)
 NUMBERS = ("interval", "timeout", "degraded_after_ms")
 INTEGERS = (
     "failures_before_down",
     "successes_before_up",
     "expected_status_min",
     "expected_status_max",
+    "max_redirects",
+    "tls_warn_days",
 )
-BOOLEANS = ("enabled", "critical", "upside_down")
+BOOLEANS = ("enabled", "critical", "upside_down", "follow_redirects", "ignore_tls_errors")
 #: Fields whose JSON null means "off".
 NULLABLE = ("degraded_after_ms",)
 IMPORTABLE = {*STRINGS, *NUMBERS, *INTEGERS, *BOOLEANS, "tags"}
@@ -53,8 +67,13 @@ HELP = (
     "(a success slower than this is DEGRADED; null: off, the default); upside_down (true: "
     "the check passes when the target fails; default false); "
     "expected_status_min and expected_status_max (100 to 599; default 200 and 399); "
-    "expected_body (string); enabled and critical (true or false; default true); tags (a "
-    'string, comma or space separated, or a list of strings such as ["prod", "db"]). '
+    "expected_body (string); HTTP: http_method (GET, HEAD, POST), request_headers ('Name: "
+    "value' lines or a JSON object, as a string), request_body (POST), follow_redirects "
+    "(default true), max_redirects (default 10), accepted_statuses ('200, 204': replaces the "
+    "range), body_regex, json_path and json_expected, ignore_tls_errors (default false), "
+    "tls_warn_days (default 14; 0: off); enabled and critical (true or false; default "
+    "true); tags (a string, comma or space separated, or a list of strings such as "
+    '["prod", "db"]). '
     "An item whose name exists updates that check and keeps the fields it leaves out. "
     "All or nothing: an invalid item is named with its position and field, nothing is "
     "stored, and the exit code is 3."
