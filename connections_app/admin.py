@@ -19,6 +19,7 @@ from connections_app.cli import counted
 from connections_app.events import announce_checks_changed
 from connections_app.http_options import parse_headers
 from connections_app.models import (
+    KIND_PUSH,
     STATUS_CHOICES,
     CheckResult,
     ErrorStat,
@@ -28,6 +29,7 @@ from connections_app.models import (
     status_rank,
     uptimes,
 )
+from connections_app.push_help import ping_url, push_lines
 from connections_app.redaction import REDACTED, redact, redact_url
 from connections_app.state import switch
 
@@ -296,6 +298,7 @@ class HealthCheckAdmin(admin.ModelAdmin):
                 )
             },
         ),
+        ("Push", {"fields": ("grace",)}),
         (
             "Record",
             {
@@ -382,6 +385,9 @@ class HealthCheckAdmin(admin.ModelAdmin):
         extra_context["results_page"] = page
         changes = StateChange.objects.filter(health_check_id=object_id)
         extra_context["state_changes"] = changes[:CHANGES_SHOWN]
+        check = HealthCheck.objects.filter(pk=object_id, kind=KIND_PUSH).first()
+        if check is not None and check.push_token:
+            extra_context["push_lines"] = push_lines(ping_url(request, check.push_token))
         return super().change_view(request, object_id, form_url, extra_context)
 
 

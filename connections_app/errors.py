@@ -42,6 +42,8 @@ class ErrorCategory(StrEnum):
     BLOCKED = "blocked"
     #: A success whose TLS certificate expires within the check's ``tls_warn_days``.
     TLS_EXPIRING = "tls_expiring"
+    #: A push check's job said it failed (``/fail``, a non-zero exit code).
+    REPORTED = "reported"
     UNKNOWN = "unknown"
 
     @property
@@ -69,6 +71,7 @@ _SEVERITY = {
     ErrorCategory.ANSWERED: Severity.WARNING,
     ErrorCategory.BLOCKED: Severity.ERROR,
     ErrorCategory.TLS_EXPIRING: Severity.WARNING,
+    ErrorCategory.REPORTED: Severity.ERROR,
     ErrorCategory.UNKNOWN: Severity.ERROR,
 }
 

@@ -8,6 +8,7 @@ change of status is a ``StateChange`` row written in that same transaction (``st
 from __future__ import annotations
 
 import math
+import secrets
 from collections.abc import Iterable
 from datetime import timedelta
 
@@ -29,6 +30,7 @@ from connections_app.targets import (  # noqa: F401 - the kinds are the model's 
     KIND_CHOICES,
     KIND_DATABASE,
     KIND_HTTP,
+    KIND_PUSH,
     KIND_REDIS,
     KIND_TCP,
     validate_target,
@@ -56,6 +58,8 @@ STATUS_ORDER = [DOWN, DEGRADED, UNKNOWN, UP, MAINTENANCE, PAUSED]
 
 #: The most results in a row a threshold may ask for.
 MAX_IN_A_ROW = 100
+#: 24 random bytes: 32 URL-safe characters, beyond guessing.
+PUSH_TOKEN_BYTES = 24
 #: The longest warning before a certificate expires: certificates last at most 398 days.
 MAX_TLS_WARN_DAYS = 398
 
@@ -129,7 +133,7 @@ class HealthCheck(OneMessagePerField):
     target = models.CharField(
         max_length=500,
         help_text="URL for http; host:port for tcp; alias for database and channel_layer; "
-        "redis://host:port/db for redis.",
+        "redis://host:port/db for redis; for push, a note on what sends the pings.",
     )
     interval = models.FloatField(
         default=30.0, help_text="Seconds between checks: 1 to 604800 (7 days)."
@@ -202,6 +206,15 @@ class HealthCheck(OneMessagePerField):
         verbose_name="ignore TLS errors",
         help_text="Accept any certificate (then no days left are recorded).",
     )
+    grace = models.FloatField(
+        default=60.0,
+        help_text="Push: seconds a ping may be late (after the interval) before the check is "
+        "DOWN; 0 to 604800.",
+    )
+    #: Push: the secret in the check's ping URL (/ping/<token>); made when the check is.
+    push_token = models.CharField(
+        max_length=64, unique=True, null=True, blank=True, editable=False
+    )
     tls_warn_days = models.PositiveSmallIntegerField(
         default=14,
         help_text="HTTPS: a certificate with fewer days left than this makes the check DEGRADED; "
@@ -235,6 +248,9 @@ class HealthCheck(OneMessagePerField):
     last_error_message = models.CharField(max_length=500, blank=True, editable=False)
     #: Whole days the last https result's certificate had left (negative: expired).
     tls_days_left = models.IntegerField(null=True, blank=True, editable=False)
+    #: Push: the last ping of any kind, and the /start of the run under way (if any).
+    last_ping_at = models.DateTimeField(null=True, blank=True, editable=False)
+    push_started_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = HealthCheckQuerySet.as_manager()
 
@@ -253,6 +269,10 @@ class HealthCheck(OneMessagePerField):
     def save(self, *args, **kwargs) -> None:
         """A new check starts UNKNOWN (PAUSED when disabled). An existing one saves its rules
         only: its state is the runner's, and a form loaded a minute ago holds a stale copy."""
+        if self.kind == KIND_PUSH and not self.push_token:
+            self.push_token = secrets.token_urlsafe(PUSH_TOKEN_BYTES)
+            if kwargs.get("update_fields") is None and not self._state.adding:
+                kwargs["update_fields"] = [*RULE_FIELDS, "push_token"]
         if self._state.adding:
             self.status = UNKNOWN if self.enabled else PAUSED
         elif kwargs.get("update_fields") is None:
@@ -290,6 +310,13 @@ class HealthCheck(OneMessagePerField):
         errors.update(
             self._status_range_errors(value["expected_status_min"], value["expected_status_max"])
         )
+        grace = value["grace"]
+        if grace is not None:
+            error = _seconds_error("grace", grace, MAX_INTERVAL_SECONDS)
+            if error is None and grace < 0:
+                error = "The grace must be 0 seconds or more."
+            if error:
+                errors["grace"] = error
         warn = value["tls_warn_days"]
         if warn is not None and warn > MAX_TLS_WARN_DAYS:
             errors["tls_warn_days"] = f"At most {MAX_TLS_WARN_DAYS} days (0: no warning)."
@@ -334,6 +361,7 @@ CLEANED_FIELDS = (
     "expected_status_min",
     "expected_status_max",
     "tls_warn_days",
+    "grace",
     "tags",
 )
 def _in_a_row_errors(failures: int | None, successes: int | None) -> dict[str, str]:
@@ -385,6 +413,8 @@ class CheckResult(models.Model):
     error_message = models.CharField(max_length=500, blank=True)
     #: HTTPS: whole days the server's certificate had left (negative: expired); else None.
     tls_days_left = models.IntegerField(null=True, blank=True)
+    #: Push: what the job sent with its ping (at most 10 KB), redacted.
+    ping_body = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-checked_at"]

@@ -63,6 +63,7 @@ class Outcome:
             error_category=self.result.error_category,
             error_message=self.result.error_message,
             tls_days_left=self.result.tls_days_left,
+            ping_body=self.result.ping_body,
         )
 
 

@@ -32,6 +32,7 @@ from connections_app.maintenance import MaintenanceWindow, checks_in_maintenance
 from connections_app.models import (
     DEGRADED,
     DOWN,
+    KIND_PUSH,
     MAINTENANCE,
     PAUSED,
     UNKNOWN,
@@ -65,7 +66,9 @@ def judge(
     when it still needs attention (``tls_expiring``): it is DEGRADED, but counts as a success."""
     if not ok:
         failures = check.failures_in_a_row + 1
+        # A push check's failure is the job's own word, or a ping already late past the grace.
         down = failures >= check.failures_before_down or check.health == DOWN
+        down = down or check.kind == KIND_PUSH
         return (DOWN if down else DEGRADED), failures, 0
     successes = check.successes_in_a_row + 1
     if check.health == DOWN and successes < check.successes_before_up:

@@ -18,12 +18,14 @@ KIND_TCP = "tcp"
 KIND_DATABASE = "database"
 KIND_REDIS = "redis"
 KIND_CHANNEL_LAYER = "channel_layer"
+KIND_PUSH = "push"
 KIND_CHOICES = [
     (KIND_HTTP, "HTTP(S) endpoint"),
     (KIND_TCP, "TCP host:port"),
     (KIND_DATABASE, "Django database alias"),
     (KIND_REDIS, "Redis URL"),
     (KIND_CHANNEL_LAYER, "Channels layer alias"),
+    (KIND_PUSH, "Push: the job pings us"),
 ]
 
 _HOST_CHARACTERS = "letters, digits, '-', '_' and '.'"

@@ -142,6 +142,11 @@ FLAP_WINDOW_MINUTES = _at_least_one("FLAP_WINDOW_MINUTES", 30)
 #: (connections_app/guard.py, docs/SECURITY.md).
 CHECK_DENY_PRIVATE = _read("CHECK_DENY_PRIVATE", bool, False)
 CHECK_DENY_LOOPBACK = _read("CHECK_DENY_LOOPBACK", bool, False)
+#: The address people reach this server by (https://health.example.com), for the ping URLs
+#: shown on push checks; empty: the host of the admin page's own request.
+SITE_URL = _read("SITE_URL", str, "")
+if SITE_URL and not SITE_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured("SITE_URL: an http:// or https:// address, or unset")
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 

@@ -30,6 +30,8 @@ class ProbeResult:
     error_message: str = ""
     #: HTTPS: whole days the server's certificate had left (negative: expired).
     tls_days_left: int | None = None
+    #: Push: what the job sent with its ping, redacted.
+    ping_body: str = ""
 
     @classmethod
     def success(cls, latency_ms: float, http_status: int | None = None) -> ProbeResult:

@@ -42,7 +42,7 @@ STRINGS = (
     "json_path",
     "json_expected",
 )
-NUMBERS = ("interval", "timeout", "degraded_after_ms")
+NUMBERS = ("interval", "timeout", "degraded_after_ms", "grace")
 INTEGERS = (
     "failures_before_down",
     "successes_before_up",
@@ -71,7 +71,8 @@ HELP = (
     "value' lines or a JSON object, as a string), request_body (POST), follow_redirects "
     "(default true), max_redirects (default 10), accepted_statuses ('200, 204': replaces the "
     "range), body_regex, json_path and json_expected, ignore_tls_errors (default false), "
-    "tls_warn_days (default 14; 0: off); enabled and critical (true or false; default "
+    "tls_warn_days (default 14; 0: off); grace (push: seconds a ping may be late; default "
+    "60); enabled and critical (true or false; default "
     "true); tags (a string, comma or space separated, or a list of strings such as "
     '["prod", "db"]). '
     "An item whose name exists updates that check and keeps the fields it leaves out. "
