@@ -299,6 +299,7 @@ class HealthCheckAdmin(admin.ModelAdmin):
             },
         ),
         ("Push", {"fields": ("grace",)}),
+        ("DNS", {"fields": ("dns_record_type", "dns_resolver", "dns_expected")}),
         (
             "Record",
             {

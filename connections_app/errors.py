@@ -203,13 +203,19 @@ def _by_library(exc: BaseException) -> ErrorCategory | None:
         "urllib3.exceptions.SSLError",
     } or isinstance(exc, (ssl.SSLError, ssl.CertificateError)):
         return ErrorCategory.TLS
-    if name & {"urllib3.exceptions.NameResolutionError"}:
+    if name & {
+        "urllib3.exceptions.NameResolutionError",
+        "dns.resolver.NXDOMAIN",
+        "dns.resolver.NoAnswer",
+        "dns.resolver.NoNameservers",
+    }:
         return ErrorCategory.DNS
     if name & {
         "requests.exceptions.Timeout",
         "urllib3.exceptions.TimeoutError",
         "aiohttp.client_exceptions.ServerTimeoutError",
         "redis.exceptions.TimeoutError",
+        "dns.exception.Timeout",
     } or isinstance(exc, (TimeoutError, asyncio.TimeoutError, socket.timeout)):
         return ErrorCategory.TIMEOUT
     return None

@@ -29,10 +29,12 @@ from connections_app.targets import (  # noqa: F401 - the kinds are the model's 
     KIND_CHANNEL_LAYER,
     KIND_CHOICES,
     KIND_DATABASE,
+    KIND_DNS,
     KIND_HTTP,
     KIND_PUSH,
     KIND_REDIS,
     KIND_TCP,
+    validate_resolver,
     validate_target,
 )
 from connections_app.validation import OneMessagePerField
@@ -133,7 +135,8 @@ class HealthCheck(OneMessagePerField):
     target = models.CharField(
         max_length=500,
         help_text="URL for http; host:port for tcp; alias for database and channel_layer; "
-        "redis://host:port/db for redis; for push, a note on what sends the pings.",
+        "redis://host:port/db for redis; a name for dns; for push, a note on what sends the "
+        "pings.",
     )
     interval = models.FloatField(
         default=30.0, help_text="Seconds between checks: 1 to 604800 (7 days)."
@@ -210,6 +213,25 @@ class HealthCheck(OneMessagePerField):
         default=60.0,
         help_text="Push: seconds a ping may be late (after the interval) before the check is "
         "DOWN; 0 to 604800.",
+    )
+    dns_record_type = models.CharField(
+        max_length=5,
+        choices=[(t, t) for t in ("A", "AAAA", "CNAME", "MX", "TXT")],
+        default="A",
+        verbose_name="DNS record type",
+    )
+    dns_resolver = models.CharField(
+        max_length=100,
+        blank=True,
+        verbose_name="DNS resolver",
+        help_text="An IP address with an optional port (127.0.0.1:5353); blank: the system's.",
+    )
+    dns_expected = models.CharField(
+        max_length=255,
+        blank=True,
+        verbose_name="DNS expected value",
+        help_text="A value one record must have: an address, a name, '10 mx.host' or a host "
+        "for MX, the text of a TXT record; blank: any answer.",
     )
     #: Push: the secret in the check's ping URL (/ping/<token>); made when the check is.
     push_token = models.CharField(
@@ -310,6 +332,10 @@ class HealthCheck(OneMessagePerField):
         errors.update(
             self._status_range_errors(value["expected_status_min"], value["expected_status_max"])
         )
+        if value["dns_resolver"]:
+            error = validate_resolver(value["dns_resolver"])
+            if error:
+                errors["dns_resolver"] = error
         grace = value["grace"]
         if grace is not None:
             error = _seconds_error("grace", grace, MAX_INTERVAL_SECONDS)
@@ -362,6 +388,7 @@ CLEANED_FIELDS = (
     "expected_status_max",
     "tls_warn_days",
     "grace",
+    "dns_resolver",
     "tags",
 )
 def _in_a_row_errors(failures: int | None, successes: int | None) -> dict[str, str]:

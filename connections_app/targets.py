@@ -19,6 +19,7 @@ KIND_DATABASE = "database"
 KIND_REDIS = "redis"
 KIND_CHANNEL_LAYER = "channel_layer"
 KIND_PUSH = "push"
+KIND_DNS = "dns"
 KIND_CHOICES = [
     (KIND_HTTP, "HTTP(S) endpoint"),
     (KIND_TCP, "TCP host:port"),
@@ -26,6 +27,7 @@ KIND_CHOICES = [
     (KIND_REDIS, "Redis URL"),
     (KIND_CHANNEL_LAYER, "Channels layer alias"),
     (KIND_PUSH, "Push: the job pings us"),
+    (KIND_DNS, "DNS name"),
 ]
 
 _HOST_CHARACTERS = "letters, digits, '-', '_' and '.'"
@@ -63,12 +65,44 @@ def validate_target(kind: str, target: str) -> str | None:
         return _host_error(parts.hostname) or _port_error(parts)
     if kind == KIND_TCP:
         return _host_port_error(target)
+    if kind == KIND_DNS:
+        return _dns_name_error(target)
     if kind == KIND_DATABASE and target not in settings.DATABASES:
         return f"No database alias {target!r}; known: {', '.join(sorted(settings.DATABASES))}."
     if kind == KIND_CHANNEL_LAYER and target not in settings.CHANNEL_LAYERS:
         known = ", ".join(sorted(settings.CHANNEL_LAYERS))
         return f"No channel layer alias {target!r}; known: {known}."
     return None
+
+
+def _dns_name_error(name: str) -> str | None:
+    if ":" in name or not any(c.isalpha() for c in name):
+        return "A DNS check resolves a name, such as api.example.com, not an address."
+    return _host_error(name)
+
+
+def split_resolver(text: str) -> tuple[str, int]:
+    """``"10.0.0.2"`` -> ``("10.0.0.2", 53)``; ``"127.0.0.1:5353"``, ``"[::1]:5353"`` too."""
+    if text.startswith("["):
+        host, _, port = text[1:].partition("]")
+        return host, int(port.removeprefix(":") or 53)
+    if text.count(":") == 1:
+        host, _, port = text.partition(":")
+        return host, int(port)
+    return text, 53
+
+
+def validate_resolver(text: str) -> str | None:
+    """What is wrong with a resolver's address (``10.0.0.2``, ``127.0.0.1:5353``,
+    ``[::1]:53``), or None."""
+    try:
+        host, port = split_resolver(text.strip())
+        ipaddress.ip_address(host)
+    except ValueError:
+        return "A resolver is an IP address with an optional port: 10.0.0.2 or 127.0.0.1:5353."
+    if not 1 <= port <= 65535:
+        return "The port must be a number from 1 to 65535."
+    return _host_error(host)
 
 
 def _split_url(target: str):

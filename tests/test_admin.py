@@ -170,6 +170,8 @@ NEW_CHECK = {
     "follow_redirects": "on",
     "max_redirects": "10",
     "tls_warn_days": "14",
+    "grace": "60",
+    "dns_record_type": "A",
     "enabled": "on",
 }
 

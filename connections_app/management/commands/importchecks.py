@@ -41,6 +41,9 @@ STRINGS = (
     "body_regex",
     "json_path",
     "json_expected",
+    "dns_record_type",
+    "dns_resolver",
+    "dns_expected",
 )
 NUMBERS = ("interval", "timeout", "degraded_after_ms", "grace")
 INTEGERS = (
@@ -72,7 +75,8 @@ HELP = (
     "(default true), max_redirects (default 10), accepted_statuses ('200, 204': replaces the "
     "range), body_regex, json_path and json_expected, ignore_tls_errors (default false), "
     "tls_warn_days (default 14; 0: off); grace (push: seconds a ping may be late; default "
-    "60); enabled and critical (true or false; default "
+    "60); dns_record_type (A, AAAA, CNAME, MX, TXT), dns_resolver (ip[:port]), dns_expected; "
+    "enabled and critical (true or false; default "
     "true); tags (a string, comma or space separated, or a list of strings such as "
     '["prod", "db"]). '
     "An item whose name exists updates that check and keeps the fields it leaves out. "
