@@ -108,6 +108,9 @@ class GuardedResolver(AbstractResolver):
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         self.guard.check(host)  # a decimal or hex spelling the resolver would turn into an IP
+        literal = normalise(host)
+        if literal is not None:  # an address needs no lookup (aiohttp skips us for these)
+            return [_answer(host, str(literal), port)]
         answers = await self._inner.resolve(host, port, family=family)
         allowed = [a for a in answers if self.guard.refusal(a["host"]) is None]
         if not allowed and answers:
@@ -116,3 +119,8 @@ class GuardedResolver(AbstractResolver):
 
     async def close(self) -> None:
         await self._inner.close()
+
+
+def _answer(host: str, address: str, port: int) -> ResolveResult:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    return ResolveResult(hostname=host, host=address, port=port, family=family, proto=0, flags=0)

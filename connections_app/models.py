@@ -31,6 +31,7 @@ from connections_app.targets import (  # noqa: F401 - the kinds are the model's 
     KIND_DATABASE,
     KIND_DNS,
     KIND_HTTP,
+    KIND_POSTGRES,
     KIND_PUSH,
     KIND_REDIS,
     KIND_TCP,
@@ -135,7 +136,8 @@ class HealthCheck(OneMessagePerField):
     target = models.CharField(
         max_length=500,
         help_text="URL for http; host:port for tcp; alias for database and channel_layer; "
-        "redis://host:port/db for redis; a name for dns; for push, a note on what sends the "
+        "redis://host:port/db for redis; a name for dns; postgres://user:password@host/db "
+        "for postgres; for push, a note on what sends the "
         "pings.",
     )
     interval = models.FloatField(

@@ -20,6 +20,7 @@ KIND_REDIS = "redis"
 KIND_CHANNEL_LAYER = "channel_layer"
 KIND_PUSH = "push"
 KIND_DNS = "dns"
+KIND_POSTGRES = "postgres"
 KIND_CHOICES = [
     (KIND_HTTP, "HTTP(S) endpoint"),
     (KIND_TCP, "TCP host:port"),
@@ -28,6 +29,7 @@ KIND_CHOICES = [
     (KIND_CHANNEL_LAYER, "Channels layer alias"),
     (KIND_PUSH, "Push: the job pings us"),
     (KIND_DNS, "DNS name"),
+    (KIND_POSTGRES, "PostgreSQL DSN"),
 ]
 
 _HOST_CHARACTERS = "letters, digits, '-', '_' and '.'"
@@ -67,12 +69,35 @@ def validate_target(kind: str, target: str) -> str | None:
         return _host_port_error(target)
     if kind == KIND_DNS:
         return _dns_name_error(target)
+    if kind == KIND_POSTGRES:
+        return _postgres_error(target)
     if kind == KIND_DATABASE and target not in settings.DATABASES:
         return f"No database alias {target!r}; known: {', '.join(sorted(settings.DATABASES))}."
     if kind == KIND_CHANNEL_LAYER and target not in settings.CHANNEL_LAYERS:
         known = ", ".join(sorted(settings.CHANNEL_LAYERS))
         return f"No channel layer alias {target!r}; known: {known}."
     return None
+
+
+#: DSN parameters a check may set: none that picks another host, a socket or a file to read.
+_POSTGRES_PARAMETERS = {"sslmode", "application_name", "options", "target_session_attrs"}
+
+
+def _postgres_error(target: str) -> str | None:
+    parts, error = _split_url(target)
+    if error:
+        return error
+    if parts.scheme not in ("postgres", "postgresql"):
+        scheme = parts.scheme or "empty"
+        return f"A PostgreSQL DSN starts with postgres://, not {scheme!r}."
+    if not parts.hostname:
+        return "The DSN has no host (a local socket is not allowed): postgres://user@host/db."
+    names = {p.partition("=")[0] for p in parts.query.split("&") if p}
+    refused = sorted(names - _POSTGRES_PARAMETERS)
+    if refused:
+        allowed = ", ".join(sorted(_POSTGRES_PARAMETERS))
+        return f"The DSN may not set {', '.join(refused)}: only {allowed}."
+    return _host_error(parts.hostname) or _port_error(parts)
 
 
 def _dns_name_error(name: str) -> str | None:
