@@ -18,6 +18,7 @@ from django.utils.timesince import timesince
 from connections_app.cli import counted
 from connections_app.events import announce_checks_changed
 from connections_app.http_options import parse_headers
+from connections_app.masking import masked, masked_headers
 from connections_app.models import (
     KIND_PUSH,
     STATUS_CHOICES,
@@ -30,7 +31,7 @@ from connections_app.models import (
     uptimes,
 )
 from connections_app.push_help import ping_url, push_lines
-from connections_app.redaction import REDACTED, redact, redact_url
+from connections_app.redaction import REDACTED
 from connections_app.state import switch
 
 STATUS_COLOURS = {
@@ -222,21 +223,6 @@ def _split(target: str):
         return urlsplit(target)
     except ValueError:
         return urlsplit("")
-
-
-def masked_headers(text: str) -> str:
-    """Request headers as staff see them: each name, every value masked."""
-    try:
-        headers = parse_headers(text)
-    except ValueError:  # stored before validation existed: show nothing of it
-        return REDACTED if text.strip() else ""
-    return "\n".join(f"{name}: {REDACTED}" for name in headers)
-
-
-def masked(target: str) -> str:
-    """A target as staff see it. A URL is taken apart (``redact_url``): a password with a
-    space, or a parameter name written ``api%5Fkey``, escapes the patterns of ``redact``."""
-    return redact_url(target) if "://" in target else redact(target)
 
 
 @admin.register(HealthCheck)

@@ -10,9 +10,9 @@ import psycopg
 import pytest
 from django.core.exceptions import ValidationError
 
-from connections_app.admin import masked
 from connections_app.connection_manager import ConnectionManager
 from connections_app.guard import AddressGuard
+from connections_app.masking import masked
 from connections_app.models import HealthCheck
 from connections_app.probes import run_probe
 from tests.conftest import free_port

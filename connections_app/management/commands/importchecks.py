@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -20,14 +21,16 @@ from django.db import transaction
 
 from connections_app.cli import EXIT_USAGE, counted
 from connections_app.management.usage import UsageExitMixin
+from connections_app.masking import masked, masked_headers
 from connections_app.models import (
     KIND_CHOICES,
     MAX_IN_A_ROW,
     MAX_INTERVAL_SECONDS,
     MAX_TIMEOUT_SECONDS,
+    RULE_FIELDS,
     HealthCheck,
 )
-from connections_app.redaction import redact
+from connections_app.redaction import REDACTED, redact
 
 STRINGS = (
     "name",
@@ -58,6 +61,11 @@ BOOLEANS = ("enabled", "critical", "upside_down", "follow_redirects", "ignore_tl
 #: Fields whose JSON null means "off".
 NULLABLE = ("degraded_after_ms",)
 IMPORTABLE = {*STRINGS, *NUMBERS, *INTEGERS, *BOOLEANS, "tags"}
+#: Not a rule, but what keeps a push check's URL when it moves (exportchecks --with-secrets).
+PUSH_TOKEN = "push_token"
+_TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
+#: How each field with secrets is masked: a value written so stands for the stored one.
+MASKS = {"target": masked, "request_headers": masked_headers}
 
 HELP = (
     "Create or update health checks from FILE, a JSON list of objects ('-' reads stdin). "
@@ -79,6 +87,8 @@ HELP = (
     "enabled and critical (true or false; default "
     "true); tags (a string, comma or space separated, or a list of strings such as "
     '["prod", "db"]). '
+    "push_token (a push check's URL token, from exportchecks --with-secrets). A masked "
+    "value (***, as exportchecks writes without --with-secrets) keeps the stored secret. "
     "An item whose name exists updates that check and keeps the fields it leaves out. "
     "All or nothing: an invalid item is named with its position and field, nothing is "
     "stored, and the exit code is 3."
@@ -126,7 +136,7 @@ def import_checks(items: list) -> tuple[int, int]:
     created = updated = 0
     for position, item in enumerate(items, start=1):
         check, is_new = _build(position, item)
-        check.save()
+        check.save(update_fields=None if is_new else [*RULE_FIELDS, PUSH_TOKEN])
         created += is_new
         updated += not is_new
     return created, updated
@@ -136,7 +146,7 @@ def _build(position: int, item: object) -> tuple[HealthCheck, bool]:
     where = f"check #{position}"
     if not isinstance(item, dict):
         raise ValueError(f"{where}: expected an object, got {_shown(item)}")
-    unknown = sorted(set(item) - IMPORTABLE)
+    unknown = sorted(set(item) - IMPORTABLE - {PUSH_TOKEN})
     if unknown:
         raise ValueError(f"{where}: unknown field {', '.join(unknown)}")
     name = item.get("name")
@@ -155,13 +165,29 @@ def _build(position: int, item: object) -> tuple[HealthCheck, bool]:
     is_new = check is None
     check = check or HealthCheck()
     for field, value in values.items():
-        setattr(check, field, value)
+        try:
+            setattr(check, field, _unmasked(check, field, value, is_new))
+        except ValueError as exc:
+            raise ValueError(f"{where}: {field}: {exc}") from None
     try:
         check.full_clean()
     except ValidationError as exc:
         field, errors = next(iter(exc.message_dict.items()))
         raise ValueError(f"{where}: {field}: {' '.join(errors)}") from None
     return check, is_new
+
+
+def _unmasked(check: HealthCheck, field: str, value: object, is_new: bool) -> object:
+    """``value``, or the stored secret when ``value`` is that secret as masked."""
+    if field not in MASKS or not isinstance(value, str) or REDACTED not in value:
+        return value
+    stored = getattr(check, field)
+    if not is_new and MASKS[field](stored) == value:
+        return stored
+    raise ValueError(
+        f"{REDACTED} stands for a stored secret, and this check has none that matches: "
+        "export with --with-secrets, or type the secret in full"
+    )
 
 
 def _converted(field: str, value: object) -> object:
@@ -178,6 +204,10 @@ def _converted(field: str, value: object) -> object:
         raise ValueError(f"expected a string, got {_shown(value)}")
     if field == "tags":
         return _tags(value)
+    if field == PUSH_TOKEN:
+        if isinstance(value, str) and _TOKEN_SHAPE.match(value):
+            return value
+        raise ValueError("expected a token of 20 to 64 letters, digits, '-' and '_'")
     # A number; JSON's true and false are not (bool is an int in Python).
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"expected a number, got {_shown(value)}")
