@@ -133,3 +133,17 @@ def test_a_push_token_of_the_wrong_shape_is_refused(checks, tmp_path):
     path.write_text(json.dumps([{"name": "backup", "push_token": "short"}]))
     with pytest.raises(CommandError, match="push_token: expected a token"):
         import_(path)
+
+
+def test_the_readme_example_imports_and_round_trips(tmp_path):
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    example = re.search(r"for `importchecks`:\n\n```json\n(.*?)```", readme, re.S).group(1)
+    path = tmp_path / "readme.json"
+    path.write_text(example)
+    assert "6 checks created" in import_(path)
+    before = snapshot()
+    import_(export(tmp_path, "--with-secrets"))
+    assert snapshot() == before
