@@ -310,6 +310,8 @@ class ConnectionManager:
         if self._resolver is None:  # it lives with the aiohttp session
             raise RuntimeError("enter the ConnectionManager with `async with` to resolve")
         answers = await self._resolver.resolve(host, port, family=socket.AF_UNSPEC)
+        if not answers:
+            raise socket.gaierror(socket.EAI_NONAME, f"no address for {host}")
         return [answer["host"] for answer in answers]
 
     def open_socket(self, addr_info: AddrInfoType) -> socket.socket:

@@ -12,8 +12,6 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from django.db import transaction
-
 from connections_app.errors import ErrorCategory
 from connections_app.models import HealthCheck
 from connections_app.probes.result import ProbeResult
@@ -41,9 +39,10 @@ def record_ping(check: HealthCheck, signal: str, body: bytes, at: datetime) -> O
         latency = (at - check.push_started_at).total_seconds() * 1000
     result = _result(signal, latency, body)
     outcome = Outcome(check, result, checked_at=at)
-    with transaction.atomic():
-        _note(check, at, push_started_at=None)
-        store_outcomes([outcome])
+    # Not one outer transaction: store_outcomes retries its own on a lock, which it cannot do
+    # inside another. The ping counts (last_ping_at) only once its result is stored.
+    store_outcomes([outcome])
+    _note(check, at, push_started_at=None)
     return outcome
 
 
