@@ -15,7 +15,10 @@ from django.utils.html import format_html
 
 from connections_app.cli import counted
 from connections_app.events import announce_checks_changed
+from connections_app.http_options import parse_headers
+from connections_app.masking import masked, masked_headers
 from connections_app.models import (
+    KIND_PUSH,
     STATUS_CHOICES,
     UPTIME_WINDOW,
     CheckResult,
@@ -26,7 +29,8 @@ from connections_app.models import (
     status_rank,
     uptimes,
 )
-from connections_app.redaction import REDACTED, redact, redact_url
+from connections_app.push_help import ping_url, push_lines
+from connections_app.redaction import REDACTED
 from connections_app.run_now import run_in_background
 from connections_app.state import switch
 
@@ -116,6 +120,34 @@ class HealthCheckForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         if self.instance.pk:
             self.initial["target"] = masked(self.instance.target)
+            self.initial["request_headers"] = masked_headers(self.instance.request_headers)
+
+    def clean_request_headers(self) -> str:
+        """Headers as typed; a value shown as ``***`` keeps the stored value of that name,
+        for the same address only (a secret is never sent, unseen, to another server)."""
+        text = self.cleaned_data.get("request_headers", "")
+        if REDACTED not in text:
+            return text
+        stored = self.instance.request_headers if self.instance.pk else ""
+        try:
+            typed, kept = parse_headers(text), parse_headers(stored)
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        for name, value in typed.items():
+            if value == REDACTED:
+                if name not in kept:
+                    raise forms.ValidationError(
+                        f"{REDACTED} stands for the stored value of {name}, and none is stored: "
+                        "type the value in full."
+                    )
+                typed[name] = kept[name]
+        target = self.cleaned_data.get("target", self.instance.target)
+        if self.instance.pk and _address(_split(target)) != _address(_split(self.instance.target)):
+            raise forms.ValidationError(
+                f"{REDACTED} keeps stored header values for the same address only: type them in "
+                "full for the new target."
+            )
+        return "\n".join(f"{name}: {value}" for name, value in typed.items())
 
     def clean_target(self) -> str:
         target = self.cleaned_data["target"].strip()
@@ -213,10 +245,11 @@ def _masked_value(name: str, value: str) -> str:
     return masked(f"http://host/?{name}={value}").partition("?")[2].partition("=")[2]
 
 
-def masked(target: str) -> str:
-    """A target as staff see it. A URL is taken apart (``redact_url``): a password with a
-    space, or a parameter name written ``api%5Fkey``, escapes the patterns of ``redact``."""
-    return redact_url(target) if "://" in target else redact(target)
+def _split(target: str):
+    try:
+        return urlsplit(target)
+    except ValueError:
+        return urlsplit("")
 
 
 @admin.register(HealthCheck)
@@ -245,6 +278,7 @@ class HealthCheckAdmin(admin.ModelAdmin):
         "status_display",
         "status_since",
         "flapping",
+        "tls_days_left",
     )
     fieldsets = (
         (None, {"fields": ("name", "kind", "target", "enabled", "critical", "tags")}),
@@ -262,13 +296,26 @@ class HealthCheckAdmin(admin.ModelAdmin):
             },
         ),
         (
-            "HTTP expectations",
+            "HTTP",
             {
                 # change_form.html hides this fieldset unless the kind is http.
                 "classes": ("http-only",),
-                "fields": ("expected_status_min", "expected_status_max", "expected_body"),
+                "fields": (
+                    "http_method",
+                    "request_headers",
+                    "request_body",
+                    ("follow_redirects", "max_redirects"),
+                    ("expected_status_min", "expected_status_max"),
+                    "accepted_statuses",
+                    "expected_body",
+                    "body_regex",
+                    ("json_path", "json_expected"),
+                    ("ignore_tls_errors", "tls_warn_days"),
+                ),
             },
         ),
+        ("Push", {"fields": ("grace",)}),
+        ("DNS", {"fields": ("dns_record_type", "dns_resolver", "dns_expected")}),
         (
             "Record",
             {
@@ -276,6 +323,7 @@ class HealthCheckAdmin(admin.ModelAdmin):
                     "status_display",
                     "status_since",
                     "flapping",
+                    "tls_days_left",
                     "next_due_at",
                     "created_at",
                     "updated_at",
@@ -377,6 +425,9 @@ class HealthCheckAdmin(admin.ModelAdmin):
         extra_context["results_page"] = page
         changes = StateChange.objects.filter(health_check_id=object_id)
         extra_context["state_changes"] = changes[:CHANGES_SHOWN]
+        check = HealthCheck.objects.filter(pk=object_id, kind=KIND_PUSH).first()
+        if check is not None and check.push_token:
+            extra_context["push_lines"] = push_lines(ping_url(request, check.push_token))
         return super().change_view(request, object_id, form_url, extra_context)
 
 

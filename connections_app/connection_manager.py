@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import socket
+import ssl
 import threading
 import weakref
 from collections import Counter
@@ -37,12 +38,15 @@ from typing import Any, TypedDict
 import aiohttp
 import requests
 from aiohappyeyeballs import AddrInfoType
+from aiohttp.abc import AbstractResolver
+from aiohttp.resolver import DefaultResolver
 from requests.adapters import HTTPAdapter
 from urllib3 import PoolManager, Timeout
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool
 
 from connections_app import __version__
+from connections_app.guard import AddressGuard, GuardedResolver
 from connections_app.http_retry import IDEMPOTENT_METHODS, RETRY_STATUSES, HttpRetry
 from connections_app.retry import HTTP as HTTP_RETRY
 from connections_app.retry import RetryPolicy
@@ -150,6 +154,7 @@ class ConnectionStats(TypedDict):
     reused_connections: int  # requests sent on a pooled connection already used before
     open_connections: int  # sockets open now
     sessions_in_use: int  # get_sync_connection() not yet released + open get_connection() blocks
+    sockets_made: int  # sockets the async path made (the guard refuses before making one)
 
 
 class ConnectionManager:
@@ -169,8 +174,22 @@ class ConnectionManager:
     paths together.
     """
 
-    def __init__(self, config: ConnectionConfig | None = None) -> None:
+    def __init__(
+        self,
+        config: ConnectionConfig | None = None,
+        *,
+        guard: AddressGuard | None = None,
+        resolver: AbstractResolver | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        """``guard``: the addresses refused (default: from the settings); ``resolver``: the DNS
+        the guard wraps (default: aiohttp's); ``ssl_context``: the CAs trusted (default: the
+        system's, or none checked when ``verify_tls`` is off)."""
         self.config = config or ConnectionConfig()
+        self._guard = guard
+        self._inner_resolver = resolver
+        self._ssl_context = ssl_context
+        self._resolver: GuardedResolver | None = None
         self._retry = self.config.http_retry()
         self._tracker = _Tracker()
         self._lock = threading.Lock()
@@ -279,6 +298,27 @@ class ConnectionManager:
     def stats(self) -> ConnectionStats:
         return self._tracker.stats()
 
+    @property
+    def guard(self) -> AddressGuard:
+        if self._guard is None:
+            self._guard = AddressGuard.from_settings()
+        return self._guard
+
+    async def resolve(self, host: str, port: int) -> list[str]:
+        """The addresses of ``host`` a check may connect to (``BlockedAddress`` if none)."""
+        self._check_open()
+        if self._resolver is None:  # it lives with the aiohttp session
+            raise RuntimeError("enter the ConnectionManager with `async with` to resolve")
+        answers = await self._resolver.resolve(host, port, family=socket.AF_UNSPEC)
+        if not answers:
+            raise socket.gaierror(socket.EAI_NONAME, f"no address for {host}")
+        return [answer["host"] for answer in answers]
+
+    def open_socket(self, addr_info: AddrInfoType) -> socket.socket:
+        """A socket for one address, once the guard allows it; counted like aiohttp's."""
+        self.guard.check(addr_info[4][0])
+        return self._tracker.new_socket(addr_info)
+
     def close(self) -> None:
         """Close the sync pool; a manager entered with ``async with`` needs ``aclose()``."""
         if self._async_session is not None:
@@ -288,9 +328,12 @@ class ConnectionManager:
     async def aclose(self) -> None:
         """Close both sessions; aiohttp waits here until its sockets are closed."""
         session, self._async_session = self._async_session, None
+        resolver, self._resolver = self._resolver, None
         try:
             if session is not None:
                 await session.close()
+            if resolver is not None:
+                await resolver.close()
         finally:
             self._close_sync()
 
@@ -339,11 +382,16 @@ class ConnectionManager:
 
     def _new_async_session(self) -> aiohttp.ClientSession:
         config = self.config
+        self._resolver = GuardedResolver(self.guard, self._inner_resolver or DefaultResolver())
+        tls: ssl.SSLContext | bool = config.verify_tls
+        if self._ssl_context is not None and config.verify_tls:
+            tls = self._ssl_context
         connector = aiohttp.TCPConnector(
             limit=config.pool_total,
             limit_per_host=config.pool_per_host,
-            ssl=config.verify_tls,
-            socket_factory=self._tracker.new_socket,
+            ssl=tls,
+            resolver=self._resolver,
+            socket_factory=self.open_socket,
         )
         return aiohttp.ClientSession(
             connector=connector,
@@ -389,6 +437,7 @@ class _Tracker:
         sock = socket.socket(family=family, type=type_, proto=proto)
         with self._lock:
             self._sockets.add(sock)
+            self._counts["sockets_made"] += 1
         return sock
 
     def close_sync_connections(self) -> None:
@@ -410,6 +459,7 @@ class _Tracker:
             reused_connections=counts["reused_connections"],
             open_connections=open_sync + open_async,
             sessions_in_use=counts["sync_in_use"] + counts["async_in_use"],
+            sockets_made=counts["sockets_made"],
         )
 
     def trace_config(self) -> aiohttp.TraceConfig:

@@ -15,6 +15,8 @@ import sqlite3
 import ssl
 from enum import StrEnum
 
+from connections_app.guard import BlockedAddress
+
 
 class Severity(StrEnum):
     INFO = "info"
@@ -43,6 +45,12 @@ class ErrorCategory(StrEnum):
     MISSING_TABLES = "missing_tables"
     #: An upside-down check's target answered: the one failure that is a success elsewhere.
     ANSWERED = "answered"
+    #: The guard refused the address before any socket was made (``guard.py``).
+    BLOCKED = "blocked"
+    #: A success whose TLS certificate expires within the check's ``tls_warn_days``.
+    TLS_EXPIRING = "tls_expiring"
+    #: A push check's job said it failed (``/fail``, a non-zero exit code).
+    REPORTED = "reported"
     UNKNOWN = "unknown"
 
     @property
@@ -71,6 +79,9 @@ _SEVERITY = {
     ErrorCategory.REDIRECTS: Severity.ERROR,
     ErrorCategory.ANSWERED: Severity.WARNING,
     ErrorCategory.MISSING_TABLES: Severity.CRITICAL,
+    ErrorCategory.BLOCKED: Severity.ERROR,
+    ErrorCategory.TLS_EXPIRING: Severity.WARNING,
+    ErrorCategory.REPORTED: Severity.ERROR,
     ErrorCategory.UNKNOWN: Severity.ERROR,
 }
 
@@ -207,13 +218,19 @@ def _by_library(exc: BaseException) -> ErrorCategory | None:
         "requests.exceptions.TooManyRedirects",
     }:
         return ErrorCategory.REDIRECTS
-    if name & {"urllib3.exceptions.NameResolutionError"}:
+    if name & {
+        "urllib3.exceptions.NameResolutionError",
+        "dns.resolver.NXDOMAIN",
+        "dns.resolver.NoAnswer",
+        "dns.resolver.NoNameservers",
+    }:
         return ErrorCategory.DNS
     if name & {
         "requests.exceptions.Timeout",
         "urllib3.exceptions.TimeoutError",
         "aiohttp.client_exceptions.ServerTimeoutError",
         "redis.exceptions.TimeoutError",
+        "dns.exception.Timeout",
     } or isinstance(exc, (TimeoutError, asyncio.TimeoutError, socket.timeout)):
         return ErrorCategory.TIMEOUT
     return None
@@ -301,6 +318,8 @@ def _pg_connect_refused_for_good(exc: BaseException) -> bool:
 
 
 def _by_os_error(exc: BaseException) -> ErrorCategory | None:
+    if isinstance(exc, BlockedAddress):  # before the errno it carries for printing's sake
+        return ErrorCategory.BLOCKED
     if isinstance(exc, socket.gaierror):
         return ErrorCategory.DNS
     if isinstance(exc, ConnectionRefusedError):

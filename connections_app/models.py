@@ -8,6 +8,7 @@ change of status is a ``StateChange`` row written in that same transaction (``st
 from __future__ import annotations
 
 import math
+import secrets
 from collections.abc import Iterable
 from datetime import timedelta
 
@@ -17,14 +18,25 @@ from django.db.models import Case, Count, Q, Value, When
 from django.utils import timezone
 
 from connections_app.db.transactions import retry_transaction
-from connections_app.redaction import redact
+from connections_app.http_options import (
+    MAX_BODY,
+    MAX_REDIRECTS,
+    MAX_REGEX,
+    METHODS,
+    http_option_errors,
+)
+from connections_app.redaction import REDACTED, redact
 from connections_app.targets import (  # noqa: F401 - the kinds are the model's vocabulary
     KIND_CHANNEL_LAYER,
     KIND_CHOICES,
     KIND_DATABASE,
+    KIND_DNS,
     KIND_HTTP,
+    KIND_POSTGRES,
+    KIND_PUSH,
     KIND_REDIS,
     KIND_TCP,
+    validate_resolver,
     validate_target,
 )
 from connections_app.validation import OneMessagePerField
@@ -50,6 +62,10 @@ STATUS_ORDER = [DOWN, DEGRADED, UNKNOWN, UP, MAINTENANCE, PAUSED]
 
 #: The most results in a row a threshold may ask for.
 MAX_IN_A_ROW = 100
+#: 24 random bytes: 32 URL-safe characters, beyond guessing.
+PUSH_TOKEN_BYTES = 24
+#: The longest warning before a certificate expires: certificates last at most 398 days.
+MAX_TLS_WARN_DAYS = 398
 
 SEVERITY_CHOICES = [(s, s.title()) for s in ("info", "warning", "error", "critical")]
 
@@ -142,7 +158,9 @@ class HealthCheck(OneMessagePerField):
     target = models.CharField(
         max_length=500,
         help_text="URL for http; host:port for tcp; alias for database and channel_layer; "
-        "redis://host:port/db for redis.",
+        "redis://host:port/db for redis; a name for dns; postgres://user:password@host/db "
+        "for postgres; for push, a note on what sends the "
+        "pings.",
     )
     interval = models.FloatField(
         default=30.0, help_text="Seconds between checks: 1 to 604800 (7 days)."
@@ -173,6 +191,81 @@ class HealthCheck(OneMessagePerField):
     expected_body = models.CharField(
         max_length=200, blank=True, help_text="HTTP only: text the body must contain."
     )
+    http_method = models.CharField(
+        max_length=4, choices=[(m, m) for m in METHODS], default="GET", verbose_name="method"
+    )
+    request_headers = models.TextField(
+        blank=True,
+        help_text="One 'Name: value' a line, or a JSON object. The values are secrets: shown "
+        f"masked ({REDACTED} keeps the stored value).",
+    )
+    request_body = models.TextField(
+        blank=True, max_length=MAX_BODY, help_text="Sent with POST only."
+    )
+    follow_redirects = models.BooleanField(default=True)
+    max_redirects = models.PositiveSmallIntegerField(
+        default=10, help_text=f"The most redirects followed: 0 to {MAX_REDIRECTS}."
+    )
+    accepted_statuses = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="A list such as '200, 204': when set, it replaces the status range.",
+    )
+    body_regex = models.CharField(
+        max_length=MAX_REGEX,
+        blank=True,
+        help_text="A regular expression the body (its first 64 KB) must match.",
+    )
+    json_path = models.CharField(
+        max_length=200,
+        blank=True,
+        verbose_name="JSON path",
+        help_text="A JSONPath expression, such as $.db.ok, that must match in the JSON body.",
+    )
+    json_expected = models.CharField(
+        max_length=200,
+        blank=True,
+        verbose_name="JSON expected value",
+        help_text="What a match must equal: JSON (true, 3, \"ok\") or plain text; blank: any.",
+    )
+    ignore_tls_errors = models.BooleanField(
+        default=False,
+        verbose_name="ignore TLS errors",
+        help_text="Accept any certificate (then no days left are recorded).",
+    )
+    grace = models.FloatField(
+        default=60.0,
+        help_text="Push: seconds a ping may be late (after the interval) before the check is "
+        "DOWN; 0 to 604800.",
+    )
+    dns_record_type = models.CharField(
+        max_length=5,
+        choices=[(t, t) for t in ("A", "AAAA", "CNAME", "MX", "TXT")],
+        default="A",
+        verbose_name="DNS record type",
+    )
+    dns_resolver = models.CharField(
+        max_length=100,
+        blank=True,
+        verbose_name="DNS resolver",
+        help_text="An IP address with an optional port (127.0.0.1:5353); blank: the system's.",
+    )
+    dns_expected = models.CharField(
+        max_length=255,
+        blank=True,
+        verbose_name="DNS expected value",
+        help_text="A value one record must have: an address, a name, '10 mx.host' or a host "
+        "for MX, the text of a TXT record; blank: any answer.",
+    )
+    #: Push: the secret in the check's ping URL (/ping/<token>); made when the check is.
+    push_token = models.CharField(
+        max_length=64, unique=True, null=True, blank=True, editable=False
+    )
+    tls_warn_days = models.PositiveSmallIntegerField(
+        default=14,
+        help_text="HTTPS: a certificate with fewer days left than this makes the check DEGRADED; "
+        f"0 to {MAX_TLS_WARN_DAYS} (0: off).",
+    )
     enabled = models.BooleanField(default=True)
     critical = models.BooleanField(
         default=False,
@@ -201,6 +294,11 @@ class HealthCheck(OneMessagePerField):
     last_latency_ms = models.FloatField(null=True, blank=True, editable=False)
     last_error_category = models.CharField(max_length=30, blank=True, editable=False)
     last_error_message = models.CharField(max_length=500, blank=True, editable=False)
+    #: Whole days the last https result's certificate had left (negative: expired).
+    tls_days_left = models.IntegerField(null=True, blank=True, editable=False)
+    #: Push: the last ping of any kind, and the /start of the run under way (if any).
+    last_ping_at = models.DateTimeField(null=True, blank=True, editable=False)
+    push_started_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = HealthCheckQuerySet.as_manager()
 
@@ -219,6 +317,10 @@ class HealthCheck(OneMessagePerField):
     def save(self, *args, **kwargs) -> None:
         """A new check starts UNKNOWN (PAUSED when disabled). An existing one saves its rules
         only: its state is the runner's, and a form loaded a minute ago holds a stale copy."""
+        if self.kind == KIND_PUSH and not self.push_token:
+            self.push_token = secrets.token_urlsafe(PUSH_TOKEN_BYTES)
+            if kwargs.get("update_fields") is None and not self._state.adding:
+                kwargs["update_fields"] = [*RULE_FIELDS, "push_token"]
         if self._state.adding:
             self.status = UNKNOWN if self.enabled else PAUSED
             super().save(*args, **kwargs)
@@ -266,6 +368,21 @@ class HealthCheck(OneMessagePerField):
         errors.update(
             self._status_range_errors(value["expected_status_min"], value["expected_status_max"])
         )
+        if value["dns_resolver"]:
+            error = validate_resolver(value["dns_resolver"])
+            if error:
+                errors["dns_resolver"] = error
+        grace = value["grace"]
+        if grace is not None:
+            error = _seconds_error("grace", grace, MAX_INTERVAL_SECONDS)
+            if error is None and grace < 0:
+                error = "The grace must be 0 seconds or more."
+            if error:
+                errors["grace"] = error
+        warn = value["tls_warn_days"]
+        if warn is not None and warn > MAX_TLS_WARN_DAYS:
+            errors["tls_warn_days"] = f"At most {MAX_TLS_WARN_DAYS} days (0: no warning)."
+        errors.update(http_option_errors(self, self.refused_fields()))
         # A target is read by its kind: with no valid kind, only the kind is reported.
         if value["kind"] is not None and value["target"] is not None:
             target_error = validate_target(self.kind, self.target)
@@ -305,6 +422,9 @@ CLEANED_FIELDS = (
     "degraded_after_ms",
     "expected_status_min",
     "expected_status_max",
+    "tls_warn_days",
+    "grace",
+    "dns_resolver",
     "tags",
 )
 def _in_a_row_errors(failures: int | None, successes: int | None) -> dict[str, str]:
@@ -354,6 +474,10 @@ class CheckResult(models.Model):
     http_status = models.PositiveSmallIntegerField(null=True, blank=True)
     error_category = models.CharField(max_length=30, blank=True)
     error_message = models.CharField(max_length=500, blank=True)
+    #: HTTPS: whole days the server's certificate had left (negative: expired); else None.
+    tls_days_left = models.IntegerField(null=True, blank=True)
+    #: Push: what the job sent with its ping (at most 10 KB), redacted.
+    ping_body = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-checked_at"]

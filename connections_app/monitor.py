@@ -26,8 +26,17 @@ from connections_app.error_handler import get_global_error_handler, report
 from connections_app.error_stats import flush_error_stats
 from connections_app.errors import DATABASE_TRANSIENT, is_retryable
 from connections_app.events import announce, announce_checks_changed, listening
-from connections_app.models import DEGRADED, DOWN, CheckResult, HealthCheck, StateChange, uptimes
+from connections_app.models import (
+    DEGRADED,
+    DOWN,
+    KIND_PUSH,
+    CheckResult,
+    HealthCheck,
+    StateChange,
+    uptimes,
+)
 from connections_app.probes import run_probe
+from connections_app.push import deadline, silence
 from connections_app.results import Outcome, Stored, close_stale_connection, store_outcomes
 from connections_app.state import apply_maintenance
 from connections_app.summary import check_summary
@@ -179,15 +188,22 @@ class Monitor:
     async def run_check(
         self, check: HealthCheck, stop: asyncio.Event | None = None
     ) -> Outcome | None:
-        """Run one check and queue its result; None when ``stop`` came before its turn."""
-        async with self.semaphore:
-            if stop is not None and stop.is_set():
+        """Run one check and queue its result; None when ``stop`` came before its turn, or
+        for a push check that is not silent (it is never probed: its job reports in)."""
+        if check.kind == KIND_PUSH:
+            result = silence(check, timezone.now())
+            if result is None:
                 return None
-            try:
-                result = await run_probe(check, self.manager)
-            except asyncio.CancelledError:
-                self.cancelled += 1
-                raise
+            report(result.error_message, "check.push", check.name, category=result.error_category)
+        else:
+            async with self.semaphore:
+                if stop is not None and stop.is_set():
+                    return None
+                try:
+                    result = await run_probe(check, self.manager)
+                except asyncio.CancelledError:
+                    self.cancelled += 1
+                    raise
         outcome = Outcome(check=check, result=result)
         self.writer.add(outcome)
         return outcome
@@ -354,9 +370,18 @@ def _claim(now: datetime, limit: int, tags: tuple[str, ...]) -> list[HealthCheck
         .order_by(F("next_due_at").asc(nulls_first=True))[:limit]
     )
     for check in due:
-        check.next_due_at = now + timedelta(seconds=check.interval)
+        check.next_due_at = _next_due(check, now)
     HealthCheck.objects.bulk_update(due, ["next_due_at"])
     return due
+
+
+def _next_due(check: HealthCheck, now: datetime) -> datetime:
+    # A push check is looked at when its silence would begin to matter, not an interval on.
+    if check.kind == KIND_PUSH:
+        due = deadline(check, check.last_ping_at or check.created_at or now)
+        if due > now:
+            return due
+    return now + timedelta(seconds=check.interval)
 
 
 def seconds_until_next_due(now: datetime, tags: Iterable[str] = ()) -> float:

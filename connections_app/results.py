@@ -47,6 +47,7 @@ class Outcome:
             "http_status": self.result.http_status,
             "error_category": self.result.error_category,
             "error_message": self.result.error_message,
+            "tls_days_left": self.result.tls_days_left,
         }
 
     def row(self) -> CheckResult:
@@ -58,6 +59,8 @@ class Outcome:
             http_status=self.result.http_status,
             error_category=self.result.error_category,
             error_message=self.result.error_message,
+            tls_days_left=self.result.tls_days_left,
+            ping_body=self.result.ping_body,
         )
 
 

@@ -32,6 +32,7 @@ from connections_app.maintenance import MaintenanceWindow, checks_in_maintenance
 from connections_app.models import (
     DEGRADED,
     DOWN,
+    KIND_PUSH,
     MAINTENANCE,
     PAUSED,
     UNKNOWN,
@@ -53,19 +54,27 @@ STATE_FIELDS = [
     "last_latency_ms",
     "last_error_category",
     "last_error_message",
+    "tls_days_left",
 ]
 
 
-def judge(check: HealthCheck, ok: bool, latency_ms: float | None) -> tuple[str, int, int]:
+def judge(
+    check: HealthCheck, ok: bool, latency_ms: float | None, warning: str = ""
+) -> tuple[str, int, int]:
     """The health, failures and successes in a row after one more result, by ``check``'s
-    rules and its current health and counters."""
+    rules and its current health and counters. ``warning``: the category a success carries
+    when it still needs attention (``tls_expiring``): it is DEGRADED, but counts as a success."""
     if not ok:
         failures = check.failures_in_a_row + 1
+        # A push check's failure is the job's own word, or a ping already late past the grace.
         down = failures >= check.failures_before_down or check.health == DOWN
+        down = down or check.kind == KIND_PUSH
         return (DOWN if down else DEGRADED), failures, 0
     successes = check.successes_in_a_row + 1
     if check.health == DOWN and successes < check.successes_before_up:
         return DOWN, 0, successes  # recovering, not yet recovered
+    if warning:
+        return DEGRADED, 0, successes
     slow = check.degraded_after_ms
     if slow is not None and latency_ms is not None and latency_ms > slow:
         return DEGRADED, 0, successes
@@ -109,7 +118,8 @@ class Transitions:
         result: CheckResult | None = None,
         during_maintenance: bool = False,
     ) -> None:
-        failed = result is not None and not result.ok
+        # A failure says why; so does a success that carries a warning (tls_expiring).
+        failed = result is not None and bool(result.error_category)
         self.rows.append(
             StateChange(
                 health_check=check,
@@ -154,13 +164,15 @@ def apply_result(
 ) -> None:
     """Move ``check``'s state (in memory; the caller saves it) by one result, newer than any
     it has seen: the caller skips the ones that are not, so a batch stored twice counts once."""
-    health, failures, successes = judge(check, result.ok, result.latency_ms)
+    warning = result.error_category if result.ok else ""
+    health, failures, successes = judge(check, result.ok, result.latency_ms, warning)
     old_status, old_health = check.status, check.health
     check.health, check.failures_in_a_row, check.successes_in_a_row = health, failures, successes
     check.last_checked_at = result.checked_at
     check.last_latency_ms = result.latency_ms
     check.last_error_category = result.error_category
     check.last_error_message = result.error_message
+    check.tls_days_left = result.tls_days_left
     status = shown_status(check.enabled, in_maintenance, health)
     at = result.checked_at
     if in_maintenance and check.enabled and health != old_health:
@@ -287,7 +299,10 @@ def rebuild_from_results(
         counted = streak.aggregate(n=Count("pk"), since=Min("checked_at"))
         _fill(check, last, counted["n"], counted["since"])
         updated.append(check)
-    checks_model.objects.using(using).bulk_update(updated, STATE_FIELDS, batch_size=500)
+    # A migration passes the models as they were then: only the fields they had.
+    names = {f.name for f in checks_model._meta.concrete_fields}
+    fields = [name for name in STATE_FIELDS if name in names]
+    checks_model.objects.using(using).bulk_update(updated, fields, batch_size=500)
     return len(updated)
 
 
@@ -303,7 +318,7 @@ def _last(results) -> dict[int, datetime]:
 def _fill(check, last, streak: int, since: datetime | None) -> None:
     if last.ok:
         check.failures_in_a_row, check.successes_in_a_row = 0, streak
-        check.health = UP
+        check.health = DEGRADED if last.error_category else UP
     else:
         check.failures_in_a_row, check.successes_in_a_row = streak, 0
         check.health = DOWN if streak >= check.failures_before_down else DEGRADED
@@ -314,3 +329,4 @@ def _fill(check, last, streak: int, since: datetime | None) -> None:
     check.last_latency_ms = last.latency_ms
     check.last_error_category = last.error_category
     check.last_error_message = last.error_message
+    check.tls_days_left = getattr(last, "tls_days_left", None)

@@ -145,6 +145,16 @@ FLAP_WINDOW_MINUTES = _at_least_one("FLAP_WINDOW_MINUTES", 30)
 STOP_TIMEOUT = _read("STOP_TIMEOUT", float, 10.0)
 if not 0 <= STOP_TIMEOUT <= 3600:
     raise ImproperlyConfigured(f"STOP_TIMEOUT: seconds from 0 to 3600, got {STOP_TIMEOUT:g}")
+#: Checks may not connect to private addresses (10/8, 172.16/12, 192.168/16, fc00::/7) or to
+#: loopback when these are true; link-local and metadata addresses are refused always
+#: (connections_app/guard.py, docs/SECURITY.md).
+CHECK_DENY_PRIVATE = _read("CHECK_DENY_PRIVATE", bool, False)
+CHECK_DENY_LOOPBACK = _read("CHECK_DENY_LOOPBACK", bool, False)
+#: The address people reach this server by (https://health.example.com), for the ping URLs
+#: shown on push checks; empty: the host of the admin page's own request.
+SITE_URL = _read("SITE_URL", str, "")
+if SITE_URL and not SITE_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured("SITE_URL: an http:// or https:// address, or unset")
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import path
 from django.views.generic import RedirectView
 
-from connections_app import views
+from connections_app import ping, views
 from realtime import views as realtime_views
 
 # The admin's frame names the project; templates/admin/base_site.html links the dashboard, so
@@ -18,6 +18,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("health/", views.health, name="health"),
     path("favicon.ico", views.favicon, name="favicon"),
+    path("ping/<str:token>", ping.ping, name="ping"),
+    path("ping/<str:token>/<str:signal>", ping.ping, name="ping-signal"),
     path("dashboard/", realtime_views.dashboard, name="dashboard"),
     path("", RedirectView.as_view(pattern_name="dashboard", permanent=False)),
 ]

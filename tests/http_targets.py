@@ -13,9 +13,14 @@ Routes (any method):
     /loop            302 to itself, forever: a redirect loop
     /switch/<name>   the status set by ``target.switch(name, status)`` (200 until set): a
                      target that goes down and comes back when a test says so
+    /redirect        302 to the query's ``to`` (``/redirect?to=/ok``)
+    /echo            200 JSON of what was sent: method, headers, body (text)
+    /json            200 JSON {"status": "ok", "db": {"ok": true, "lag": 3}, "items": [1, 2]}
+    /banner          200 with a 1000-character body that is not HTTP-friendly text
 
 ``HttpTarget(tls=True)`` serves HTTPS with a fresh self-signed certificate for its address;
 clients trust it through ``target.ca_file`` (or ``target.client_ssl_context()``).
+``cert_days`` is how long the certificate has left (1 by default; below 0: already expired).
 
 ``target.hits`` counts requests per path and query as sent ("/ok", "/flaky/2?key=a").
 
@@ -54,11 +59,12 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class HttpTarget:
     """An aiohttp server with its own event loop in a daemon thread, on a free loopback port."""
 
-    def __init__(self, host: str = "127.0.0.1", tls: bool = False) -> None:
+    def __init__(self, host: str = "127.0.0.1", tls: bool = False, cert_days: float = 1) -> None:
         if host not in ("127.0.0.1", "::1"):
             raise ValueError(f"HttpTarget serves loopback addresses only, got {host!r}")
         self.host = host
         self.tls = tls
+        self.cert_days = cert_days
         self._cert_dir: tempfile.TemporaryDirectory[str] | None = None
         self._family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._hits: Counter[str] = Counter()
@@ -164,7 +170,7 @@ class HttpTarget:
     def _server_ssl_context(self) -> ssl.SSLContext:
         self._cert_dir = tempfile.TemporaryDirectory(prefix="http-target-")
         key_file = Path(self._cert_dir.name) / "key.pem"
-        _write_self_signed(self.host, self.ca_file, key_file)
+        _write_self_signed(self.host, self.ca_file, key_file, self.cert_days)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(self.ca_file, key_file)
         return context
@@ -208,6 +214,10 @@ class HttpTarget:
             "/chunked": self._chunked,
             "/loop": self._redirect_loop,
             "/switch/{name}": self._switched,
+            "/redirect": self._redirect,
+            "/echo": self._echo,
+            "/json": self._json,
+            "/banner": self._banner,
         }
         for path, handler in routes.items():
             app.router.add_route("*", path, handler)
@@ -263,6 +273,19 @@ class HttpTarget:
 
     async def _redirect_loop(self, request: web.Request) -> web.Response:
         raise web.HTTPFound("/loop")
+    async def _redirect(self, request: web.Request) -> web.Response:
+        return web.Response(status=302, headers={"Location": request.query["to"]})
+
+    async def _echo(self, request: web.Request) -> web.Response:
+        body = await request.text()
+        headers = dict(request.headers)
+        return web.json_response({"method": request.method, "headers": headers, "body": body})
+
+    async def _json(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "db": {"ok": True, "lag": 3}, "items": [1, 2]})
+
+    async def _banner(self, request: web.Request) -> web.Response:
+        return web.Response(text="SSH-2.0-OpenSSH_9.6 secret banner " + "x" * 966)
 
     async def _body(self, request: web.Request) -> web.Response:
         return web.Response(text=BODY)
@@ -287,8 +310,9 @@ class HttpTarget:
             pass
 
 
-def _write_self_signed(host: str, cert_file: Path, key_file: Path) -> None:
-    """A one-day certificate for ``host`` that is its own CA, as real clients can verify it."""
+def _write_self_signed(host: str, cert_file: Path, key_file: Path, days: float = 1) -> None:
+    """A certificate for ``host`` with ``days`` left (expired below 0) that is its own CA, as
+    real clients can verify it."""
     # cryptography comes with daphne (through autobahn); imported here, as only TLS needs it.
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -305,8 +329,8 @@ def _write_self_signed(host: str, cert_file: Path, key_file: Path) -> None:
         .issuer_name(name)
         .public_key(public)
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=1))
+        .not_valid_before(now - timedelta(days=max(0, -days) + 1))
+        .not_valid_after(now + timedelta(days=days))
         .add_extension(
             x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]),
             critical=False,

@@ -179,6 +179,12 @@ NEW_CHECK = {
     "successes_before_up": "1",
     "expected_status_min": "200",
     "expected_status_max": "399",
+    "http_method": "GET",
+    "follow_redirects": "on",
+    "max_redirects": "10",
+    "tls_warn_days": "14",
+    "grace": "60",
+    "dns_record_type": "A",
     "enabled": "on",
 }
 

@@ -219,3 +219,33 @@ def test_a_new_check_is_not_critical_and_the_self_checks_are(tmp_path):
     assert set(HealthCheck.objects.filter(tags="self").values_list("critical", flat=True)) == {
         True
     }
+
+
+def test_every_field_a_form_may_write_can_be_imported():
+    from connections_app.management.commands.importchecks import IMPORTABLE
+    from connections_app.models import RULE_FIELDS
+
+    assert IMPORTABLE == set(RULE_FIELDS) - {"updated_at"}
+
+
+def test_the_http_options_are_imported_and_validated(tmp_path):
+    item = {
+        "name": "api",
+        "target": "http://127.0.0.1:1/",
+        "http_method": "POST",
+        "request_headers": "Authorization: Bearer abc\nX-Env: prod",
+        "request_body": "{}",
+        "follow_redirects": False,
+        "max_redirects": 3,
+        "accepted_statuses": "200, 204",
+        "body_regex": "ok|fine",
+        "json_path": "$.db.ok",
+        "json_expected": "true",
+        "ignore_tls_errors": True,
+        "tls_warn_days": 30,
+    }
+    run_import(tmp_path, json.dumps([item]))
+    check = HealthCheck.objects.get(name="api")
+    assert {field: getattr(check, field) for field in item} == item
+    bad = refused(tmp_path, json.dumps([item | {"body_regex": "(unclosed"}]))
+    assert "body_regex: Not a regular expression" in bad

@@ -327,3 +327,14 @@ async def test_an_upside_down_check_passes_while_its_port_stays_closed():
         opened = await run()
     assert opened.status == DOWN
     assert opened.result.error_category == "answered"
+
+
+def test_a_success_with_a_warning_is_degraded_and_counts_as_a_success():
+    check = make_check(failures_before_down=1)
+    warned = ProbeResult.success(5.0).warn(ErrorCategory.TLS_EXPIRING, "expires in 3 days")
+    changes = store_outcomes([Outcome(check, warned, checked_at=T0)], STEADY).changes
+    check.refresh_from_db()
+    assert (check.status, check.successes_in_a_row, check.failures_in_a_row) == (DEGRADED, 1, 0)
+    assert (changes[0].to_status, changes[0].reason_category) == (DEGRADED, "tls_expiring")
+    feed(check, [True], start=T0 + timedelta(minutes=1))
+    assert check.status == UP and check.last_error_category == ""

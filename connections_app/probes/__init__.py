@@ -13,7 +13,9 @@ from connections_app.error_handler import report
 from connections_app.errors import ErrorCategory
 from connections_app.probes.channel_layer import probe_channel_layer
 from connections_app.probes.database import probe_database
+from connections_app.probes.dns import probe_dns
 from connections_app.probes.http import probe_http
+from connections_app.probes.postgres import probe_postgres
 from connections_app.probes.redis import probe_redis
 from connections_app.probes.result import ProbeResult
 from connections_app.probes.tcp import probe_tcp
@@ -27,6 +29,8 @@ PROBES = {
     models.KIND_DATABASE: probe_database,
     models.KIND_REDIS: probe_redis,
     models.KIND_CHANNEL_LAYER: probe_channel_layer,
+    models.KIND_DNS: probe_dns,
+    models.KIND_POSTGRES: probe_postgres,
 }
 
 

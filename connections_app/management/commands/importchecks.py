@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -20,27 +21,51 @@ from django.db import transaction
 
 from connections_app.cli import EXIT_USAGE, counted
 from connections_app.management.usage import UsageExitMixin
+from connections_app.masking import masked, masked_headers
 from connections_app.models import (
     KIND_CHOICES,
     MAX_IN_A_ROW,
     MAX_INTERVAL_SECONDS,
     MAX_TIMEOUT_SECONDS,
+    RULE_FIELDS,
     HealthCheck,
 )
-from connections_app.redaction import redact
+from connections_app.redaction import REDACTED, redact
 
-STRINGS = ("name", "kind", "target", "expected_body")
-NUMBERS = ("interval", "timeout", "degraded_after_ms")
+STRINGS = (
+    "name",
+    "kind",
+    "target",
+    "expected_body",
+    "http_method",
+    "request_headers",
+    "request_body",
+    "accepted_statuses",
+    "body_regex",
+    "json_path",
+    "json_expected",
+    "dns_record_type",
+    "dns_resolver",
+    "dns_expected",
+)
+NUMBERS = ("interval", "timeout", "degraded_after_ms", "grace")
 INTEGERS = (
     "failures_before_down",
     "successes_before_up",
     "expected_status_min",
     "expected_status_max",
+    "max_redirects",
+    "tls_warn_days",
 )
-BOOLEANS = ("enabled", "critical", "upside_down")
+BOOLEANS = ("enabled", "critical", "upside_down", "follow_redirects", "ignore_tls_errors")
 #: Fields whose JSON null means "off".
 NULLABLE = ("degraded_after_ms",)
 IMPORTABLE = {*STRINGS, *NUMBERS, *INTEGERS, *BOOLEANS, "tags"}
+#: Not a rule, but what keeps a push check's URL when it moves (exportchecks --with-secrets).
+PUSH_TOKEN = "push_token"
+_TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
+#: How each field with secrets is masked: a value written so stands for the stored one.
+MASKS = {"target": masked, "request_headers": masked_headers}
 
 HELP = (
     "Create or update health checks from FILE, a JSON list of objects ('-' reads stdin). "
@@ -53,9 +78,17 @@ HELP = (
     "(a success slower than this is DEGRADED; null: off, the default); upside_down (true: "
     "the check passes when the target fails; default false); "
     "expected_status_min and expected_status_max (100 to 599; default 200 and 399); "
-    "expected_body (string); enabled (true or false; default true); critical (true: /health/ "
-    "answers 503 while this check is DOWN; default false); tags (a "
-    'string, comma or space separated, or a list of strings such as ["prod", "db"]). '
+    "expected_body (string); HTTP: http_method (GET, HEAD, POST), request_headers ('Name: "
+    "value' lines or a JSON object, as a string), request_body (POST), follow_redirects "
+    "(default true), max_redirects (default 10), accepted_statuses ('200, 204': replaces the "
+    "range), body_regex, json_path and json_expected, ignore_tls_errors (default false), "
+    "tls_warn_days (default 14; 0: off); grace (push: seconds a ping may be late; default "
+    "60); dns_record_type (A, AAAA, CNAME, MX, TXT), dns_resolver (ip[:port]), dns_expected; "
+    "enabled (true or false; default true); critical (true: /health/ answers 503 while this "
+    "check is DOWN; default false); tags (a string, comma or space separated, or a list of "
+    'strings such as ["prod", "db"]). '
+    "push_token (a push check's URL token, from exportchecks --with-secrets). A masked "
+    "value (***, as exportchecks writes without --with-secrets) keeps the stored secret. "
     "An item whose name exists updates that check and keeps the fields it leaves out. "
     "All or nothing: an invalid item is named with its position and field, nothing is "
     "stored, and the exit code is 3."
@@ -111,7 +144,7 @@ def import_checks(items: list) -> tuple[int, int]:
                 f"check #{earlier} and check #{position} are both named {check.name!r}: "
                 "a name may appear once in a file"
             )
-        check.save()
+        check.save(update_fields=None if is_new else [*RULE_FIELDS, PUSH_TOKEN])
         created += is_new
         updated += not is_new
     return created, updated
@@ -121,7 +154,7 @@ def _build(position: int, item: object) -> tuple[HealthCheck, bool]:
     where = f"check #{position}"
     if not isinstance(item, dict):
         raise ValueError(f"{where}: expected an object, got {_shown(item)}")
-    unknown = sorted(set(item) - IMPORTABLE)
+    unknown = sorted(set(item) - IMPORTABLE - {PUSH_TOKEN})
     if unknown:
         raise ValueError(f"{where}: unknown field {', '.join(unknown)}")
     name = item.get("name")
@@ -140,13 +173,29 @@ def _build(position: int, item: object) -> tuple[HealthCheck, bool]:
     is_new = check is None
     check = check or HealthCheck()
     for field, value in values.items():
-        setattr(check, field, value)
+        try:
+            setattr(check, field, _unmasked(check, field, value, is_new))
+        except ValueError as exc:
+            raise ValueError(f"{where}: {field}: {exc}") from None
     try:
         check.full_clean()
     except ValidationError as exc:
         field, errors = next(iter(exc.message_dict.items()))
         raise ValueError(f"{where}: {field}: {' '.join(errors)}") from None
     return check, is_new
+
+
+def _unmasked(check: HealthCheck, field: str, value: object, is_new: bool) -> object:
+    """``value``, or the stored secret when ``value`` is that secret as masked."""
+    if field not in MASKS or not isinstance(value, str) or REDACTED not in value:
+        return value
+    stored = getattr(check, field)
+    if not is_new and MASKS[field](stored) == value:
+        return stored
+    raise ValueError(
+        f"{REDACTED} stands for a stored secret, and this check has none that matches: "
+        "export with --with-secrets, or type the secret in full"
+    )
 
 
 def _converted(field: str, value: object) -> object:
@@ -163,6 +212,10 @@ def _converted(field: str, value: object) -> object:
         raise ValueError(f"expected a string, got {_shown(value)}")
     if field == "tags":
         return _tags(value)
+    if field == PUSH_TOKEN:
+        if isinstance(value, str) and _TOKEN_SHAPE.match(value):
+            return value
+        raise ValueError("expected a token of 20 to 64 letters, digits, '-' and '_'")
     # A number; JSON's true and false are not (bool is an int in Python).
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"expected a number, got {_shown(value)}")

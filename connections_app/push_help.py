@@ -1,0 +1,41 @@
+"""The copy-ready lines a push check's admin page shows: cron, a systemd timer, Celery beat."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import HttpRequest
+from django.urls import reverse
+
+
+def ping_url(request: HttpRequest, token: str) -> str:
+    """The check's ping URL on ``SITE_URL`` when it is set, else on the host of ``request``."""
+    path = reverse("ping", args=[token])
+    site = getattr(settings, "SITE_URL", "").rstrip("/")
+    return f"{site}{path}" if site else request.build_absolute_uri(path)
+
+
+def push_lines(url: str) -> dict[str, str]:
+    curl = f"curl -fsS -m 10 --retry 3 -o /dev/null {url}"
+    return {
+        "cron": f"*/5 * * * * /path/to/job.sh && {curl}",
+        "cron, with failures and the job's output": (
+            f"*/5 * * * * /path/to/job.sh 2>&1 | curl -fsS -m 10 --retry 3 --data-binary @- "
+            f"{url}/${{PIPESTATUS[0]}}  # with SHELL=/bin/bash"
+        ),
+        "systemd (in the job's .service)": (
+            f"ExecStartPre=-{curl.replace(url, url + '/start')}\n"
+            f"ExecStartPost=-{curl}\n"
+            f"ExecStopPost=-/bin/sh -c '[ \"$SERVICE_RESULT\" = success ] || {curl}/fail'"
+        ),
+        "Celery beat (in the task's module)": (
+            "import requests\n"
+            "from celery.signals import task_failure, task_success\n\n"
+            f'PING = "{url}"\n\n'
+            "@task_success.connect(sender=my_task)\n"
+            "def ping_ok(sender=None, **kwargs):\n"
+            "    requests.get(PING, timeout=10)\n\n"
+            "@task_failure.connect(sender=my_task)\n"
+            "def ping_failed(sender=None, **kwargs):\n"
+            '    requests.get(PING + "/fail", timeout=10)'
+        ),
+    }
