@@ -129,7 +129,8 @@ def test_it_names_the_bad_field(fields, field, words):
             {"kind": "nope", "target": "default"},
             {
                 "kind": [
-                    "'nope' is not a kind; the kinds are http, tcp, database, redis, channel_layer."
+                    "'nope' is not a kind; the kinds are http, tcp, database, redis, "
+                    "channel_layer, push, dns, postgres."
                 ]
             },
         ),
