@@ -27,6 +27,7 @@ from django.db import DEFAULT_DB_ALIAS
 from django.db.models import Count, Max, Min
 from django.utils import timezone
 
+from connections_app.alerts.enqueue import enqueue_for_changes
 from connections_app.db.transactions import retry_transaction
 from connections_app.maintenance import MaintenanceWindow, checks_in_maintenance
 from connections_app.models import (
@@ -156,18 +157,22 @@ def apply_result(
 
 def update_flapping(
     checks: Iterable[HealthCheck], transitions: Transitions, at: datetime, rule: FlapRule
-) -> None:
+) -> list[HealthCheck]:
     """Mark a check flapping after too many changes within the window (counted in the
-    database plus this transaction's), and clear the mark once it has been stable a window."""
+    database plus this transaction's), and clear the mark once it has been stable a window.
+    The checks that began flapping now (their one alert says so)."""
     since = at - rule.window
+    began = []
     for check in checks:
         new = transitions.of(check)
         if new:
             stored = StateChange.objects.filter(health_check=check, at__gte=since).count()
-            if stored + len(new) > rule.changes:
+            if stored + len(new) > rule.changes and not check.flapping:
                 check.flapping = True
+                began.append(check)
         elif check.flapping and (check.status_since is None or check.status_since <= since):
             check.flapping = False
+    return began
 
 
 @retry_transaction
@@ -213,7 +218,10 @@ def apply_maintenance(at: datetime | None = None) -> list[StateChange]:
         transitions.record(check, check.status, new, at, during_maintenance=new == MAINTENANCE)
         check.status = new
     HealthCheck.objects.bulk_update(moving, ["status", "status_since"])
-    return transitions.save()
+    changes = transitions.save()
+    # A window that ends on a check still failing is news, told with the change.
+    enqueue_for_changes(changes)
+    return changes
 
 
 def _moving(inside: set[int]) -> list[HealthCheck]:

@@ -12,7 +12,14 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from connections_app.logging_config import build_logging_config
-from project.config import channel_layers, database_config, strict_bool
+from project.config import (
+    alert_timing,
+    channel_layers,
+    database_config,
+    email_config,
+    site_url,
+    strict_bool,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -130,6 +137,26 @@ def _at_least_one(name: str, default: int) -> int:
 #: until it has been stable for a whole window.
 FLAP_CHANGES = _at_least_one("FLAP_CHANGES", 5)
 FLAP_WINDOW_MINUTES = _at_least_one("FLAP_WINDOW_MINUTES", 30)
+
+#: Where people reach this server: the links in alerts point there.
+SITE_URL = site_url(_read("SITE_URL", str, "http://127.0.0.1:8000"))
+
+# Alerts (docs/ALERTS.md): the outbox's retries follow retry.TASK, min(60 * 2**n, 300) s with
+# 3 retries, unless changed here; a send may take ALERT_SEND_TIMEOUT seconds, and a claimed
+# alert is taken over by another runner ALERT_LEASE_SECONDS after its claim.
+globals().update(
+    alert_timing(
+        base_delay=_read("ALERT_RETRY_BASE_DELAY", float, 60.0),
+        max_delay=_read("ALERT_RETRY_MAX_DELAY", float, 300.0),
+        attempts=_read("ALERT_RETRY_ATTEMPTS", int, 3),
+        send_timeout=_read("ALERT_SEND_TIMEOUT", float, 15.0),
+        lease=_read("ALERT_LEASE_SECONDS", float, 60.0),
+    )
+)
+# Email alerts go through Django's mail backend; EMAIL_URL unset prints them to the console.
+globals().update(email_config(_read("EMAIL_URL", str, "")))
+EMAIL_TIMEOUT = ALERT_SEND_TIMEOUT  # noqa: F821 - set just above
+DEFAULT_FROM_EMAIL = _read("DEFAULT_FROM_EMAIL", str, "connection-health@localhost")
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
