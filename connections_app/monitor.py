@@ -20,6 +20,7 @@ from django.db import connection
 from django.db.models import F, Q
 from django.utils import timezone
 
+from connections_app.alerts.sender import run_alert_sender
 from connections_app.connection_manager import ConnectionManager
 from connections_app.db.transactions import retry_transaction
 from connections_app.error_handler import get_global_error_handler, report
@@ -152,11 +153,14 @@ class Monitor:
     ``run_forever`` repeats three units of work, each callable on its own (tests do):
     ``start_due`` (claim the due checks, start their probes), ``writer.flush`` (store what
     finished) and ``housekeeping`` (log summaries, error statistics, maintenance windows,
-    pruning, each on its own period).
+    pruning, each on its own period); the alert sender (``alerts.sender``) beside them.
     """
 
-    def __init__(self, manager: ConnectionManager, concurrency: int = 20) -> None:
+    def __init__(
+        self, manager: ConnectionManager, concurrency: int = 20, send_alerts: bool = True
+    ) -> None:
         self.manager = manager
+        self.send_alerts = send_alerts
         self.semaphore = asyncio.Semaphore(concurrency)
         self.writer = ResultWriter()
         self._tasks: set[asyncio.Task] = set()
@@ -202,8 +206,12 @@ class Monitor:
         return sorted((o for o in stored if o.stored), key=lambda o: order[o.check.pk])
 
     async def run_forever(self, stop: asyncio.Event) -> None:
-        """Each enabled check at its own interval until ``stop`` is set; then drain and flush."""
+        """Each enabled check at its own interval until ``stop`` is set; then drain and flush.
+        The alert sender runs beside it, as its own task with its own loop and client: a slow
+        receiver delays no check. Alerts of the last flush wait in the outbox for the next
+        start."""
         flusher = asyncio.create_task(self._flush_loop(stop))
+        alerts = asyncio.create_task(run_alert_sender(stop)) if self.send_alerts else None
         try:
             while not stop.is_set():
                 await self.start_due(stop)
@@ -212,6 +220,8 @@ class Monitor:
             await self.drain()
             await flusher
             await self.writer.flush()
+            if alerts is not None:
+                await alerts
             await _quietly(flush_error_stats, "error_stats.flush")
 
     async def start_due(self, stop: asyncio.Event | None = None) -> int:
