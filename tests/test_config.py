@@ -56,6 +56,19 @@ def test_redis_url_switches_to_channels_redis():
         ("DEBUG", "maybe", "DEBUG"),
         ("LOG_LEVEL", "LOUD", "not one of DEBUG"),
         ("LOG_THIRD_PARTY_LEVEL", "quiet", "not one of DEBUG"),
+        ("ALERT_RETRY_BASE_DELAY", "soon", "ALERT_RETRY_BASE_DELAY"),
+        ("ALERT_RETRY_BASE_DELAY", "-1", "0 or more"),
+        ("ALERT_RETRY_MAX_DELAY", "10", "at least ALERT_RETRY_BASE_DELAY"),
+        ("ALERT_RETRY_ATTEMPTS", "three", "ALERT_RETRY_ATTEMPTS"),
+        ("ALERT_RETRY_ATTEMPTS", "-1", "0 or more"),
+        ("ALERT_LEASE_SECONDS", "5", "longer than ALERT_SEND_TIMEOUT"),
+        ("ALERT_SEND_TIMEOUT", "0", "above 0"),
+        ("EMAIL_URL", "smtps://bob:hunter2@mail.example.com:port", "Port"),
+        ("EMAIL_URL", "pop3://bob:hunter2@mail.example.com", "unsupported scheme 'pop3'"),
+        ("EMAIL_URL", "smtp://bob:hunter2@:25", "no host"),
+        ("SITE_URL", "ftp://health.example.com", "expected http(s)://host"),
+        ("SITE_URL", "https://bob:hunter2@health.example.com", "no user"),
+        ("SITE_URL", "https://health.example.com:port", "Port"),
     ],
 )
 def test_a_bad_variable_stops_start_up_with_one_line(variable, value, words):
@@ -83,3 +96,15 @@ def test_debug_allows_a_missing_secret_key():
 def test_config_errors_are_improperly_configured():
     with pytest.raises(ImproperlyConfigured, match="^DATABASE_URL: "):
         database_config("oracle://x/y", Path("."))
+
+
+def test_the_alert_and_email_variables_have_working_defaults_and_values():
+    from project.config import email_config, site_url
+
+    assert email_config("")["EMAIL_BACKEND"] == "django.core.mail.backends.console.EmailBackend"
+    config = email_config("smtp+tls://alerts%40example.com:pw@mail.example.com:587")
+    assert (config["EMAIL_HOST"], config["EMAIL_PORT"], config["EMAIL_USE_TLS"]) == (
+        "mail.example.com", 587, True
+    )  # fmt: skip
+    assert config["EMAIL_HOST_USER"] == "alerts@example.com"
+    assert site_url("https://health.example.com/") == "https://health.example.com"

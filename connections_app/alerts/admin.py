@@ -148,8 +148,9 @@ class AlertAdmin(ReadOnlyAdmin):
 
 def channels_for(check: HealthCheck) -> list[NotificationChannel]:
     """The enabled channels that apply to ``check`` (its admin page lists them)."""
-    return [
+    applying = [
         entry.channel
         for entry in enabled_channels({check.pk})
         if entry.channel.applies_to(check.pk, check.tag_list, entry.chosen)
     ]
+    return sorted(applying, key=lambda channel: channel.name)

@@ -138,10 +138,30 @@ class NotificationChannel(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def full_clean(self, exclude=None, validate_unique=True, validate_constraints=True) -> None:
+        # One message per field: clean() judges only values that clean_fields() and the form
+        # (its refusals come as ``exclude``) accepted.
+        self._not_judged = set(exclude or ())
+        try:
+            super().full_clean(exclude, validate_unique, validate_constraints)
+        finally:
+            del self._not_judged
+
+    def clean_fields(self, exclude=None) -> None:
+        try:
+            super().clean_fields(exclude)
+        except ValidationError as exc:
+            if hasattr(self, "_not_judged"):
+                self._not_judged |= set(exc.error_dict)
+            raise
+
     def clean(self) -> None:
         from connections_app.models import split_tags
 
+        skip = getattr(self, "_not_judged", set())
         self.tags = ",".join(split_tags(self.tags or ""))
+        if {"target", "kind"} & skip:
+            return
         self.target = (self.target or "").strip()
         error = target_error(self.kind, self.target)
         if error:
