@@ -17,6 +17,7 @@ from django.db.models import F, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
+from connections_app.alerts.models import failed_count
 from connections_app.models import CheckResult, ErrorStat, HealthCheck, overall_status
 from connections_app.summary import check_summary
 from realtime.client import Client
@@ -45,6 +46,7 @@ def build_snapshot(tags: frozenset[str] | None, limits: Limits) -> dict:
         "checks": rows,
         "errors": recent_errors(limits.error_stats),
         "clients": clients_elsewhere(server_id(), limits.registry_expiry),
+        "failed_alerts": failed_count(),
         "filter": sorted(tags) if tags else None,
         "limits": {
             "max_unacked": limits.max_unacked,

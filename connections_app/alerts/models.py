@@ -249,3 +249,8 @@ class Alert(models.Model):
     def __str__(self) -> str:
         about = self.health_check.name if self.health_check_id else "test"
         return f"{self.kind} alert #{self.pk} for {about} via {self.channel}"
+
+
+def failed_count() -> int:
+    """Alerts that failed for good: the dashboard's header shows staff how many."""
+    return Alert.objects.filter(status=FAILED).count()
