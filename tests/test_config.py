@@ -108,3 +108,8 @@ def test_the_alert_and_email_variables_have_working_defaults_and_values():
     )  # fmt: skip
     assert config["EMAIL_HOST_USER"] == "alerts@example.com"
     assert site_url("https://health.example.com/") == "https://health.example.com"
+    # The examples of docs/ALERTS.md mean what it says they mean.
+    ssl = email_config("smtp+ssl://alerts%40example.com:app-password@smtp.example.com:465")
+    assert (ssl["EMAIL_PORT"], ssl["EMAIL_USE_SSL"]) == (465, True)
+    files = email_config("filemail:////var/tmp/alert-mail")
+    assert files["EMAIL_FILE_PATH"] == "/var/tmp/alert-mail"

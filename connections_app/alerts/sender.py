@@ -173,7 +173,6 @@ class AlertSender:
         next_reminders = clock()
         try:
             while not stop.is_set():
-                close_stale_connection()
                 more = await self.send_due()
                 if clock() >= next_reminders:
                     next_reminders = clock() + REMIND_INTERVAL

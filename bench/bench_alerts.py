@@ -1,0 +1,265 @@
+"""Benchmark: 1,000 checks go DOWN at once (a shared dependency fails) with a webhook channel
+whose receiver answers in 50 ms; how long until all 1,000 alerts are at the receiver, and how
+late the check runner schedules its probes meanwhile, side by side with the same run without a
+channel.
+
+Each run: a fresh SQLite file (the embedded default), 1,000 HTTP checks (interval 10 s, one
+failure makes DOWN) on one loopback dependency, ``manage.py runchecks`` in a child process; a
+receiver in another child process (aiohttp: the dependency, and the webhook that answers after
+50 ms and counts deliveries by Idempotency-Key). Once every check has a result, the dependency
+answers 503. Then, for ``--window`` seconds:
+
+- delivered: the time from the failure until the receiver holds 1,000 distinct keys (and the
+  time from the last check's change to DOWN, when every alert existed, to the last delivery);
+- scheduling lag: for each pair of consecutive results of a check inside the window, the gap
+  beyond its interval (mean, p95, max), read from the stored results.
+
+Targets: all 1,000 delivered within 30 s; the lag with alerts within 10 % of the lag without.
+Prints a table, writes bench/results/alerts.json, exits 1 when a target is missed.
+
+Run:  .venv/bin/python bench/bench_alerts.py  (about 2 min; --checks 200 for a quick look)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "alerts.json"
+INTERVAL = 10.0
+RECEIVER_DELAY = 0.05
+DELIVERY_TARGET_S = 30.0
+LAG_TARGET = 1.10
+
+
+# -- the receiver (a child process) ----------------------------------------------------------
+
+
+def serve_receiver(port: int) -> None:
+    """The dependency (``/dep``: 200, or 503 after ``/fail``) and the webhook (``/hook``)."""
+    from aiohttp import web
+
+    state = {"status": 200, "keys": {}, "requests": 0}
+
+    async def dep(request):
+        return web.Response(status=state["status"])
+
+    async def fail(request):
+        state["status"] = 503
+        return web.json_response({"at": time.time()})
+
+    async def hook(request):
+        await request.read()
+        await asyncio.sleep(RECEIVER_DELAY)
+        state["requests"] += 1
+        key = request.headers.get("Idempotency-Key")
+        state["keys"].setdefault(key, []).append(time.time())
+        return web.json_response({"ok": True})
+
+    async def stats(request):
+        times = [t for seen in state["keys"].values() for t in seen]
+        return web.json_response({
+            "keys": len(state["keys"]),
+            "requests": state["requests"],
+            "repeats": sum(len(seen) - 1 for seen in state["keys"].values()),
+            "first": min(times, default=None),
+            "last": max(times, default=None),
+        })  # fmt: skip
+
+    app = web.Application()
+    app.add_routes([web.get("/dep", dep), web.post("/fail", fail), web.post("/hook", hook),
+                    web.get("/stats", stats)])  # fmt: skip
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+# -- one run ---------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def call(url: str, method: str = "GET") -> dict:
+    request = urllib.request.Request(url, method=method)
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.loads(response.read())
+
+
+def manage(env: dict, *args: str, stdin: str | None = None) -> None:
+    subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, input=stdin,
+                   text=True, check=True, capture_output=True, timeout=300)  # fmt: skip
+
+
+def wait_for(condition, timeout: float, step: float = 0.2) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(step)
+    return False
+
+
+def one_run(checks: int, with_alerts: bool, window: float) -> dict:
+    port = free_port()
+    receiver = subprocess.Popen([sys.executable, __file__, "--serve", str(port)], cwd=ROOT)
+    base = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory(prefix="bench-alerts-") as folder:
+        db = Path(folder) / "db.sqlite3"
+        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+        env |= {"DATABASE_URL": f"sqlite:///{db}", "SECRET_KEY": "bench-only",
+                "LOG_LEVEL": "ERROR", "FLAP_CHANGES": "100000"}  # fmt: skip
+        runner = None
+        try:
+            assert wait_for(lambda: _answers(base), 20), "the receiver did not start"
+            manage(env, "migrate", "--noinput", "-v", "0")
+            rows = [{"name": f"c{n:04}", "target": f"{base}/dep", "interval": INTERVAL,
+                     "timeout": 2, "failures_before_down": 1} for n in range(checks)]  # fmt: skip
+            manage(env, "importchecks", "-", stdin=json.dumps(rows))
+            if with_alerts:
+                code = ("from connections_app.alerts.models import NotificationChannel\n"
+                        f"NotificationChannel.objects.create(name='ops', target='{base}/hook', "
+                        "all_checks=True)\n")  # fmt: skip
+                manage(env, "shell", "-c", code)
+            runner = subprocess.Popen([sys.executable, "manage.py", "runchecks"], cwd=ROOT,
+                                      env=env, stderr=subprocess.DEVNULL)  # fmt: skip
+            counted = "select count(*) from connections_app_healthcheck where name like 'c%' and "
+            assert wait_for(lambda: _scalar(db, counted + "status = 'up'") == checks, 60), (
+                "the checks did not all come UP"
+            )
+            failed_at = call(f"{base}/fail", "POST")["at"]
+            all_down = wait_for(lambda: _scalar(db, counted + "status = 'down'") == checks, 60)
+            delivered = None
+            if with_alerts:
+                if wait_for(lambda: call(f"{base}/stats")["keys"] >= checks, 120):
+                    delivered = call(f"{base}/stats")
+            rest = failed_at + window - time.time()
+            if rest > 0:
+                time.sleep(rest)
+        finally:
+            if runner is not None:
+                runner.send_signal(signal.SIGTERM)
+                runner.wait(60)
+            receiver.send_signal(signal.SIGTERM)
+            receiver.wait(30)
+        last_down = _last_down(db)
+        return {
+            "alerts": with_alerts,
+            "checks": checks,
+            "all_down": all_down,
+            "down_spread_s": round(last_down - failed_at, 2),
+            "delivered_s": round(delivered["last"] - failed_at, 2) if delivered else None,
+            "after_last_down_s": round(delivered["last"] - last_down, 2) if delivered else None,
+            "repeats": delivered["repeats"] if delivered else None,
+            **_lag(db, failed_at, failed_at + window),
+        }
+
+
+def _answers(base: str) -> bool:
+    try:
+        call(f"{base}/stats")
+        return True
+    except OSError:
+        return False
+
+
+def _scalar(db: Path, query: str):
+    with sqlite3.connect(db, timeout=10) as connection:
+        return connection.execute(query).fetchone()[0]
+
+
+def _timestamp(text: str) -> float:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
+
+
+def _last_down(db: Path) -> float:
+    query = "select max(at) from connections_app_statechange where to_status = 'down'"
+    return _timestamp(_scalar(db, query))
+
+
+def _lag(db: Path, start: float, end: float) -> dict:
+    """Each check's consecutive results inside [start, end]: the gap beyond the interval."""
+    with sqlite3.connect(db, timeout=10) as connection:
+        rows = connection.execute(
+            "select health_check_id, checked_at from connections_app_checkresult "
+            "order by health_check_id, checked_at"
+        ).fetchall()
+    lags, last = [], {}
+    for check, at in rows:
+        at = _timestamp(at)
+        if not start <= at <= end:
+            continue
+        if check in last:
+            lags.append(max(0.0, at - last[check] - INTERVAL) * 1000)
+        last[check] = at
+    lags.sort()
+    return {
+        "lag_samples": len(lags),
+        "lag_mean_ms": round(statistics.fmean(lags), 1) if lags else None,
+        "lag_p95_ms": round(lags[int(0.95 * (len(lags) - 1))], 1) if lags else None,
+        "lag_max_ms": round(lags[-1], 1) if lags else None,
+    }
+
+
+# -- the report ------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checks", type=int, default=1000)
+    parser.add_argument(
+        "--window", type=float, default=40.0, help="seconds measured after the failure"
+    )
+    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve_receiver(args.serve)
+        return 0
+    runs = [one_run(args.checks, False, args.window), one_run(args.checks, True, args.window)]
+    without, with_ = runs
+    header = ("run", "all DOWN after s", "all delivered after s", "after last DOWN s",
+              "repeats", "lag mean ms", "lag p95 ms", "lag max ms", "samples")  # fmt: skip
+    print(" | ".join(header))
+    for run in runs:
+        print(" | ".join(str(v) for v in (
+            "with alerts" if run["alerts"] else "without alerts", run["down_spread_s"],
+            run["delivered_s"], run["after_last_down_s"], run["repeats"], run["lag_mean_ms"],
+            run["lag_p95_ms"], run["lag_max_ms"], run["lag_samples"],
+        )))  # fmt: skip
+    delivered_ok = with_["delivered_s"] is not None and with_["delivered_s"] <= DELIVERY_TARGET_S
+    lag_ok = (with_["lag_mean_ms"] or 0) <= (without["lag_mean_ms"] or 0) * LAG_TARGET
+    met = "met" if delivered_ok else "MISSED"
+    print(f"target delivered within {DELIVERY_TARGET_S:.0f} s: {met}")
+    print(f"target lag within {LAG_TARGET - 1:.0%}: {'met' if lag_ok else 'MISSED'}")
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps({
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+                   f"Python {platform.python_version()}, load {os.getloadavg()[0]:.2f}",
+        "interval_s": INTERVAL,
+        "receiver_delay_s": RECEIVER_DELAY,
+        "runs": runs,
+        "targets": {"delivered_within_s": DELIVERY_TARGET_S, "lag_ratio": LAG_TARGET,
+                    "delivered_met": delivered_ok, "lag_met": lag_ok},
+    }, indent=2) + "\n")  # fmt: skip
+    return 0 if delivered_ok and lag_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
