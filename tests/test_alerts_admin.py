@@ -124,6 +124,7 @@ def test_no_secret_in_a_stored_error_a_log_line_or_an_admin_page(admin_client, c
             sender = AlertSender(manager, now=Clock(alert.next_attempt_at))
             await sender.send_due()
             await sender.drain()
+            await sender.aclose()
 
     with caplog.at_level(logging.INFO):
         asyncio.run(one_try())

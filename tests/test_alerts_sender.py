@@ -64,6 +64,22 @@ async def run_round(sender: AlertSender) -> None:
     await sender.drain()
 
 
+@pytest.fixture(autouse=True)
+async def close_senders(monkeypatch):
+    """Every sender a test makes has its database thread and connection closed after it."""
+    made: list[AlertSender] = []
+    init = AlertSender.__init__
+
+    def remembered(self, *args, **kwargs) -> None:
+        init(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(AlertSender, "__init__", remembered)
+    yield
+    for sender in made:
+        await sender.aclose()
+
+
 @pytest.fixture
 async def manager():
     async with ConnectionManager(connection_config()) as made:

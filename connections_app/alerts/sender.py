@@ -30,12 +30,14 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
 from django.utils import timezone
 
 from connections_app import retry
@@ -50,6 +52,7 @@ from connections_app.http_retry import HttpRetry
 from connections_app.results import close_stale_connection
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Sends at once, in all and to one channel: a receiver that stalls holds at most
 #: PER_CHANNEL slots, and the other channels keep the rest.
@@ -59,6 +62,9 @@ PER_CHANNEL = 10
 POLL_INTERVAL = 1.0
 #: Seconds between two rounds of reminders.
 REMIND_INTERVAL = 30.0
+#: After a send finishes, wait this long for others before recording and claiming again: a
+#: flood of alerts costs a transaction per batch, not two per alert (docs/BENCHMARKS.md).
+GATHER = 0.02
 
 
 def alert_policy() -> retry.RetryPolicy:
@@ -117,22 +123,26 @@ class AlertSender:
         self._sending: dict[asyncio.Task, int] = {}  # task -> channel id
         self._finished: list[Finished] = []
         self._wake = asyncio.Event()
-        self.sent = self.failed = 0
+        self._db: ThreadPoolExecutor | None = None
 
     async def send_due(self) -> bool:
-        """Claim the alerts due now (up to the free slots) and start sending them; whether
-        more were due than could be claimed (0 free slots: False, a finished send wakes us)."""
-        await self.record()
+        """Record what finished, claim the alerts due now (up to the free slots) and start
+        sending them, in one transaction; whether more were due than could be claimed (no free
+        slot: False, and a finished send wakes the loop)."""
         free = self.concurrency - len(self._sending)
         if free <= 0:
+            await self.record()
             return False
+        finished, self._finished = self._finished, []
         busy = Counter(self._sending.values())
         try:
-            claimed, more = await sync_to_async(claim_due)(
-                self.now(), free, self.lease, self.policy, busy, self.per_channel
-            )
+            claimed, more = await self._in_db(
+                record_and_claim, finished, self.now(), free, self.lease, self.policy, busy,
+                self.per_channel,
+            )  # fmt: skip
         except Exception as exc:
             report(exc, "alerts.claim", connection.alias)
+            self._finished[:0] = finished
             return False
         for alert in claimed:
             task = asyncio.create_task(self._send(alert))
@@ -147,7 +157,7 @@ class AlertSender:
         if not finished:
             return 0
         try:
-            await sync_to_async(record_outcomes)(finished, self.now(), self.policy)
+            await self._in_db(record_outcomes, finished, self.now(), self.policy)
         except Exception as exc:
             report(exc, "alerts.record", connection.alias)
             self._finished[:0] = finished
@@ -157,7 +167,7 @@ class AlertSender:
     async def remind(self) -> int:
         """Enqueue the reminders due now; how many."""
         try:
-            return len(await sync_to_async(enqueue_reminders)(self.now()))
+            return len(await self._in_db(enqueue_reminders, self.now()))
         except Exception as exc:
             report(exc, "alerts.remind", connection.alias)
             return 0
@@ -167,6 +177,20 @@ class AlertSender:
         if self._sending:
             await asyncio.wait(list(self._sending))
         await self.record()
+
+    async def aclose(self) -> None:
+        """Close the sender's database connection and its thread."""
+        if self._db is not None:
+            await self._in_db(connections.close_all)
+            self._db.shutdown(wait=False)
+            self._db = None
+
+    async def _in_db(self, func: Callable[..., T], *args) -> T:
+        """``func(*args)`` in the sender's own database thread: its claims never queue behind
+        the checks' writes in the runner's database thread (docs/BENCHMARKS.md, Alerts)."""
+        if self._db is None:
+            self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alerts-db")
+        return await sync_to_async(func, thread_sensitive=False, executor=self._db)(*args)
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         clock = asyncio.get_running_loop().time
@@ -181,9 +205,10 @@ class AlertSender:
                     await self._idle(stop)
         finally:
             await self.drain()
+            await self.aclose()
 
     async def _idle(self, stop: asyncio.Event) -> None:
-        """Until stopped, a send finishes, or ``POLL_INTERVAL`` passes."""
+        """Until stopped, a send finishes (and ``GATHER`` more), or ``POLL_INTERVAL`` passes."""
         self._wake.clear()
         waits = [asyncio.ensure_future(e.wait()) for e in (stop, self._wake)]
         try:
@@ -191,6 +216,8 @@ class AlertSender:
         finally:
             for wait in waits:
                 wait.cancel()
+        if self._wake.is_set() and not stop.is_set():
+            await asyncio.sleep(GATHER)
 
     async def _send(self, alert: Alert) -> None:
         try:
@@ -207,6 +234,28 @@ class AlertSender:
     def _done(self, task: asyncio.Task) -> None:
         self._sending.pop(task, None)
         self._wake.set()
+
+
+def record_and_claim(
+    finished: list[Finished],
+    now: datetime,
+    limit: int,
+    lease: float,
+    policy: retry.RetryPolicy,
+    busy: Counter,
+    per_channel: int,
+) -> tuple[list[Alert], bool]:
+    """``record_outcomes`` then ``claim_due`` in one transaction: a flood of alerts costs one
+    transaction per round."""
+    close_stale_connection()
+    return _record_and_claim(finished, now, limit, lease, policy, busy, per_channel)
+
+
+@retry_transaction
+def _record_and_claim(finished, now, limit, lease, policy, busy, per_channel):
+    if finished:
+        _record(finished, now, policy)
+    return _claim(now, limit, lease, policy, busy, per_channel)
 
 
 def claim_due(
