@@ -269,3 +269,29 @@ def test_a_sending_alert_is_not_claimed_again_before_its_lease_ends():
     assert first.status == SENDING and first.claimed_until == clock.now + timedelta(seconds=30)
     assert claim_due(clock.advance(29), 10, 30.0, TASK)[0] == []
     assert len(claim_due(clock.advance(1), 10, 30.0, TASK)[0]) == 1
+
+
+def test_an_alert_whose_runners_keep_dying_fails_instead_of_looping_forever():
+    made = channel("ops", "http://127.0.0.1:9/hook")
+    clock = Clock()
+    alert = Alert.objects.create(channel=made, kind=ALERT_TEST, next_attempt_at=clock.now)
+    for tries in range(1, TASK.attempts + 2):  # every try claimed, none ever told how it went
+        (claimed,), _ = claim_due(clock.now, 10, 30.0, TASK)
+        assert claimed.attempts == tries
+        clock.advance(30)
+    assert claim_due(clock.now, 10, 30.0, TASK)[0] == []
+    alert.refresh_from_db()
+    assert (alert.status, alert.attempts) == (FAILED, TASK.attempts + 1)
+    assert alert.last_error == "the runner sending it stopped before it could tell"
+
+
+def test_an_alert_for_a_channel_switched_off_fails_unsent():
+    made = channel("ops", "http://127.0.0.1:9/hook")
+    alert = Alert.objects.create(channel=made, kind=ALERT_TEST)
+    made.enabled = False
+    made.save()
+    assert claim_due(alert.next_attempt_at, 10, 30.0, TASK)[0] == []
+    alert.refresh_from_db()
+    assert (alert.status, alert.attempts, alert.last_error) == (
+        FAILED, 0, "not sent: the channel was disabled"
+    )  # fmt: skip
