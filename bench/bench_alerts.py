@@ -93,6 +93,77 @@ def serve_receiver(port: int) -> None:
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 
+# -- the sender alone (a child process on its own SQLite file) -------------------------------
+
+
+def sender_alone(count: int, base: str) -> None:
+    """Deliver ``count`` queued alerts with no check running: the sender's own rate, and how
+    much of its time went to its database calls. Prints one JSON line."""
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+    django.setup()
+    from django.core.management import call_command
+
+    from connections_app.alerts.models import Alert, NotificationChannel
+    from connections_app.alerts.sender import AlertSender, connection_config
+    from connections_app.connection_manager import ConnectionManager
+
+    call_command("migrate", verbosity=0)
+    channel = NotificationChannel.objects.create(name="ops", target=f"{base}/hook")
+    Alert.objects.bulk_create(Alert(channel=channel, kind="test") for _ in range(count))
+    spent = {"db_s": 0.0, "db_calls": 0}
+    in_db = AlertSender._in_db
+
+    async def timed(self, func, *args):
+        started = time.perf_counter()
+        try:
+            return await in_db(self, func, *args)
+        finally:
+            spent["db_s"] += time.perf_counter() - started
+            spent["db_calls"] += 1
+
+    AlertSender._in_db = timed
+
+    async def deliver_all() -> float:
+        async with ConnectionManager(connection_config()) as manager:
+            stop = asyncio.Event()
+            started = time.perf_counter()
+            running = asyncio.ensure_future(AlertSender(manager).run_forever(stop))
+            for _ in range(6000):  # bounded: 10 minutes at most
+                if (await asyncio.to_thread(call, f"{base}/stats"))["keys"] >= count:
+                    break
+                await asyncio.sleep(0.1)
+            elapsed = time.perf_counter() - started
+            stop.set()
+            await running
+            return elapsed
+
+    elapsed = asyncio.run(deliver_all())
+    print(json.dumps({"alerts": count, "seconds": round(elapsed, 2),
+                      "db_s": round(spent["db_s"], 2), "db_calls": spent["db_calls"]}))  # fmt: skip
+
+
+def alone_run(count: int) -> dict:
+    port = free_port()
+    receiver = subprocess.Popen([sys.executable, __file__, "--serve", str(port)], cwd=ROOT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        assert wait_for(lambda: _answers(base), 20), "the receiver did not start"
+        with tempfile.TemporaryDirectory(prefix="bench-alerts-") as folder:
+            env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+            env |= {"DATABASE_URL": f"sqlite:///{folder}/db.sqlite3", "SECRET_KEY": "bench-only",
+                    "LOG_LEVEL": "ERROR"}  # fmt: skip
+            done = subprocess.run(
+                [sys.executable, __file__, "--alone", str(count), "--base", base], cwd=ROOT,
+                env=env, capture_output=True, text=True, check=True, timeout=600,
+            )  # fmt: skip
+        return json.loads(done.stdout.strip().splitlines()[-1])
+    finally:
+        receiver.send_signal(signal.SIGTERM)
+        receiver.wait(30)
+
+
 # -- one run ---------------------------------------------------------------------------------
 
 
@@ -254,10 +325,17 @@ def main() -> int:
         "--rounds", type=int, default=2, help="pairs of runs, without then with alerts"
     )
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--alone", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--base", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve_receiver(args.serve)
         return 0
+    if args.alone:
+        sender_alone(args.alone, args.base)
+        return 0
+    alone = alone_run(args.checks)
+    print(f"sender alone: {json.dumps(alone)}")
     # Alternating, so that drift on a shared machine hits both sides alike.
     runs = [
         one_run(args.checks, alerts, args.window)
@@ -285,6 +363,7 @@ def main() -> int:
         "interval_s": INTERVAL,
         "receiver_delay_s": RECEIVER_DELAY,
         "runs": runs,
+        "sender_alone": alone,
         "summary": summary,
     }, indent=2) + "\n")  # fmt: skip
     return 0 if summary["delivered_met"] and summary["lag_met"] else 1
