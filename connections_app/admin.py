@@ -425,9 +425,13 @@ class HealthCheckAdmin(admin.ModelAdmin):
         extra_context["results_page"] = page
         changes = StateChange.objects.filter(health_check_id=object_id)
         extra_context["state_changes"] = changes[:CHANGES_SHOWN]
-        check = HealthCheck.objects.filter(pk=object_id, kind=KIND_PUSH).first()
-        if check is not None and check.push_token:
+        check = HealthCheck.objects.filter(pk=object_id).first()
+        if check is not None and check.kind == KIND_PUSH and check.push_token:
             extra_context["push_lines"] = push_lines(ping_url(request, check.push_token))
+        if check is not None:
+            from connections_app.alerts.admin import channels_for
+
+            extra_context["alert_channels"] = channels_for(check)
         return super().change_view(request, object_id, form_url, extra_context)
 
 
@@ -499,3 +503,6 @@ class ErrorStatAdmin(ReadOnlyAdmin):
 
 # Maintenance windows have their own module; importing it registers their admin.
 from connections_app import maintenance_admin  # noqa: E402,F401
+
+# So are notification channels and alerts.
+from connections_app.alerts import admin as alerts_admin  # noqa: E402,F401

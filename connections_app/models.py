@@ -549,5 +549,6 @@ class ErrorStat(models.Model):
         return f"{self.category} in {self.operation} ({self.count})"
 
 
-# Imported here so Django registers the model defined in its own module.
+# Imported here so Django registers the models defined in their own modules.
+from connections_app.alerts.models import Alert, NotificationChannel  # noqa: E402,F401
 from connections_app.maintenance import MaintenanceWindow  # noqa: E402,F401

@@ -20,6 +20,7 @@ from django.db import connection
 from django.db.models import F, Q
 from django.utils import timezone
 
+from connections_app.alerts.sender import run_alert_sender
 from connections_app.connection_manager import ConnectionManager
 from connections_app.db.transactions import retry_transaction
 from connections_app.error_handler import get_global_error_handler, report
@@ -170,15 +171,21 @@ class Monitor:
     ``run_forever`` repeats three units of work, each callable on its own (tests do):
     ``start_due`` (claim the due checks, start their probes), ``writer.flush`` (store what
     finished) and ``housekeeping`` (the error log's repeat lines, error statistics,
-    maintenance windows, pruning, each on its own period).
+    maintenance windows, pruning, each on its own period); the alert sender
+    (``alerts.sender``) beside them.
     """
 
     def __init__(
-        self, manager: ConnectionManager, concurrency: int = 20, tags: Iterable[str] = ()
+        self,
+        manager: ConnectionManager,
+        concurrency: int = 20,
+        tags: Iterable[str] = (),
+        send_alerts: bool = True,
     ) -> None:
         self.manager = manager
         #: Only checks with one of these tags are claimed (runners split by tag); () means all.
         self.tags = tuple(tags)
+        self.send_alerts = send_alerts
         self.semaphore = asyncio.Semaphore(concurrency)
         self.writer = ResultWriter()
         #: Probes cancelled while running (a stop that would not wait longer); never stored.
@@ -238,11 +245,14 @@ class Monitor:
 
     async def run_forever(self, stop: asyncio.Event, stop_timeout: float | None = None) -> None:
         """Each enabled check at its own interval until ``stop`` is set; then drain (probes
-        still running after ``stop_timeout`` seconds are cancelled) and flush."""
+        still running after ``stop_timeout`` seconds are cancelled) and flush. The alert
+        sender runs beside it, as its own task with its own loop and client: a slow receiver
+        delays no check. Alerts of the last flush wait in the outbox for the next start."""
         # Events a runner stopped between a commit and its announcement never went out: every
         # dashboard rebuilds from what is stored when a runner starts.
         await _quietly(announce_checks_changed, "checks.announce")
         flusher = asyncio.create_task(self._flush_loop(stop))
+        alerts = asyncio.create_task(run_alert_sender(stop)) if self.send_alerts else None
         try:
             while not stop.is_set():
                 started = await self.start_due(stop)
@@ -254,6 +264,8 @@ class Monitor:
             await self.drain(stop_timeout)
             await flusher
             await self.writer.flush()
+            if alerts is not None:
+                await alerts
             await _quietly(flush_error_stats, "error_stats.flush")
 
     async def start_due(self, stop: asyncio.Event | None = None) -> int:

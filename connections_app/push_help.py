@@ -6,12 +6,16 @@ from django.conf import settings
 from django.http import HttpRequest
 from django.urls import reverse
 
+from project.config import DEFAULT_SITE_URL
+
 
 def ping_url(request: HttpRequest, token: str) -> str:
-    """The check's ping URL on ``SITE_URL`` when it is set, else on the host of ``request``."""
+    """The check's ping URL on ``SITE_URL`` when it is set, else on the host of ``request``
+    (the page staff are looking at is on an address their jobs can reach, more likely than
+    this machine's loopback)."""
     path = reverse("ping", args=[token])
-    site = getattr(settings, "SITE_URL", "").rstrip("/")
-    return f"{site}{path}" if site else request.build_absolute_uri(path)
+    site = settings.SITE_URL.rstrip("/")
+    return request.build_absolute_uri(path) if site == DEFAULT_SITE_URL else f"{site}{path}"
 
 
 def push_lines(url: str) -> dict[str, str]:

@@ -117,6 +117,8 @@ _TOKEN_TRIGGERS = tuple(p.lower() for p in _AWS_PREFIXES) + tuple(
     "ghp_ gho_ ghu_ ghs_ ghr_ github_pat_ glpat- xox k_live_ k_test_ sk- aiza npm_ eyj".split()
 )
 _SLACK_WEBHOOK = re.compile(r"(?P<head>hooks\.slack\.com/services/)[\w/]++")
+# Discord's webhook URLs carry their token in the path: /api/webhooks/<id>/<token>.
+_DISCORD_WEBHOOK = re.compile(r"(?P<head>discord(?:app)?\.com/api/webhooks/\d++/)[\w.-]++")
 
 
 # (lower-case words of which the text must contain one, pattern, replacement), in order.
@@ -139,6 +141,7 @@ _RULES: tuple[tuple[tuple[str, ...], re.Pattern, Callable[[re.Match], str]], ...
     (("bearer",), _BEARER, lambda m: f"{m['scheme']}{REDACTED}"),
     (_TOKEN_TRIGGERS, _TOKEN, lambda m: REDACTED),
     (("hooks.slack.com",), _SLACK_WEBHOOK, lambda m: f"{m['head']}{REDACTED}"),
+    (("/api/webhooks/",), _DISCORD_WEBHOOK, lambda m: f"{m['head']}{REDACTED}"),
 )
 SENSITIVE_HEADERS = frozenset(
     {

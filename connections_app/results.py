@@ -17,6 +17,7 @@ from datetime import datetime
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
+from connections_app.alerts.enqueue import enqueue_for_changes
 from connections_app.db.transactions import retry_transaction
 from connections_app.maintenance import checks_in_maintenance
 from connections_app.models import CheckResult, HealthCheck, StateChange
@@ -108,9 +109,12 @@ def _store(outcomes: list[Outcome], rule: FlapRule) -> Stored:
         check = checks[check_id]
         for result in results:
             apply_result(check, result, check_id in inside, transitions)
-    update_flapping(checks.values(), transitions, at, rule)
+    began_flapping = update_flapping(checks.values(), transitions, at, rule)
     save_state(list(checks.values()))
-    return Stored(checks, transitions.save())
+    changes = transitions.save()
+    # In this transaction: a change and the alerts it causes are committed together.
+    enqueue_for_changes(changes, began_flapping)
+    return Stored(checks, changes)
 
 
 def save_state(checks: list[HealthCheck]) -> None:

@@ -27,6 +27,7 @@ from django.db import DEFAULT_DB_ALIAS
 from django.db.models import Count, Max, Min
 from django.utils import timezone
 
+from connections_app.alerts.enqueue import enqueue_for_changes
 from connections_app.db.transactions import retry_transaction
 from connections_app.maintenance import MaintenanceWindow, checks_in_maintenance
 from connections_app.models import (
@@ -185,15 +186,16 @@ def apply_result(
 
 def update_flapping(
     checks: Iterable[HealthCheck], transitions: Transitions, at: datetime, rule: FlapRule
-) -> None:
+) -> list[HealthCheck]:
     """Mark a check flapping after more than ``rule.changes`` changes caused by its results
     within the window (stored ones plus this transaction's; a pause or a window is not the
-    check flapping), and clear the mark once it has had none for a whole window."""
+    check flapping), and clear the mark once it has had none for a whole window. The checks
+    that began flapping now (their one alert says so)."""
     since = at - rule.window
     new = {check.pk: transitions.caused_by_results(check) for check in checks}
     asked = [pk for pk, n in new.items() if n] + [c.pk for c in checks if c.flapping]
     if not asked:
-        return
+        return []
     stored = dict(
         StateChange.objects.filter(
             health_check_id__in=asked, at__gt=since, result_checked_at__isnull=False
@@ -203,12 +205,15 @@ def update_flapping(
         .annotate(n=Count("pk"))
         .values_list("health_check_id", "n")
     )
+    began = []
     for check in checks:
         changes = stored.get(check.pk, 0) + new[check.pk]
-        if changes > rule.changes:
+        if changes > rule.changes and not check.flapping:
             check.flapping = True
+            began.append(check)
         elif check.flapping and changes == 0:
             check.flapping = False
+    return began
 
 
 @retry_transaction
@@ -258,7 +263,10 @@ def apply_maintenance(at: datetime | None = None) -> list[StateChange]:
         new = shown_status(check.enabled, check.pk in inside, check.health)
         transitions.move(check, new, at, during_maintenance=new == MAINTENANCE)
     HealthCheck.objects.bulk_update(moving, ["status", "status_since"])
-    return transitions.save()
+    changes = transitions.save()
+    # A window that ends on a check still failing is news, told with the change.
+    enqueue_for_changes(changes)
+    return changes
 
 
 def _moving(inside: set[int]) -> list[HealthCheck]:

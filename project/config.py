@@ -6,6 +6,7 @@ never repeats a password: ``manage.py`` and ``asgi.py`` print it as one line and
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from urllib.parse import SplitResult, urlsplit
 
@@ -188,3 +189,75 @@ def channel_layers(url: str | None, kind: str = "pubsub") -> dict:
     if kind == "core":
         config |= {"capacity": CHANNEL_CAPACITY, "group_expiry": GROUP_EXPIRY}
     return {"default": {"BACKEND": LAYER_KINDS[kind], "CONFIG": config}}
+
+
+#: ``SITE_URL`` when it is not set: this machine, as ``manage.py serve`` listens by default.
+DEFAULT_SITE_URL = "http://127.0.0.1:8000"
+
+
+def site_url(url: str) -> str:
+    """``SITE_URL``: where people reach this server (links in alerts), without a trailing
+    slash; an http(s) URL with a host, nothing after its path."""
+    parts = _parse_url("SITE_URL", url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ImproperlyConfigured(
+            f"SITE_URL: expected http(s)://host[:port][/path], got {redact_url(url)!r}"
+        )
+    if parts.username is not None or parts.query or parts.fragment:
+        raise ImproperlyConfigured(f"SITE_URL: no user, query or fragment, got {redact_url(url)!r}")
+    return url.rstrip("/")
+
+
+def email_config(url: str | None) -> dict:
+    """Django's EMAIL_* settings from ``EMAIL_URL`` (django-environ's ``email_url``): e.g.
+    ``smtp+tls://user:password@mail.example.com:587``. Unset: the console backend."""
+    if not url:
+        url = "consolemail://"
+    parts = _parse_url("EMAIL_URL", url)
+    if parts.scheme not in environ.Env.EMAIL_SCHEMES:
+        schemes = ", ".join(sorted(environ.Env.EMAIL_SCHEMES))
+        raise ImproperlyConfigured(
+            f"EMAIL_URL: unsupported scheme {parts.scheme or 'none'!r} in {redact_url(url)!r}; "
+            f"use one of {schemes}"
+        )
+    if parts.scheme.startswith("smtp") and not parts.hostname:
+        raise ImproperlyConfigured(f"EMAIL_URL: no host in {redact_url(url)!r}")
+    config = environ.Env.email_url_config(url)
+    # The console backend leaves the host and port empty: Django's defaults stay.
+    return {name: value for name, value in config.items() if value is not None}
+
+
+def alert_timing(
+    base_delay: float, max_delay: float, attempts: int, send_timeout: float, lease: float
+) -> dict:
+    """The alert sender's knobs, each checked against the others: ALERT_RETRY_BASE_DELAY,
+    ALERT_RETRY_MAX_DELAY, ALERT_RETRY_ATTEMPTS, ALERT_SEND_TIMEOUT, ALERT_LEASE_SECONDS."""
+    for name, value in (
+        ("ALERT_RETRY_BASE_DELAY", base_delay),
+        ("ALERT_RETRY_MAX_DELAY", max_delay),
+        ("ALERT_SEND_TIMEOUT", send_timeout),
+        ("ALERT_LEASE_SECONDS", lease),
+    ):
+        if not math.isfinite(value) or value < 0:
+            raise ImproperlyConfigured(f"{name}: must be a number, 0 or more, got {value}")
+    _at_least("ALERT_RETRY_ATTEMPTS", attempts, 0)
+    if max_delay < base_delay:
+        raise ImproperlyConfigured(
+            f"ALERT_RETRY_MAX_DELAY: must be at least ALERT_RETRY_BASE_DELAY ({base_delay}), "
+            f"got {max_delay}"
+        )
+    if send_timeout <= 0:
+        raise ImproperlyConfigured(f"ALERT_SEND_TIMEOUT: must be above 0, got {send_timeout}")
+    # A claim must outlive the send it covers, or a second runner sends while the first waits.
+    if lease <= send_timeout:
+        raise ImproperlyConfigured(
+            f"ALERT_LEASE_SECONDS: must be longer than ALERT_SEND_TIMEOUT ({send_timeout}), "
+            f"got {lease}"
+        )
+    return {
+        "ALERT_RETRY_BASE_DELAY": base_delay,
+        "ALERT_RETRY_MAX_DELAY": max_delay,
+        "ALERT_RETRY_ATTEMPTS": attempts,
+        "ALERT_SEND_TIMEOUT": send_timeout,
+        "ALERT_LEASE_SECONDS": lease,
+    }

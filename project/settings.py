@@ -12,7 +12,15 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from connections_app.logging_config import build_logging_config
-from project.config import channel_layers, database_config, strict_bool
+from project.config import (
+    DEFAULT_SITE_URL,
+    alert_timing,
+    channel_layers,
+    database_config,
+    email_config,
+    site_url,
+    strict_bool,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -150,11 +158,26 @@ if not 0 <= STOP_TIMEOUT <= 3600:
 #: (connections_app/guard.py, docs/SECURITY.md).
 CHECK_DENY_PRIVATE = _read("CHECK_DENY_PRIVATE", bool, False)
 CHECK_DENY_LOOPBACK = _read("CHECK_DENY_LOOPBACK", bool, False)
-#: The address people reach this server by (https://health.example.com), for the ping URLs
-#: shown on push checks; empty: the host of the admin page's own request.
-SITE_URL = _read("SITE_URL", str, "")
-if SITE_URL and not SITE_URL.startswith(("http://", "https://")):
-    raise ImproperlyConfigured("SITE_URL: an http:// or https:// address, or unset")
+#: Where people reach this server (https://health.example.com): alerts link there, push checks
+#: show their ping URLs there (left at the default: on the admin page's own host).
+SITE_URL = site_url(_read("SITE_URL", str, DEFAULT_SITE_URL))
+
+# Alerts (docs/ALERTS.md): the outbox's retries follow retry.TASK, min(60 * 2**n, 300) s with
+# 3 retries, unless changed here; a send may take ALERT_SEND_TIMEOUT seconds, and a claimed
+# alert is taken over by another runner ALERT_LEASE_SECONDS after its claim.
+globals().update(
+    alert_timing(
+        base_delay=_read("ALERT_RETRY_BASE_DELAY", float, 60.0),
+        max_delay=_read("ALERT_RETRY_MAX_DELAY", float, 300.0),
+        attempts=_read("ALERT_RETRY_ATTEMPTS", int, 3),
+        send_timeout=_read("ALERT_SEND_TIMEOUT", float, 15.0),
+        lease=_read("ALERT_LEASE_SECONDS", float, 60.0),
+    )
+)
+# Email alerts go through Django's mail backend; EMAIL_URL unset prints them to the console.
+globals().update(email_config(_read("EMAIL_URL", str, "")))
+EMAIL_TIMEOUT = ALERT_SEND_TIMEOUT  # noqa: F821 - set just above
+DEFAULT_FROM_EMAIL = _read("DEFAULT_FROM_EMAIL", str, "connection-health@localhost")
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 

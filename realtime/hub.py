@@ -26,6 +26,7 @@ from collections import OrderedDict
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
+from connections_app.alerts.models import failed_count
 from connections_app.error_handler import report
 from connections_app.error_stats import flush_error_stats
 from connections_app.errors import RETRYABLE
@@ -206,7 +207,7 @@ class Hub:
             self.request_resync()
         try:
             async with asyncio.timeout(CALL_TIMEOUT):
-                elsewhere, errors = await database_sync_to_async(_write_heartbeat)(
+                elsewhere, errors, failed = await database_sync_to_async(_write_heartbeat)(
                     registry.clients()
                 )
         except Exception as exc:
@@ -214,6 +215,7 @@ class Hub:
             return
         await self._push_if_changed("clients", {"count": elsewhere + len(registry)})
         await self._push_if_changed("errors.updated", {"errors": errors})
+        await self._push_if_changed("alerts.failed", {"count": failed})
 
     async def _push_if_changed(self, event: str, data: dict) -> None:
         """Push what the header and the error panel show, when it changed."""
@@ -277,14 +279,15 @@ class Hub:
                 return
 
 
-def _write_heartbeat(clients: list[Client]) -> tuple[int, list[dict]]:
+def _write_heartbeat(clients: list[Client]) -> tuple[int, list[dict], int]:
     """Write this server's registry rows and error counts; read what the pages show: the
-    clients of the other servers and the recent error stats."""
+    clients of the other servers, the recent error stats and the count of failed alerts."""
     expiry = limits().registry_expiry
     sync_rows(server_id(), clients, expiry)
     # A daphne process without a check runner must still turn its errors into ErrorStat rows.
     flush_error_stats()
-    return clients_elsewhere(server_id(), expiry), recent_errors(limits().error_stats)
+    errors = recent_errors(limits().error_stats)
+    return clients_elsewhere(server_id(), expiry), errors, failed_count()
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()

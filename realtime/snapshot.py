@@ -16,6 +16,7 @@ from django.db.models import F, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
+from connections_app.alerts.models import failed_count
 from connections_app.error_handler import report
 from connections_app.errors import ErrorCategory, missing_tables_message
 from connections_app.models import (
@@ -51,6 +52,7 @@ def build_snapshot(tags: frozenset[str] | None, limits: Limits) -> dict:
         "checks": rows,
         "errors": recent_errors(limits.error_stats),
         "clients": clients_elsewhere(server_id(), limits.registry_expiry),
+        "failed_alerts": failed_count(),
         "filter": sorted(tags) if tags else None,
         "limits": {
             "max_unacked": limits.max_unacked,

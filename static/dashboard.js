@@ -13,6 +13,7 @@
     checks: new Map(),   // name -> check (summary fields + spark + uptime)
     errors: [],
     clients: null,
+    failedAlerts: 0,
     filter: { status: "", tag: "", text: "" },
     lastSeq: 0,
   };
@@ -169,6 +170,7 @@
       case "errors.updated": state.errors = data.errors || state.errors; return render();
       case "clients": state.clients = data.count; return renderHeader();
       case "layer.status": return applyLayerStatus(data);
+      case "alerts.failed": state.failedAlerts = data.count || 0; return renderHeader();
       default: return undefined;  // pong, error and frames of newer versions
     }
   }
@@ -178,6 +180,7 @@
     state.checks = new Map((data.checks || []).map((c) => [c.name, normaliseCheck(c)]));
     state.errors = data.errors || [];
     if (typeof data.clients === "number") state.clients = data.clients;
+    if (typeof data.failed_alerts === "number") state.failedAlerts = data.failed_alerts;
     // The server refreshes the page with snapshots while its layer is away: keep saying so.
     if (state.layerPaused) showBanner(state.layerPaused); else hideBanner();
     render();
@@ -271,6 +274,10 @@
     document.title = `${status === "up" ? "" : `(${status.toUpperCase()}) `}Connection Health`;
     $("clients").textContent = state.clients == null ? "" :
       `${state.clients} ${state.clients === 1 ? "viewer" : "viewers"}`;
+    // Alerts nobody received: a link to them in the admin, shown only when there are some.
+    const failed = $("failed-alerts");
+    failed.hidden = !state.failedAlerts;
+    failed.textContent = `${state.failedAlerts} failed ${state.failedAlerts === 1 ? "alert" : "alerts"}`;
   }
 
   function renderFilters() {

@@ -17,6 +17,10 @@ Routes (any method):
     /echo            200 JSON of what was sent: method, headers, body (text)
     /json            200 JSON {"status": "ok", "db": {"ok": true, "lag": 3}, "items": [1, 2]}
     /banner          200 with a 1000-character body that is not HTTP-friendly text
+    /hook/<name>     a webhook receiver: answers as ``target.hook(name, *answers, delay=s)``
+                     says, one answer per request (a status, ``(status, headers)`` or
+                     ``"stall"``), then 200; ``target.received(name)`` lists every request
+                     (its Idempotency-Key, JSON body, headers and the status it was answered)
 
 ``HttpTarget(tls=True)`` serves HTTPS with a fresh self-signed certificate for its address;
 clients trust it through ``target.ca_file`` (or ``target.client_ssl_context()``).
@@ -59,7 +63,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class HttpTarget:
     """An aiohttp server with its own event loop in a daemon thread, on a free loopback port."""
 
-    def __init__(self, host: str = "127.0.0.1", tls: bool = False, cert_days: float = 1) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", tls: bool = False, cert_days: float = 1, port: int = 0
+    ) -> None:
         if host not in ("127.0.0.1", "::1"):
             raise ValueError(f"HttpTarget serves loopback addresses only, got {host!r}")
         self.host = host
@@ -69,6 +75,8 @@ class HttpTarget:
         self._family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._hits: Counter[str] = Counter()
         self._switches: dict[str, int] = {}
+        self._hooks: dict[str, tuple[list, float]] = {}
+        self._received: dict[str, list[dict]] = {}
         self._hits_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -76,7 +84,7 @@ class HttpTarget:
         self._stopping: asyncio.Event | None = None
         self._started = threading.Event()
         self._error: BaseException | None = None
-        self.port = 0
+        self.port = port
 
     def __enter__(self) -> HttpTarget:
         return self.start()
@@ -92,7 +100,7 @@ class HttpTarget:
     def start(self) -> HttpTarget:
         server_ssl = self._server_ssl_context() if self.tls else None
         listener = socket.socket(self._family, socket.SOCK_STREAM)
-        listener.bind((self.host, 0))
+        listener.bind((self.host, self.port))
         self.port = listener.getsockname()[1]
         self._thread = threading.Thread(
             target=self._run,
@@ -218,6 +226,7 @@ class HttpTarget:
             "/echo": self._echo,
             "/json": self._json,
             "/banner": self._banner,
+            "/hook/{name}": self._hook,
         }
         for path, handler in routes.items():
             app.router.add_route("*", path, handler)
@@ -235,6 +244,42 @@ class HttpTarget:
 
     async def _switched(self, request: web.Request) -> web.Response:
         return web.Response(status=self._switches.get(request.match_info["name"], 200))
+
+    def hook(self, name: str, *answers: int | str | tuple, delay: float = 0.0) -> None:
+        """Make ``/hook/<name>`` answer ``answers`` in turn (then 200), each after ``delay``."""
+        with self._hits_lock:
+            self._hooks[name] = (list(answers), delay)
+
+    def received(self, name: str) -> list[dict]:
+        """The requests ``/hook/<name>`` got, in order (a stalled one with status None)."""
+        with self._hits_lock:
+            return [dict(r) for r in self._received.get(name, [])]
+
+    def delivered(self, name: str) -> list[str]:
+        """The Idempotency-Keys of the requests answered 2xx, in order."""
+        return [r["key"] for r in self.received(name) if r["status"] and r["status"] < 300]
+
+    async def _hook(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        record = {
+            "key": request.headers.get("Idempotency-Key"),
+            "headers": dict(request.headers),
+            "body": await request.json(),
+            "status": None,
+        }
+        with self._hits_lock:
+            answers, delay = self._hooks.get(name, ([], 0.0))
+            answer = answers.pop(0) if answers else 200
+            self._received.setdefault(name, []).append(record)
+        if answer == "stall":
+            await self._until_stopping(None)
+            return web.Response(status=503, text="stopping")
+        if delay:
+            await self._until_stopping(delay)
+        status, headers = answer if isinstance(answer, tuple) else (answer, {})
+        with self._hits_lock:
+            record["status"] = status
+        return web.json_response({"status": status}, status=status, headers=headers)
 
     async def _ok(self, request: web.Request) -> web.Response:
         return web.json_response({"ok": True})

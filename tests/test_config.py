@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from project.config import channel_layers, database_config
+from project.config import alert_timing, channel_layers, database_config, email_config, site_url
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -58,6 +58,14 @@ def test_redis_url_switches_to_channels_redis():
         ("STOP_TIMEOUT", "soon", "STOP_TIMEOUT"),
         ("STOP_TIMEOUT", "-1", "STOP_TIMEOUT: seconds from 0 to 3600, got -1"),
         ("LOG_THIRD_PARTY_LEVEL", "quiet", "not one of DEBUG"),
+        # One start-up per alert variable; their other mistakes are judged in-process below.
+        ("ALERT_RETRY_BASE_DELAY", "soon", "ALERT_RETRY_BASE_DELAY"),
+        ("ALERT_RETRY_MAX_DELAY", "10", "at least ALERT_RETRY_BASE_DELAY"),
+        ("ALERT_RETRY_ATTEMPTS", "-1", "0 or more"),
+        ("ALERT_SEND_TIMEOUT", "0", "above 0"),
+        ("ALERT_LEASE_SECONDS", "5", "longer than ALERT_SEND_TIMEOUT"),
+        ("EMAIL_URL", "smtps://bob:hunter2@mail.example.com:port", "Port"),
+        ("SITE_URL", "https://bob:hunter2@health.example.com", "no user"),
     ],
 )
 def test_a_bad_variable_stops_start_up_with_one_line(variable, value, words):
@@ -85,3 +93,38 @@ def test_debug_allows_a_missing_secret_key():
 def test_config_errors_are_improperly_configured():
     with pytest.raises(ImproperlyConfigured, match="^DATABASE_URL: "):
         database_config("oracle://x/y", Path("."))
+
+
+def test_the_alert_and_email_variables_have_working_defaults_and_values():
+    assert email_config("")["EMAIL_BACKEND"] == "django.core.mail.backends.console.EmailBackend"
+    config = email_config("smtp+tls://alerts%40example.com:pw@mail.example.com:587")
+    assert (config["EMAIL_HOST"], config["EMAIL_PORT"], config["EMAIL_USE_TLS"]) == (
+        "mail.example.com", 587, True
+    )  # fmt: skip
+    assert config["EMAIL_HOST_USER"] == "alerts@example.com"
+    assert site_url("https://health.example.com/") == "https://health.example.com"
+    # The examples of docs/ALERTS.md mean what it says they mean.
+    ssl = email_config("smtp+ssl://alerts%40example.com:app-password@smtp.example.com:465")
+    assert (ssl["EMAIL_PORT"], ssl["EMAIL_USE_SSL"]) == (465, True)
+    files = email_config("filemail:////var/tmp/alert-mail")
+    assert files["EMAIL_FILE_PATH"] == "/var/tmp/alert-mail"
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: alert_timing(-1, 300, 3, 15, 60), "^ALERT_RETRY_BASE_DELAY: must be a number"),
+        (lambda: alert_timing(float("nan"), 300, 3, 15, 60), "^ALERT_RETRY_BASE_DELAY: "),
+        (lambda: alert_timing(60, float("inf"), 3, 15, 60), "^ALERT_RETRY_MAX_DELAY: "),
+        (lambda: alert_timing(60, 300, 3, 15, 15), "^ALERT_LEASE_SECONDS: must be longer"),
+        (lambda: email_config("pop3://bob:hunter2@mail.example.com"), "unsupported scheme 'pop3'"),
+        (lambda: email_config("smtp://bob:hunter2@:25"), "^EMAIL_URL: no host"),
+        (lambda: site_url("ftp://health.example.com"), "^SITE_URL: expected http"),
+        (lambda: site_url("https://health.example.com:port"), "^SITE_URL: Port"),
+        (lambda: site_url("https://health.example.com/?next=1"), "^SITE_URL: no user, query"),
+    ],
+)
+def test_each_alert_setting_mistake_names_its_variable(make, message):
+    with pytest.raises(ImproperlyConfigured, match=message) as caught:
+        make()
+    assert "hunter2" not in str(caught.value)

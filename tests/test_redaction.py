@@ -77,6 +77,11 @@ SECRETS = [
     ("github_pat", f"token {fake('github_pat_', 60)} denied", fake("github_pat_", 60)[11:]),
     ("slack_bot_token", f"slack {fake('xox' + 'b-', 40)} invalid", fake("xox" + "b-", 40)),
     ("slack_webhook", f"POST https://hooks.slack.com/services/{fake('T', 30)}", fake("T", 30)),
+    (
+        "discord_webhook",
+        f"POST https://discord.com/api/webhooks/1234567890/{fake('Dw-', 40)}",
+        fake("Dw-", 40),
+    ),
     ("stripe_key", f"charge with {fake('sk_' + 'live_', 24)}", fake("sk_" + "live_", 24)),
     ("google_api_key", f"maps {fake('AIza', 35)} quota", fake("AIza", 35)),
     ("refresh_token_yaml", "refresh_token: Rt-40", "Rt-40"),

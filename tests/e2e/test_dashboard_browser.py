@@ -264,3 +264,23 @@ def test_ages_are_read_on_the_servers_clock_not_the_browsers(browser, site):
     assert "stale" not in live.locator(".since").inner_text()
     assert "is-stale" not in live.get_attribute("class")
     page.close()
+
+
+def test_staff_see_failed_alerts_in_the_header_at_phone_width(browser, site):
+    server, _target = site
+    made = manage(server.env, "shell", "-c", (
+        "from connections_app.alerts.models import Alert, NotificationChannel\n"
+        "c = NotificationChannel.objects.create(name='ops', target='http://127.0.0.1:9/')\n"
+        "Alert.objects.bulk_create([Alert(channel=c, kind='test', status='failed')] * 2)\n"
+    ))  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    log_in(page, server)
+    link = page.locator("#failed-alerts")
+    link.wait_for(state="visible")
+    assert link.inner_text() == "2 failed alerts"
+    assert link.get_attribute("href").endswith("/admin/connections_app/alert/?status__exact=failed")
+    # Tidy on a phone: the header wraps, nothing runs off the side of the page.
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    shot(page, "dashboard-failed-alerts-phone")
+    page.close()

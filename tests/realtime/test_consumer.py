@@ -100,6 +100,7 @@ async def test_it_sends_a_snapshot_first(staff_cookie):
     assert checks["db"]["error_category"] == "refused"
     assert data["errors"][0]["count"] == 3
     assert data["clients"] == 1
+    assert data["failed_alerts"] == 0
     assert "hunter2" not in json.dumps(snapshot)
     assert "target" not in checks["api"]
     await socket.disconnect()
@@ -276,7 +277,17 @@ async def test_the_heartbeat_pushes_the_client_count_and_the_error_stats(staff_c
     errors = (await receive_type(socket, "errors.updated"))["data"]["errors"]
     assert errors[0]["category"] == "refused"
     assert "hunter2" not in json.dumps(errors)
+    assert (await receive_type(socket, "alerts.failed"))["data"] == {"count": 0}
+    await sync_to_async(fail_an_alert)()
+    assert (await receive_type(socket, "alerts.failed"))["data"] == {"count": 1}
     await socket.disconnect()
+
+
+def fail_an_alert() -> None:
+    from connections_app.alerts.models import FAILED, Alert, NotificationChannel
+
+    channel = NotificationChannel.objects.create(name="ops", target="http://127.0.0.1:9/")
+    Alert.objects.create(channel=channel, kind="test", status=FAILED)
 
 
 async def test_a_connect_cancelled_before_its_snapshot_leaves_no_client(staff_cookie, monkeypatch):

@@ -1,0 +1,72 @@
+"""Helpers for the alert tests: a clock moved by hand, channels, a real SMTP server."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta
+from email import message_from_bytes, policy
+
+import pytest
+from aiosmtpd.controller import Controller
+from django.utils import timezone
+
+from connections_app.alerts.models import WEBHOOK, NotificationChannel
+from tests.conftest import free_port
+
+
+class Clock:
+    """An aware "now" a test moves by hand: retries and leases without sleeping."""
+
+    def __init__(self, now: datetime | None = None) -> None:
+        self.now = now or timezone.now()
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> datetime:
+        self.now += timedelta(seconds=seconds)
+        return self.now
+
+
+def channel(name: str, target: str, kind: str = WEBHOOK, **fields) -> NotificationChannel:
+    values = {"all_checks": True} | fields
+    made = NotificationChannel(name=name, kind=kind, target=target, **values)
+    made.full_clean()
+    made.save()
+    return made
+
+
+class Mailbox:
+    """What the SMTP server received; RCPT TO an address in ``refuse`` is answered 550."""
+
+    def __init__(self) -> None:
+        self.messages: list = []
+        self.refuse: set[str] = set()
+        self._lock = threading.Lock()
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address in self.refuse:
+            return "550 5.1.1 no such mailbox"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        message = message_from_bytes(envelope.content, policy=policy.default)
+        with self._lock:
+            self.messages.append((envelope.rcpt_tos, message))
+        return "250 Message accepted"
+
+
+@pytest.fixture
+def smtp(settings):
+    """A real SMTP server on a free loopback port, and the settings that send to it."""
+    mailbox = Mailbox()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", controller.port
+    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+    try:
+        yield mailbox
+    finally:
+        controller.stop()
