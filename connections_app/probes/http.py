@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from connections_app.cli import counted
 from connections_app.connection_manager import ConnectionManager
 from connections_app.errors import ErrorCategory, http_status_category
 from connections_app.http_options import (
@@ -37,10 +38,16 @@ async def probe_http(check, manager: ConnectionManager) -> ProbeResult:
     # aiohttp refuses a decimal or hex host itself; this says which rule it would break.
     manager.guard.check(urlsplit(check.target).hostname or "")
     options = _request_options(check)
-    async with manager.get_connection() as session:
-        async with session.request(check.http_method, check.target, **options) as response:
-            body = await _read_head(response) if _reads_body(check) else b""
-            days = days_left(response)
+    try:
+        async with manager.get_connection() as session:
+            async with session.request(check.http_method, check.target, **options) as response:
+                body = await _read_head(response) if _reads_body(check) else b""
+                days = days_left(response)
+    except aiohttp.TooManyRedirects:
+        # aiohttp counts the answer it refused to follow: the check's own number says it.
+        followed = counted(check.max_redirects, "redirect")
+        message = f"gave up after {followed} (a redirect loop?)"
+        return ProbeResult.failure(ErrorCategory.REDIRECTS, message, clock.ms())
     latency = clock.ms()
     status = response.status
     failure = _status_failure(check, status) or await _body_failure(check, body)

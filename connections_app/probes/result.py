@@ -78,10 +78,6 @@ class ProbeResult:
 def describe(exc: BaseException) -> str:
     """``exc`` in one line a person can act on: its type and what went wrong."""
     name = type(exc).__name__
-    history = getattr(exc, "history", None)
-    if name == "TooManyRedirects" and history is not None:
-        # aiohttp's own text is "302, message='', url=...": the count says what happened.
-        return f"{name}: gave up after {len(history)} redirects (a redirect loop?)"
     os_error, host = getattr(exc, "os_error", None), getattr(exc, "host", None)
     if isinstance(os_error, OSError) and host is not None:
         # aiohttp's ClientConnectorError says "ssl:default" even for plain http://: the
