@@ -18,6 +18,7 @@ from django.db import models
 from django.utils import timezone
 
 from connections_app.targets import KIND_HTTP, validate_target
+from connections_app.validation import OneMessagePerField
 
 WEBHOOK = "webhook"
 SLACK = "slack"
@@ -99,7 +100,7 @@ def shown_target(kind: str, target: str) -> str:
     return f"{origin}/…" if parts.path.strip("/") or parts.query else origin
 
 
-class NotificationChannel(models.Model):
+class NotificationChannel(OneMessagePerField):
     name = models.CharField(max_length=100, unique=True)
     kind = models.CharField(max_length=20, choices=CHANNEL_KINDS, default=WEBHOOK)
     #: A secret: never shown whole after it is saved (see ``shown_target``).
@@ -138,27 +139,10 @@ class NotificationChannel(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    def full_clean(self, exclude=None, validate_unique=True, validate_constraints=True) -> None:
-        # One message per field: clean() judges only values that clean_fields() and the form
-        # (its refusals come as ``exclude``) accepted.
-        self._not_judged = set(exclude or ())
-        try:
-            super().full_clean(exclude, validate_unique, validate_constraints)
-        finally:
-            del self._not_judged
-
-    def clean_fields(self, exclude=None) -> None:
-        try:
-            super().clean_fields(exclude)
-        except ValidationError as exc:
-            if hasattr(self, "_not_judged"):
-                self._not_judged |= set(exc.error_dict)
-            raise
-
     def clean(self) -> None:
         from connections_app.models import split_tags
 
-        skip = getattr(self, "_not_judged", set())
+        skip = self.refused_fields()
         self.tags = ",".join(split_tags(self.tags or ""))
         if {"target", "kind"} & skip:
             return
