@@ -4,6 +4,7 @@ on a clock moved by hand: retries, leases and failures without sleeping through 
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import timedelta
 
 import pytest
@@ -295,3 +296,20 @@ def test_an_alert_for_a_channel_switched_off_fails_unsent():
     assert (alert.status, alert.attempts, alert.last_error) == (
         FAILED, 0, "not sent: the channel was disabled"
     )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("kind", "keys"), [("webhook", {"alert_id", "check"}), ("slack", {"text", "blocks"}),
+                       ("discord", {"content", "embeds", "allowed_mentions"})],
+)  # fmt: skip
+async def test_each_kind_posts_its_own_body_with_the_idempotency_key(
+    http_target, manager, kind, keys
+):
+    alert = await sync_to_async(down_alert)(http_target.url(f"/hook/{kind}"), kind=kind)
+    await run_round(AlertSender(manager, now=Clock(alert.next_attempt_at)))
+    (request,) = http_target.received(kind)
+    assert keys <= set(request["body"])
+    assert request["key"] == str(alert.pk)
+    assert request["headers"]["Content-Type"] == "application/json"
+    assert request["headers"]["User-Agent"].startswith("connection-health/")
+    assert "s3cret" not in json.dumps(request) and "t0k3n" not in json.dumps(request)

@@ -102,6 +102,10 @@ class Finished:
 
 
 class AlertSender:
+    """Sends the outbox's due alerts through ``manager`` (its pool, no retries of its own), at
+    most ``concurrency`` at once and ``per_channel`` to one channel; ``now`` is the clock every
+    due time, lease and retry is read on (tests move it by hand)."""
+
     def __init__(
         self,
         manager: ConnectionManager,
@@ -165,9 +169,10 @@ class AlertSender:
         return len(finished)
 
     async def remind(self) -> int:
-        """Enqueue the reminders due now; how many."""
+        """Enqueue the reminders due now; how many. Recycles the sender's connection first
+        (``CONN_MAX_AGE``, a connection found broken): the hot path keeps it."""
         try:
-            return len(await self._in_db(enqueue_reminders, self.now()))
+            return len(await self._in_db(_fresh_reminders, self.now()))
         except Exception as exc:
             report(exc, "alerts.remind", connection.alias)
             return 0
@@ -200,7 +205,6 @@ class AlertSender:
                 more = await self.send_due()
                 if clock() >= next_reminders:
                     next_reminders = clock() + REMIND_INTERVAL
-                    await self._in_db(close_stale_connection)
                     await self.remind()
                 if not more:
                     await self._idle(stop)
@@ -235,6 +239,11 @@ class AlertSender:
     def _done(self, task: asyncio.Task) -> None:
         self._sending.pop(task, None)
         self._wake.set()
+
+
+def _fresh_reminders(now: datetime) -> list[Alert]:
+    close_stale_connection()
+    return enqueue_reminders(now)
 
 
 def record_and_claim(
