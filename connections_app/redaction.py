@@ -192,6 +192,33 @@ def redact_url(url: str) -> str:
     )
 
 
+#: A URL inside free text (an exception's message, a receiver's answer).
+_URL_IN_TEXT = re.compile(r"""(?i)\b[a-z][\w+.-]*://[^\s'"<>]+""")
+
+
+def url_origin(url: str) -> str | None:
+    """``scheme://host[:port]`` of ``url`` (no user, no path), or None when it is malformed."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "", parts.port
+    except ValueError:
+        return None
+    host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{host}{f':{port}' if port else ''}"
+
+
+def bare_urls(text: str) -> str:
+    """``text`` with every URL in it cut to scheme, host, port and path (no user information,
+    query or fragment), then redacted: what a library's error text may show of a URL."""
+
+    def bare(match: re.Match) -> str:
+        url = match.group()
+        origin = url_origin(url)
+        return redact(url) if origin is None else origin + urlsplit(url).path
+
+    return redact(_URL_IN_TEXT.sub(bare, text))
+
+
 def redact_mapping(mapping: Mapping) -> dict:
     """A copy of ``mapping`` (headers, extra context) with secret values replaced.
 

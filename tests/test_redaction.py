@@ -259,3 +259,11 @@ def test_a_hostile_1_mb_line_is_redacted_in_linear_time(line):
     # Generous on purpose: quadratic backtracking on 1 MB would take minutes, not seconds.
     assert time.perf_counter() - started < 2.0
     assert len(result) <= len(line) + 100
+
+
+def test_urls_inside_text_keep_only_scheme_host_port_and_path():
+    from connections_app.redaction import bare_urls
+
+    text = "POST https://user:pw@hooks.example.com:8443/services/T1/B2?token=abc#x failed"
+    assert bare_urls(text) == "POST https://hooks.example.com:8443/services/T1/B2 failed"
+    assert bare_urls("see http://[::1]:9/a?b=c") == "see http://[::1]:9/a"

@@ -10,7 +10,6 @@ shown as ``shown_target`` (its path may hold a token) and any other URL is cut t
 
 from __future__ import annotations
 
-import re
 import smtplib
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -29,13 +28,12 @@ from connections_app.alerts.bodies import (
 from connections_app.alerts.models import DISCORD, EMAIL, SLACK, Alert, split_addresses
 from connections_app.connection_manager import ConnectionManager
 from connections_app.errors import ErrorCategory, classify, http_status_category, is_retryable
-from connections_app.redaction import redact
+from connections_app.redaction import bare_urls
 
 #: 4xx answers that ask to come back later rather than saying "never".
 RETRY_4XX = frozenset({408, 429})
 MAX_ERROR = 500
 BODIES = {SLACK: slack_body, DISCORD: discord_body}
-_URL_IN_TEXT = re.compile(r"""(?i)\b[a-z][\w+.-]*://[^\s'"<>]+""")
 
 
 @dataclass(frozen=True)
@@ -121,15 +119,4 @@ def clean_error(text: str, alert: Alert) -> str:
     target = alert.channel.target
     if target:
         text = text.replace(target, alert.channel.shown_target)
-    text = _URL_IN_TEXT.sub(lambda m: _bare_url(m.group()), text)
-    return " ".join(redact(text).split())[:MAX_ERROR]
-
-
-def _bare_url(url: str) -> str:
-    try:
-        parts = urlsplit(url)
-        host, port = parts.hostname or "", parts.port
-    except ValueError:
-        return redact(url)
-    host = f"[{host}]" if ":" in host else host
-    return f"{parts.scheme}://{host}{f':{port}' if port else ''}{parts.path}"
+    return " ".join(bare_urls(text).split())[:MAX_ERROR]

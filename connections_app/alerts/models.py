@@ -17,6 +17,7 @@ from django.core.validators import validate_email
 from django.db import models
 from django.utils import timezone
 
+from connections_app.redaction import url_origin
 from connections_app.targets import KIND_HTTP, validate_target
 from connections_app.validation import OneMessagePerField
 
@@ -90,13 +91,10 @@ def shown_target(kind: str, target: str) -> str:
     may hold a token) as ``…``; email addresses as they are."""
     if kind not in URL_KINDS:
         return target
-    try:
-        parts = urlsplit(target)
-        host, port = parts.hostname or "", parts.port
-    except ValueError:
+    origin = url_origin(target)
+    if origin is None:
         return "(not a valid URL)"
-    host = f"[{host}]" if ":" in host else host
-    origin = f"{parts.scheme}://{host}{f':{port}' if port else ''}"
+    parts = urlsplit(target)
     return f"{origin}/…" if parts.path.strip("/") or parts.query else origin
 
 
