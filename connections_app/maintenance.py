@@ -31,6 +31,7 @@ from django.db import models
 from django.db.models import Prefetch, Q, prefetch_related_objects
 from django.utils import timezone
 
+from connections_app.scope import covers, scope_text
 from connections_app.validation import OneMessagePerField
 
 logger = logging.getLogger(__name__)
@@ -239,11 +240,8 @@ class MaintenanceWindow(OneMessagePerField):
     def applies_to(self, check_id: int, tags: Iterable[str] | str) -> bool:
         """Whether the window covers this check. Uses prefetched checks when present (see
         ``active_windows``), else one query."""
-        if self.all_checks:
-            return True
-        if self.tag_set() & _tag_set(tags):
-            return True
-        return check_id in {c.pk for c in self.checks.all()}
+        chosen = (c.pk for c in self.checks.all())
+        return covers(self.all_checks, chosen, self.tag_set(), check_id, _tag_set(tags))
 
     # -- in words, for the admin -----------------------------------------------------------
 
@@ -267,15 +265,7 @@ class MaintenanceWindow(OneMessagePerField):
         checks when present)."""
         if self.all_checks:
             return "all checks"
-        parts = []
-        names = sorted(c.name for c in self.checks.all())
-        if names:
-            shown = ", ".join(names[:3])
-            parts.append(shown + (f" and {len(names) - 3} more" if len(names) > 3 else ""))
-        tags = sorted(self.tag_set())
-        if tags:
-            parts.append(f"{'tag' if len(tags) == 1 else 'tags'} {', '.join(tags)}")
-        return "; ".join(parts) or "nothing"
+        return scope_text(False, (c.name for c in self.checks.all()), self.tag_set())
 
 
 def days_text(weekdays: str) -> str:

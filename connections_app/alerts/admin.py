@@ -18,6 +18,7 @@ from connections_app.alerts.enqueue import enabled_channels, enqueue_tests
 from connections_app.alerts.models import FAILED, PENDING, SENDING, Alert, NotificationChannel
 from connections_app.cli import counted
 from connections_app.models import HealthCheck
+from connections_app.scope import scope_text
 
 TRANSITIONS = (
     ("on_down", "down"),
@@ -90,13 +91,8 @@ class NotificationChannelAdmin(admin.ModelAdmin):
     def scope_display(self, obj: NotificationChannel) -> str:
         if obj.all_checks:
             return "all checks"
-        parts = []
-        names = sorted(c.name for c in obj.checks.all())
-        if names:
-            parts.append(", ".join(names[:3]) + (f" and {len(names) - 3} more" * (len(names) > 3)))
-        if obj.tags:
-            parts.append(f"tags {obj.tags.replace(',', ', ')}")
-        return "; ".join(parts) or "nothing"
+        tags = [t for t in obj.tags.split(",") if t]
+        return scope_text(False, (c.name for c in obj.checks.all()), tags)
 
     @admin.display(description="sends")
     def transitions_display(self, obj: NotificationChannel) -> str:

@@ -18,6 +18,7 @@ from django.db import models
 from django.utils import timezone
 
 from connections_app.redaction import url_origin
+from connections_app.scope import covers
 from connections_app.targets import KIND_HTTP, validate_target
 from connections_app.validation import OneMessagePerField
 
@@ -171,10 +172,8 @@ class NotificationChannel(OneMessagePerField):
 
     def applies_to(self, check_id: int, tags: Iterable[str], chosen: set[int]) -> bool:
         """Whether this channel covers the check; ``chosen`` are its chosen checks' ids."""
-        if self.all_checks or check_id in chosen:
-            return True
-        mine = {t for t in self.tags.split(",") if t}
-        return bool(mine & set(tags))
+        mine = [t for t in self.tags.split(",") if t]
+        return covers(self.all_checks, chosen, mine, check_id, tags)
 
 
 class Alert(models.Model):
