@@ -68,6 +68,6 @@ def add_concurrency_argument(parser: argparse.ArgumentParser) -> None:
         type=positive_int,
         default=None,
         metavar="N",
-        help="checks running at once in all (default: half the open-files limit, 20 to 2000; "
+        help="checks running at once in all (default: half the limit of open files, 20 to 2000; "
         "PROBES_PER_TARGET of them per host and port)",
     )
