@@ -51,7 +51,8 @@ logger = logging.getLogger(__name__)
 
 #: The scheduler looks for new or changed checks at least this often (seconds).
 MAX_IDLE = 1.0
-#: ... and after a claim that found nothing to start, no sooner than this.
+#: ... and no sooner than this after a claim: due times are spread, so claiming at each one
+#: would be a transaction per check; this bounds both the claims per second and the lag added.
 MIN_IDLE = 0.1
 #: Results are written every FLUSH_INTERVAL seconds, all that are waiting in one transaction.
 FLUSH_INTERVAL = 1.0
@@ -61,6 +62,8 @@ ERROR_STATS_INTERVAL = 10.0
 PRUNE_INTERVAL = 3600.0
 #: How often a runner writes its ``Runner`` row (lag, counts).
 RUNNER_REPORT_INTERVAL = 5.0
+#: How often the checks claimed lately are looked over for ones this runner no longer has.
+FORGET_EVERY = timedelta(seconds=10)
 #: Checks claimed in one go, at most.
 CLAIM_LIMIT = 500
 #: Probes started or waiting for a slot, per probe slot: a claim beyond this waits (memory
@@ -215,6 +218,7 @@ class Monitor:
         #: The checks this runner claimed lately, with their next due times: what it keeps
         #: running while the database cannot be asked (``start_offline``).
         self._claimed: dict[int, HealthCheck] = {}
+        self._forget_at = timezone.now()
 
     async def run_check(
         self, check: HealthCheck, stop: asyncio.Event | None = None
@@ -300,11 +304,10 @@ class Monitor:
         alerts = asyncio.create_task(run_alert_sender(stop)) if self.send_alerts else None
         try:
             while not stop.is_set():
-                started = await self.start_due(stop)
-                wait = await self.seconds_to_next()
-                # Due but not claimed: another runner holds those rows while it stores their
-                # results. Asking again at once would only spin.
-                await _wait(stop, wait if started else max(wait, MIN_IDLE))
+                await self.start_due(stop)
+                # Also when due but not claimed: another runner holds those rows while it
+                # stores their results. Asking again at once would only spin.
+                await _wait(stop, max(await self.seconds_to_next(), MIN_IDLE))
         finally:
             await self.drain(stop_timeout)
             await flusher
@@ -344,7 +347,11 @@ class Monitor:
     def _remember(self, claimed: list[HealthCheck], now: datetime) -> None:
         for check in claimed:
             self._claimed[check.pk] = check
-        # A check not claimed again when due has gone to another runner, or is gone.
+        if now < self._forget_at:
+            return
+        # A check not claimed again when due has gone to another runner, or is gone. Looked
+        # for now and then: every check at every claim would cost more than the claim.
+        self._forget_at = now + FORGET_EVERY
         for pk, check in list(self._claimed.items()):
             if (now - check.next_due_at).total_seconds() > check.interval:
                 del self._claimed[pk]
