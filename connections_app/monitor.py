@@ -22,12 +22,13 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from connections_app.alerts.sender import run_alert_sender
+from connections_app.cli import counted
 from connections_app.connection_manager import ConnectionManager
 from connections_app.db.fail_fast import fail_fast
 from connections_app.db.transactions import retry_transaction
 from connections_app.error_handler import get_global_error_handler, report
 from connections_app.error_stats import flush_error_stats
-from connections_app.errors import DATABASE_TRANSIENT, is_retryable
+from connections_app.errors import DATABASE_TRANSIENT, classify, is_retryable
 from connections_app.events import announce, announce_checks_changed, listening
 from connections_app.models import (
     DEGRADED,
@@ -129,6 +130,14 @@ class ResultWriter:
         if overflow > 0:
             del self._pending[:overflow]  # the oldest go first
             self.dropped += overflow
+            # Counted in the runner's row too (``results_dropped``): no silent gap.
+            report(
+                f"{counted(overflow, 'result')} dropped: the database has been away for "
+                f"longer than {counted(MAX_PENDING, 'result')} last",
+                "results.drop",
+                connection.alias,
+                category=classify(error),
+            )
 
     async def _announce(
         self, batch: list[Outcome], stored: Stored, uptimes: dict[int, float]

@@ -4,15 +4,20 @@ drift, the lag each runner reports. In-process, against real loopback targets.""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 
+from connections_app import monitor as monitor_module
 from connections_app.connection_manager import ConnectionManager
 from connections_app.models import CheckResult, HealthCheck, Runner
-from connections_app.monitor import Monitor, claim_due_checks, next_due
+from connections_app.monitor import Monitor, ResultWriter, claim_due_checks, next_due
 from connections_app.probe_slots import ProbeSlots, target_key
+from connections_app.probes import ProbeResult
+from connections_app.results import Outcome
 from connections_app.runners import RunnerStats, live_runners, percentile, report
 from connections_app.summary import health_summary
 from tests.http_targets import HttpTarget
@@ -183,3 +188,27 @@ async def test_a_stopped_runner_is_no_longer_live(db):
     assert [r.name for r in await asyncio.to_thread(live_runners)] == [stats.name]
     await asyncio.to_thread(report, stats, {}, stopped=True)
     assert await asyncio.to_thread(live_runners) == []
+
+
+async def test_results_beyond_the_buffer_are_dropped_counted_and_reported(
+    only, http_target, monkeypatch, caplog
+):
+    monkeypatch.setattr(monitor_module, "MAX_PENDING", 2)
+    check = await add("api", http_target.url("/ok"))
+    writer = ResultWriter()
+    now = timezone.now()
+    for n in range(3):
+        writer.add(Outcome(check, ProbeResult.success(1.0), checked_at=now + timedelta(seconds=n)))
+    # Another connection to the test database holds its write lock: every store fails.
+    holder = sqlite3.connect(settings.DATABASES["default"]["NAME"], uri=True, isolation_level=None)
+    try:
+        holder.execute("begin immediate")
+        holder.execute("delete from connections_app_runner")
+        assert await writer.flush() == []
+    finally:
+        holder.execute("rollback")
+        holder.close()
+    assert (writer.pending, writer.dropped) == (2, 1)  # the oldest went first
+    assert "1 result dropped: the database has been away" in caplog.text
+    stored = await writer.flush()
+    assert [o.checked_at for o in stored] == [now + timedelta(seconds=n) for n in (1, 2)]
