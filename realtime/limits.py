@@ -11,7 +11,7 @@ from django.conf import settings
 class Limits:
     #: A client frame larger than this (UTF-8 bytes) is answered with an error frame.
     max_frame_bytes: int = 64 * 1024
-    #: This many bad frames within ``bad_frame_window`` seconds close the socket with 1008.
+    #: This many bad frames within ``bad_frame_window`` seconds close the socket with 4008.
     bad_frames_allowed: int = 5
     bad_frame_window: float = 60.0
     #: Frames waiting for one socket. Past it a client gets one retry to catch up; at twice

@@ -28,8 +28,10 @@ _STAFF_SESSION = """
 import django
 django.setup()
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.test import Client
 user, _ = get_user_model().objects.get_or_create(username="staff", is_staff=True)
+user.user_permissions.add(Permission.objects.get(codename="view_healthcheck"))
 browser = Client()
 browser.force_login(user)
 print(browser.cookies["sessionid"].value)
@@ -54,7 +56,8 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout: float = START_T
 
 
 def staff_session(env: dict[str, str]) -> str:
-    """A staff user's session key in the database of ``env`` (created if missing)."""
+    """A staff user's session key in the database of ``env`` (created if missing, with the
+    permission to view checks that the dashboard asks for)."""
     done = subprocess.run(
         [sys.executable, "-c", _STAFF_SESSION],
         cwd=REPO,
