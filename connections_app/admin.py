@@ -18,7 +18,6 @@ from connections_app.cli import counted
 from connections_app.events import announce_checks_changed
 from connections_app.http_options import parse_headers
 from connections_app.masking import masked, masked_headers
-from connections_app.permissions import RUN_CHECKS
 from connections_app.models import (
     KIND_PUSH,
     STATUS_CHOICES,
@@ -31,6 +30,7 @@ from connections_app.models import (
     status_rank,
     uptimes,
 )
+from connections_app.permissions import RUN_CHECKS
 from connections_app.push_help import ping_url, push_lines
 from connections_app.redaction import REDACTED
 from connections_app.run_now import run_in_background
@@ -395,7 +395,7 @@ class HealthCheckAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
         )
 
     def has_run_permission(self, request: HttpRequest) -> bool:
-        """"Run now" (``allowed_permissions = ("run",)``): ``run_healthcheck``."""
+        """Who may "run now" (the action's ``permissions=["run"]``): ``run_healthcheck``."""
         return request.user.has_perm(RUN_CHECKS)
 
     @admin.action(description="Run selected checks now", permissions=["run"])

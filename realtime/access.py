@@ -14,8 +14,13 @@ from collections.abc import Iterable
 from importlib import import_module
 
 from django.conf import settings
-from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, load_backend
-from django.contrib.auth import get_user_model
+from django.contrib.auth import (
+    BACKEND_SESSION_KEY,
+    HASH_SESSION_KEY,
+    SESSION_KEY,
+    get_user_model,
+    load_backend,
+)
 from django.utils.crypto import constant_time_compare
 
 from connections_app.permissions import may_watch

@@ -135,8 +135,8 @@ class AlertAdmin(ReadOnlyAdmin):
     actions = ("send_again",)
 
     def has_resend_permission(self, request: HttpRequest) -> bool:
-        """"Send again" writes the alert row: Django's ``change_alert`` permission (the admin's
-        own change permission is off, so the rows stay read-only forms)."""
+        """Who may "send again", which writes the alert row: Django's ``change_alert``
+        permission (the admin's own change permission is off: the rows stay read-only forms)."""
         return request.user.has_perm(f"{self.opts.app_label}.change_alert")
 
     @admin.action(description="Send again", permissions=["resend"])
