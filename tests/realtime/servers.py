@@ -119,10 +119,11 @@ def rss_kib(pid: int) -> int:
 
 
 async def ws_connect(port: int, cookie: str, **options) -> ClientConnection:
-    """A WebSocket client as a staff browser on 127.0.0.1 (no proxy, no compression)."""
+    """A WebSocket client as a staff browser on 127.0.0.1 (no proxy, no compression); its
+    origin is the served site's unless ``origin=`` says otherwise."""
+    options.setdefault("origin", websockets.Origin(f"http://{HOST}:{port}"))
     return await websockets.connect(
         f"ws://{HOST}:{port}/ws/health/",
-        origin=websockets.Origin(f"http://{HOST}:{port}"),
         additional_headers={"Cookie": f"sessionid={cookie}"},
         proxy=None,
         compression=None,
