@@ -24,11 +24,15 @@ from channels.routing import ProtocolTypeRouter, URLRouter
 
 from realtime.origin import SameOriginValidator
 from realtime.routing import websocket_urlpatterns
+from realtime.transport import WriteBufferMiddleware
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        # Outermost: the write buffer's reader needs daphne's own send (realtime/transport.py).
+        "websocket": WriteBufferMiddleware(
+            SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+        ),
     }
 )
 

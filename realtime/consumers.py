@@ -26,6 +26,7 @@ from realtime.protocol import (
 )
 from realtime.registry import server_id
 from realtime.snapshot import send_snapshot
+from realtime.transport import wait_for_room
 
 
 class DashboardConsumer(AsyncJsonWebsocketConsumer):
@@ -113,6 +114,9 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
             await client.close(CLOSE_POLICY, "too many bad frames")
 
     async def _send_text(self, text: str) -> None:
+        # Wait before writing, not after: a send that times out here wrote nothing, so its
+        # retry cannot repeat a frame.
+        await wait_for_room(self.scope, self.client.limits.max_buffered_bytes)
         await self.base_send({"type": "websocket.send", "text": text})
 
     async def _close(self, code: int, reason: str) -> None:
