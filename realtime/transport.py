@@ -40,12 +40,18 @@ def _twisted_buffer(transport) -> BufferedBytes | None:
     return buffered
 
 
+def _is_daphne_server(cls: type) -> bool:
+    return cls.__module__ == "daphne.server" and cls.__name__ == "Server"
+
+
 def buffer_reader(send) -> BufferedBytes | None:
     """The reader of the bytes buffered behind daphne's ``send``, None for another server."""
     if not isinstance(send, functools.partial) or not send.args:
         return None
     owner = getattr(send.func, "__self__", None)
-    if type(owner).__module__ != "daphne.server":
+    # By name, not isinstance: importing daphne.server installs Twisted's reactor (serve.py
+    # subclasses the Server, so its whole lineage is looked at).
+    if not any(_is_daphne_server(cls) for cls in type(owner).__mro__):
         return None
     return _twisted_buffer(getattr(send.args[0], "transport", None))
 
