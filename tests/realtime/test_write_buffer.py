@@ -76,6 +76,7 @@ async def test_clients_that_never_read_are_dropped_and_daphne_stays_small(flood,
                 break
             await asyncio.sleep(0.2)
         grown = (servers.rss_kib(pid) - before) / 1024
+        print(f"daphne grew {grown:.1f} MB with {STUCK} stuck clients")  # docs/BENCHMARKS.md
         assert await clients_left(port, cookie) == 0
         for client in stuck:
             client.transport.abort()
