@@ -304,6 +304,8 @@ class HealthCheck(OneMessagePerField):
 
     class Meta:
         ordering = ["name"]
+        # "Run now" makes the server connect out at once: its own permission, apart from change.
+        permissions = [("run_healthcheck", "Can run checks now")]
         indexes = [
             # runchecks: "which enabled checks are due?"
             models.Index(fields=["enabled", "next_due_at"], name="check_due_idx"),

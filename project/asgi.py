@@ -21,15 +21,17 @@ except ImproperlyConfigured as exc:
 
 from channels.auth import AuthMiddlewareStack
 from channels.routing import ProtocolTypeRouter, URLRouter
-from channels.security.websocket import AllowedHostsOriginValidator
 
+from realtime.origin import SameOriginValidator
 from realtime.routing import websocket_urlpatterns
+from realtime.transport import WriteBufferMiddleware
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+        # Outermost: the write buffer's reader needs daphne's own send (realtime/transport.py).
+        "websocket": WriteBufferMiddleware(
+            SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
         ),
     }
 )

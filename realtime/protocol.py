@@ -23,7 +23,9 @@ GROUP = "dashboard"
 CLOSE_RESYNC = 4000
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
-CLOSE_POLICY = 1008
+#: Too many bad frames. Not 1008: daphne (autobahn) sends only 1000 or 3000-4999, for any other
+#: code it logs a traceback and closes with 1011; 4008 is 1008 in the application range.
+CLOSE_POLICY = 4008
 
 CLIENT_TYPES = frozenset({"ping", "ack", "filter", "resync"})
 
