@@ -11,6 +11,7 @@ from django.views.decorators.http import require_safe
 from connections_app.db.fail_fast import fail_fast
 from connections_app.error_handler import report
 from connections_app.errors import ErrorCategory, missing_tables_message
+from connections_app.permissions import may_watch
 from connections_app.summary import health_counts, health_summary
 
 #: What /health/ answers when it cannot read the checks: unknown, so a load balancer fails over.
@@ -50,8 +51,7 @@ def may_see_detail(request: HttpRequest) -> bool:
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     if token and scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), token.encode()):
         return True
-    user = request.user
-    return user.is_active and user.is_staff and user.has_perm("connections_app.view_healthcheck")
+    return may_watch(request.user)
 
 
 @require_safe
