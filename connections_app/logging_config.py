@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from connections_app.error_handler import report
-from connections_app.redaction import redact
+from connections_app.redaction import bare_urls, redact
 
 #: Libraries that log every request or reconnect at INFO: WARNING and above by default.
 NOISY_LOGGERS = (
@@ -36,19 +36,24 @@ RETRYING_LOGGERS = ("channels_redis.pubsub", "channels_redis.core")
 
 
 class RedactionFilter(logging.Filter):
-    """Secrets out of a record's message, %-arguments, exception and stack text, once."""
+    """Secrets out of a record's message, %-arguments, exception and stack text, once.
+
+    Every URL in the message is cut to scheme, host, port and path (``bare_urls``): whatever a
+    library puts in a query string or user part never reaches a log line.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "redacted", False):
             return True  # a second handler's filter: already done
         record.redacted = True
-        record.msg = redact(_message(record))
+        message = _message(record)
+        record.msg = message if getattr(record, "clean_message", False) else bare_urls(message)
         record.args = None
         if record.exc_info and not record.exc_text:
             # Rendered here so that every handler, ours or not, reuses the redacted text.
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
-            record.exc_text = redact(record.exc_text)
+            record.exc_text = bare_urls(record.exc_text)
         if record.stack_info:
             record.stack_info = redact(record.stack_info)
         return True
