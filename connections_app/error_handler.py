@@ -396,9 +396,7 @@ def report(
     ``operation`` says what was being done (``results.store``, ``check.http``), ``endpoint``
     where (a database alias, a check's name, a server), ``extra`` adds detail to the log line.
     """
-    return get_global_error_handler().report(
-        error, operation, endpoint, category=category, **extra
-    )
+    return get_global_error_handler().report(error, operation, endpoint, category=category, **extra)
 
 
 def reset_global_error_handler() -> None:

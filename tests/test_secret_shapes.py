@@ -90,7 +90,11 @@ SHAPES = [
     ("bare_basic", f"sent Basic {BASIC} to 127.0.0.1", BASIC),
     ("name_with_newline", "pass\nword=NewLine-13", "NewLine-13"),
     ("name_with_zero_width", "pass\u200bword=ZeroWidth-14", "ZeroWidth-14"),
-    ("name_full_width", "\uff50\uff41\uff53\uff53\uff57\uff4f\uff52\uff44=FullWidth-15", "FullWidth-15"),
+    (
+        "name_full_width",
+        "\uff50\uff41\uff53\uff53\uff57\uff4f\uff52\uff44=FullWidth-15",
+        "FullWidth-15",
+    ),
     (
         "library_exception_url",
         "TooManyRedirects: 0, message='', url='https://u:Lib-Pw-16@127.0.0.1:8/a?token=Lib-T#f'",
