@@ -15,7 +15,6 @@ import logging.config
 import logging.handlers
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
 
 from connections_app.error_handler import report
 from connections_app.redaction import bare_urls, redact
@@ -105,11 +104,8 @@ class StderrHandler(logging.StreamHandler):
 
 
 class RotatingFileHandler(logging.handlers.RotatingFileHandler):
-    """The standard size-based rotation, creating the log directory first."""
-
-    def __init__(self, filename: str, *args, **kwargs) -> None:
-        Path(filename).parent.mkdir(parents=True, exist_ok=True)
-        super().__init__(filename, *args, **kwargs)
+    """The standard size-based rotation. It never creates the log's folder: a typo in
+    LOG_FILE is refused at start (``project.config.log_file``), not made into folders."""
 
 
 def build_logging_config(
