@@ -32,6 +32,8 @@ PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 #: Libraries that log a traceback for every failed reconnect (channels_redis's receive loops
 #: log one a second while Redis is away): their exceptions go through the error handler.
 RETRYING_LOGGERS = ("channels_redis.pubsub", "channels_redis.core")
+#: The health endpoint: load balancers probe it, and its 503 is an answer, not an error.
+HEALTH_PATH = "/health/"
 
 
 class RedactionFilter(logging.Filter):
@@ -66,6 +68,22 @@ class ToErrorHandler(logging.Filter):
         if not record.exc_info or record.exc_info[1] is None:
             return True
         report(record.exc_info[1], record.name)
+        return False
+
+
+class RequestErrors(logging.Filter):
+    """On ``django.request``: a view's unhandled exception goes to the error handler (the
+    first in a window logged with its traceback, repeats counted), not a traceback per request;
+    ``/health/`` answering 503 is its answer, not an error to log each time it is probed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        request = getattr(record, "request", None)
+        path = getattr(request, "path", "")
+        if getattr(record, "status_code", None) == 503 and path == HEALTH_PATH:
+            return False
+        if not record.exc_info or record.exc_info[1] is None:
+            return True
+        report(record.exc_info[1], "http.request", path)
         return False
 
 
@@ -155,6 +173,7 @@ def build_logging_config(
         "filters": {
             "redact": {"()": f"{__name__}.RedactionFilter"},
             "to_error_handler": {"()": f"{__name__}.ToErrorHandler"},
+            "request_errors": {"()": f"{__name__}.RequestErrors"},
         },
         "formatters": {
             "plain": {"format": PLAIN_FORMAT},
@@ -165,7 +184,15 @@ def build_logging_config(
         "loggers": {
             "django": {"level": "NOTSET", "handlers": [], "propagate": True},
             "django.server": {"level": "NOTSET", "handlers": [], "propagate": True},
+            "django.request": {
+                "level": "NOTSET",
+                "handlers": [],
+                "propagate": True,
+                "filters": ["request_errors"],
+            },
             **{name: dict(quiet) for name in noisy_loggers},
+            # daphne's access lines (connections_app.access_log): at INFO, like daphne's own.
+            "daphne.access": {"level": "INFO", "handlers": [], "propagate": True},
             **{name: quiet | {"filters": ["to_error_handler"]} for name in RETRYING_LOGGERS},
         },
     }

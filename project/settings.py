@@ -70,6 +70,8 @@ MIDDLEWARE = [
     # timeout when the database is away, not wait out the runner's backoff.
     "connections_app.db.fail_fast.fail_fast_middleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files before sessions and auth: they need neither.
+    "connections_app.static_files.StaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -145,6 +147,10 @@ SECURE_REDIRECT_EXEMPT = [r"^health/$"]
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# WhiteNoise serves from the apps' folders too, so the embedded default needs no
+# collectstatic; after one, the collected copies in STATIC_ROOT serve as well.
+WHITENOISE_USE_FINDERS = True
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LOGIN_URL = "admin:login"
 
