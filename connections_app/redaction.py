@@ -277,6 +277,9 @@ def redact_url(url: str) -> str:
         # The last "@" ends the user information: a password may contain "@" itself.
         userinfo, _, host = netloc.rpartition("@")
         netloc = f"{userinfo.partition(':')[0]}:{REDACTED}@{host}"
+    elif "@" in netloc:
+        # A user without a password may be a token (`https://TOKEN@host`, a Sentry DSN).
+        netloc = f"{REDACTED}@{netloc.rpartition('@')[2]}"
     return urlunsplit(
         parts._replace(
             netloc=redact(netloc),

@@ -18,6 +18,7 @@ from yarl import URL
 from connections_app.error_handler import ErrorHandler
 from connections_app.errors import ErrorCategory
 from connections_app.logging_config import get_logger
+from connections_app.masking import masked
 from connections_app.probes.result import ProbeResult
 from connections_app.redaction import bare_urls, redact
 from connections_app.runchecks_output import render_table
@@ -139,6 +140,7 @@ def _table(text: str) -> str:
 
 OUTPUTS = {
     "redact": redact,
+    "admin_target": masked,
     "bare_urls": bare_urls,
     "probe_message": _probe_message,
     "probe_exception": _probe_exception,
