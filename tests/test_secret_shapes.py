@@ -269,3 +269,13 @@ def test_a_probe_error_holding_secrets_is_masked_end_to_end(sqlite_file_env, htt
         for where, shown in outputs.items():
             assert secret not in shown, (name, where)
     assert "body_mismatch" in run.stdout
+
+
+def test_the_invisible_characters_are_every_format_character():
+    import unicodedata
+
+    from connections_app.redaction import INVISIBLE
+
+    for code in range(0x80, 0x110000):
+        if unicodedata.category(chr(code)) == "Cf":
+            assert INVISIBLE.fullmatch(chr(code)), hex(code)
