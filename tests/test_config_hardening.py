@@ -50,6 +50,7 @@ def _one_line(run, variable: str) -> str:
         ("LOG_MAX_BYTES", "-1"),
         ("REDIS_URL", "redis://127.0.0.1:6379/notanumber"),
         ("RESULT_RETENTION_DAYS", "-1"),
+        ("RESULT_RETENTION_DAYS", "soon"),
         ("ROLLUP_RETENTION_DAYS", "0"),
         ("SECURE_PROXY_SSL_HEADER", "https"),
     ],

@@ -82,6 +82,13 @@ def test_another_page_answering_500_still_logs(log_file, broken_urls, db):  # no
     assert "ERROR" in log_file.read_text()
 
 
+def test_a_404_is_not_a_warning_per_request(log_file, db):  # noqa: F811
+    for _ in range(5):
+        assert Client().get("/static/../project/settings.py").status_code == 404
+    get_logger("test").info("the end")
+    assert "Not Found" not in log_file.read_text()
+
+
 def test_a_tag_gives_one_services_health_to_anyone(db):
     HealthCheck.objects.all().delete()
     make("cache", [True])
