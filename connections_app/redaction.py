@@ -151,7 +151,7 @@ _ENCODED = re.compile(r"""(?<![^\s"'<>])[^\s"'<>%]*+%[^\s"'<>]*+""")
 # A name broken by a line break (`pass\nword=x`): joined again where the whole is a secret's.
 # Also as a repr or JSON writes it (``pass\\nword``).
 _BROKEN_NAME = re.compile(
-    r"(?<![\w.-])(?P<a>[\w.-]++)(?:[\r\n]|\\[rn])++(?P<b>[\w.-]++)(?=[ \t]*[:=])"
+    r"(?<![\w.-])(?P<a>[\w.-]++)(?:\r?\n|\r|(?:\\r)?\\n|\\r)(?P<b>[\w.-]++)(?=[ \t]*[:=])"
 )
 # Invisible characters as a repr or JSON escapes them (``pass\\u200bword``).
 _ESCAPED_INVISIBLE = re.compile(r"(?i)\\(?:u200[b-f]|u206[0-4]|ufeff|u00ad|xad)")
@@ -185,6 +185,7 @@ _RULES: tuple[tuple[tuple[str, ...], re.Pattern, Callable[[re.Match], str]], ...
     (("/api/webhooks/",), _DISCORD_WEBHOOK, lambda m: f"{m['head']}{REDACTED}"),
     (("/bot",), _TELEGRAM_BOT, lambda m: f"{m['head']}{REDACTED}"),
 )
+_RULES_DECODED = tuple(rule for rule in _RULES if rule[1] is not _ENCODED)
 SENSITIVE_HEADERS = frozenset(
     {
         "authorization",
@@ -224,10 +225,17 @@ def redact(text: str) -> str:
     invisible format characters (zero-width space, joiners, direction marks), so that
     ``ｐａｓｓｗｏｒｄ=x`` and ``pass\u200bword=x`` are seen for what they are.
     """
-    if not text.isascii():
-        text = INVISIBLE.sub("", unicodedata.normalize("NFKC", text))
+    return _apply(_RULES, _folded(text))
+
+
+def _folded(text: str) -> str:
+    """Full-width letters as ASCII, invisible characters gone; ASCII text as it is."""
+    return text if text.isascii() else INVISIBLE.sub("", unicodedata.normalize("NFKC", text))
+
+
+def _apply(rules: tuple, text: str) -> str:
     lowered = text.lower()
-    for words, pattern, replace in _RULES:
+    for words, pattern, replace in rules:
         if any(word in lowered for word in words):
             text = pattern.sub(replace, text)
     return text
@@ -264,7 +272,9 @@ def _decoded(run: str) -> str:
         decoded = once
     if decoded == run:
         return run
-    cleaned = redact(decoded)
+    # Without this rule: what is still encoded after the rounds stays so (no recursion).
+    decoded = _folded(decoded)
+    cleaned = _apply(_RULES_DECODED, decoded)
     return cleaned if cleaned != decoded else run
 
 

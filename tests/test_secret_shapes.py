@@ -279,3 +279,18 @@ def test_the_invisible_characters_are_every_format_character():
     for code in range(0x80, 0x110000):
         if unicodedata.category(chr(code)) == "Cf":
             assert INVISIBLE.fullmatch(chr(code)), hex(code)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "%" + "25" * 500_000,
+        "password%3D" * 90_000,
+        "%25" * 300_000,
+        "a%" * 500_000,
+        "\\n" * 500_000,
+    ],
+    ids=["deep_percent", "nested_pairs", "percent_runs", "lone_percents", "escaped_newlines"],
+)
+def test_hostile_encoded_lines_are_redacted_without_raising(line):
+    assert len(redact(line)) <= len(line) + 100
