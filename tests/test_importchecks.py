@@ -276,6 +276,7 @@ def test_a_nul_in_the_name_is_named_before_any_query(tmp_path):
     assert "check #1: name: contains a NUL" in refused(tmp_path, '[{"name": "a\\u0000b"}]')
 
 
+@pytest.mark.postgres
 @pytest.mark.slow
 def test_huge_numbers_and_nul_bytes_on_postgresql_are_one_line_exit_3(postgres_env):  # noqa: F811
     """PostgreSQL refuses NUL in text: the command names item and field, no traceback."""
