@@ -12,7 +12,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from connections_app.redaction import redact
+from connections_app.redaction import bare_urls
 from realtime.limits import Limits
 
 SCHEMA_VERSION = 1
@@ -51,9 +51,10 @@ def error_body(code: str, message: str) -> str:
 
 
 def redact_strings(value: Any) -> Any:
-    """``value`` with every string in it passed through the one redaction function."""
+    """``value`` with every string in it redacted, every URL cut to scheme, host, port and path
+    (frames never carry a target: a URL in one is an error's)."""
     if isinstance(value, str):
-        return redact(value)
+        return bare_urls(value)
     if isinstance(value, dict):
         return {key: redact_strings(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
