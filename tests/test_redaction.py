@@ -257,8 +257,9 @@ def test_redact_mapping_replaces_secret_headers_and_redacts_the_rest():
 def test_a_hostile_1_mb_line_is_redacted_in_linear_time(line):
     started = time.perf_counter()
     result = redact(line)
-    # Generous on purpose: quadratic backtracking on 1 MB would take minutes, not seconds.
-    assert time.perf_counter() - started < 2.0
+    # A bound against a hang, not a speed target (the machine may be busy): quadratic
+    # backtracking on 1 MB takes many minutes; linear redaction takes about a second.
+    assert time.perf_counter() - started < 20.0
     assert len(result) <= len(line) + 100
 
 
