@@ -5,12 +5,14 @@ import hmac
 from django.conf import settings
 from django.contrib.staticfiles import finders
 from django.db import DEFAULT_DB_ALIAS, DatabaseError
-from django.http import FileResponse, HttpRequest, JsonResponse
+from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_safe
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from connections_app.db.fail_fast import fail_fast
 from connections_app.error_handler import report
 from connections_app.errors import ErrorCategory, missing_tables_message
+from connections_app.metrics import render as render_metrics
 from connections_app.summary import health_counts, health_summary
 
 #: What /health/ answers when it cannot read the checks: unknown, so a load balancer fails over.
@@ -46,12 +48,31 @@ def health(request: HttpRequest) -> JsonResponse:
 def may_see_detail(request: HttpRequest) -> bool:
     """Staff who may view checks, or a request carrying ``Authorization: Bearer HEALTH_TOKEN``:
     the names, kinds and tags of every check tell an outsider what the backend depends on."""
-    token = settings.HEALTH_TOKEN
+    return bearer_or_staff(request, settings.HEALTH_TOKEN)
+
+
+def bearer_or_staff(request: HttpRequest, token: str) -> bool:
+    """``Authorization: Bearer <token>`` (compared in constant time; an empty ``token``
+    admits nobody), or a staff session that may view checks."""
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     if token and scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), token.encode()):
         return True
     user = request.user
     return user.is_active and user.is_staff and user.has_perm("connections_app.view_healthcheck")
+
+
+@require_safe
+def metrics(request: HttpRequest) -> HttpResponse:
+    """``/metrics`` for Prometheus: ``METRICS_TOKEN`` as a bearer token, or a staff session.
+    Anyone else gets 401: check names and kinds say what the backend depends on."""
+    if not bearer_or_staff(request, settings.METRICS_TOKEN):
+        response = HttpResponse("Unauthorized: send Authorization: Bearer METRICS_TOKEN.\n",
+                                status=401, content_type="text/plain; charset=utf-8")
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    response = HttpResponse(render_metrics(), content_type=CONTENT_TYPE_LATEST)
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 @require_safe
