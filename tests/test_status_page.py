@@ -193,3 +193,13 @@ def test_every_check_gets_its_own_badge_token(db):
     a = HealthCheck.objects.create(name="a", kind="tcp", target="127.0.0.1:1")
     b = HealthCheck.objects.create(name="b", kind="tcp", target="127.0.0.1:2")
     assert len(a.badge_token) >= 32 and a.badge_token != b.badge_token
+
+
+def test_an_import_may_make_a_check_public_with_a_public_name(only_our_checks):
+    from connections_app.management.commands.importchecks import import_checks
+
+    item = {"name": "api", "kind": "tcp", "target": "127.0.0.1:1", "public": True}
+    with pytest.raises(ValueError, match="public_name: A public check needs a public name"):
+        import_checks([item])
+    import_checks([item | {"public_name": "API"}])
+    assert HealthCheck.objects.get(name="api").public_name == "API"
