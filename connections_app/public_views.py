@@ -9,6 +9,7 @@ unknown badge token costs one indexed lookup each time.
 
 from __future__ import annotations
 
+from django.db import DatabaseError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.cache import cache_page
@@ -22,6 +23,7 @@ from connections_app.status_page import (
     uptime_30d,
     uptime_text,
 )
+from connections_app.views import report_database_error
 
 #: Seconds a status page or badge is served from the cache (and may be kept by a browser).
 STATUS_CACHE_SECONDS = 5
@@ -32,7 +34,13 @@ SVG = "image/svg+xml; charset=utf-8"
 @require_safe
 @cache_page(STATUS_CACHE_SECONDS)
 def status(request: HttpRequest) -> HttpResponse:
-    return render(request, "status.html", status_page())
+    try:
+        page = status_page()
+    except DatabaseError as exc:
+        # A 503 is not cached: the next visit tries again. The reason goes to the log only.
+        report_database_error(exc, "status_page")
+        return render(request, "status_unavailable.html", status=503)
+    return render(request, "status.html", page)
 
 
 @require_safe

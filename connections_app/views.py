@@ -33,16 +33,23 @@ def health(request: HttpRequest) -> JsonResponse:
         detail = may_see_detail(request)  # reads the session: the database may be away too
         document = health_summary(tag) if detail else health_counts(tag)
     except DatabaseError as exc:
-        missing = missing_tables_message(exc)
-        if missing:  # in the words that say what to do, one line, no traceback
-            report(missing, "health", DEFAULT_DB_ALIAS, category=ErrorCategory.MISSING_TABLES)
-        else:
-            report(exc, "health", DEFAULT_DB_ALIAS)
+        missing = report_database_error(exc, "health")
         error = {"error": missing} if missing else {}
         # The shape of the normal answer, with nothing in it.
         empty = {"checks": []} if detail else {"counts": {}}
         return JsonResponse(DATABASE_UNAVAILABLE | error | empty, status=503)
     return JsonResponse(document, status=503 if document["critical_down"] else 200)
+
+
+def report_database_error(exc: DatabaseError, operation: str) -> str | None:
+    """Report a read that failed in one line; the "run `manage.py migrate`" line when the
+    tables are missing (returned, to answer with), else None."""
+    missing = missing_tables_message(exc)
+    if missing:  # in the words that say what to do, one line, no traceback
+        report(missing, operation, DEFAULT_DB_ALIAS, category=ErrorCategory.MISSING_TABLES)
+    else:
+        report(exc, operation, DEFAULT_DB_ALIAS)
+    return missing
 
 
 def may_see_detail(request: HttpRequest) -> bool:
@@ -65,14 +72,22 @@ def bearer_or_staff(request: HttpRequest, token: str) -> bool:
 def metrics(request: HttpRequest) -> HttpResponse:
     """``/metrics`` for Prometheus: ``METRICS_TOKEN`` as a bearer token, or a staff session.
     Anyone else gets 401: check names and kinds say what the backend depends on."""
-    if not bearer_or_staff(request, settings.METRICS_TOKEN):
-        response = HttpResponse("Unauthorized: send Authorization: Bearer METRICS_TOKEN.\n",
-                                status=401, content_type="text/plain; charset=utf-8")
-        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
-        return response
-    response = HttpResponse(render_metrics(), content_type=CONTENT_TYPE_LATEST)
+    try:
+        if not bearer_or_staff(request, settings.METRICS_TOKEN):
+            response = _text("Unauthorized: send Authorization: Bearer METRICS_TOKEN.", 401)
+            response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+            return response
+        body = render_metrics()
+    except DatabaseError as exc:
+        # Not an empty 200: Prometheus marks the scrape failed (up == 0) and says so.
+        return _text(report_database_error(exc, "metrics") or "database unavailable", 503)
+    response = HttpResponse(body, content_type=CONTENT_TYPE_LATEST)
     response["Cache-Control"] = "no-store"
     return response
+
+
+def _text(line: str, status: int) -> HttpResponse:
+    return HttpResponse(f"{line}\n", status=status, content_type="text/plain; charset=utf-8")
 
 
 @require_safe

@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Permission, User
+from django.db import connection
 from django.test import Client
 from django.utils import timezone
 from prometheus_client import CollectorRegistry, generate_latest
@@ -279,3 +280,14 @@ def test_what_a_runner_process_stored_is_reported_by_another_process(sqlite_file
     labels = (("check", "edge"), ("kind", "tcp"), ("status", "down"))
     assert found["connection_health_check_status", labels] == 1
     assert found["connection_health_errors_total", (("category", "refused"),)] >= 1
+
+
+def test_a_database_that_cannot_be_read_answers_503_naming_the_fix(prometheus, only_our_checks):
+    """A table missing (a database never migrated): 503, so Prometheus marks the scrape failed,
+    with the one line that says what to do. Dropped inside the test's transaction: rolled back."""
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE connections_app_errorstat")
+    response = prometheus.get("/metrics")
+    assert response.status_code == 503
+    assert b"run `manage.py migrate`" in response.content
+    assert b"connection_health" not in response.content

@@ -8,7 +8,9 @@ from datetime import timedelta
 import pytest
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from connections_app.models import DOWN, UP, CheckResult, HealthCheck, StateChange
@@ -203,3 +205,20 @@ def test_an_import_may_make_a_check_public_with_a_public_name(only_our_checks):
         import_checks([item])
     import_checks([item | {"public_name": "API"}])
     assert HealthCheck.objects.get(name="api").public_name == "API"
+
+
+def test_a_database_that_cannot_be_read_answers_503_and_is_not_cached(
+    anyone, only_our_checks, caplog
+):
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE connections_app_statechange RENAME TO gone_statechange")
+    public_check("api", "API", [])
+    response = anyone.get("/status/")
+    assert response.status_code == 503
+    html = response.content.decode()
+    assert "cannot be read right now" in html
+    assert "statechange" not in html and "migrate" not in html  # the reason is for the log
+    assert "run `manage.py migrate`" in caplog.text
+    with CaptureQueriesContext(connection) as queries:  # not cached: the next visit reads
+        assert anyone.get("/status/").status_code == 503
+    assert len(queries) > 0
