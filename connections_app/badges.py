@@ -7,6 +7,7 @@ Text widths are estimated (Verdana 11 px averages about 7 px a character) and pi
 
 from __future__ import annotations
 
+import zlib
 from html import escape
 
 from connections_app.models import DEGRADED, DOWN, MAINTENANCE, PAUSED, UNKNOWN, UP
@@ -59,15 +60,18 @@ def badge(label: str, value: str, colour: str) -> str:
     total = left + right
     label_x, value_x = left / 2, left + right / 2
     label_text, value_text = escape(label), escape(value)
+    # Ids of its own: a page that inlines several badges must not clip one by another's shape.
+    uid = f"{zlib.crc32(f'{label}|{value}|{colour}'.encode()):08x}"
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{total}" height="20" role="img" '
         f'aria-label="{label_text}: {value_text}"><title>{label_text}: {value_text}</title>'
-        '<linearGradient id="s" x2="0" y2="100%"><stop offset="0" stop-color="#bbb" '
+        f'<linearGradient id="s{uid}" x2="0" y2="100%"><stop offset="0" stop-color="#bbb" '
         'stop-opacity=".1"/><stop offset="1" stop-opacity=".1"/></linearGradient>'
-        f'<clipPath id="r"><rect width="{total}" height="20" rx="3" fill="#fff"/></clipPath>'
-        f'<g clip-path="url(#r)"><rect width="{left}" height="20" fill="{LABEL_GREY}"/>'
+        f'<clipPath id="r{uid}"><rect width="{total}" height="20" rx="3" fill="#fff"/>'
+        f'</clipPath><g clip-path="url(#r{uid})">'
+        f'<rect width="{left}" height="20" fill="{LABEL_GREY}"/>'
         f'<rect x="{left}" width="{right}" height="20" fill="{colour}"/>'
-        f'<rect width="{total}" height="20" fill="url(#s)"/></g>'
+        f'<rect width="{total}" height="20" fill="url(#s{uid})"/></g>'
         '<g fill="#fff" text-anchor="middle" font-family="Verdana,Geneva,DejaVu Sans,'
         'sans-serif" font-size="11">'
         f'{_text(label_text, label_x, left)}{_text(value_text, value_x, right)}</g></svg>'

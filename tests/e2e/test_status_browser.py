@@ -47,6 +47,7 @@ CheckResult.objects.bulk_create(rows)
 for hours, before, after in ((2, "up", "down"), (30, "down", "up"), (31, "up", "down")):
     StateChange.objects.create(health_check=orders, from_status=before, to_status=after,
                                at=now - timedelta(hours=hours), reason_message="{SECRET}")
+print("TOKEN", orders.badge_token)
 """
 
 SIZES = {"phone": (390, 844), "laptop": (1280, 800)}
@@ -57,12 +58,13 @@ def status_site(sqlite_file_env):
     made = manage(sqlite_file_env, "shell", "--no-imports", "-c", SEED)
     assert made.returncode == 0, made.stderr
     server = Server(sqlite_file_env)
+    server.token = made.stdout.split("TOKEN ")[1].strip()
     server.start()
     yield server
     server.kill()
 
 
-def test_the_status_page_reads_well_light_and_dark_on_a_phone_and_a_laptop(
+def test_the_status_page_and_badges_read_well_light_and_dark_on_a_phone_and_a_laptop(
     browser,  # noqa: F811
     status_site,
 ):
@@ -88,3 +90,20 @@ def test_the_status_page_reads_well_light_and_dark_on_a_phone_and_a_laptop(
         assert dark == (scheme == "dark"), background
         shot(page, f"status-{size}-{scheme}")
         page.close()
+    # One server for both (each start costs seconds): the badges, as a README shows them.
+    badges_render(browser, status_site)
+
+
+def badges_render(browser, status_site) -> None:  # noqa: F811
+    page = browser.new_page(viewport={"width": 400, "height": 120})
+    base = f"{status_site.base}/badge/{status_site.token}"
+    page.set_content(
+        f'<body style="margin:8px"><img id="s" src="{base}/status.svg"> '
+        f'<img id="u" src="{base}/uptime.svg"></body>'
+    )
+    page.wait_for_function("document.getElementById('s').complete && "
+                           "document.getElementById('u').complete")
+    sizes = page.evaluate("[...document.images].map(i => [i.naturalWidth, i.naturalHeight])")
+    assert all(width > 40 and height == 20 for width, height in sizes), sizes
+    shot(page, "status-badges")
+    page.close()
