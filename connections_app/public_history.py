@@ -73,7 +73,7 @@ def daily_bars(
     rows = (
         CheckResult.objects.filter(health_check_id__in=ids, checked_at__gte=start)
         .filter(checked_at__lte=now)
-        .annotate(day=TruncDate("checked_at", tzinfo=UTC))
+        .annotate(day=UtcDay("checked_at"))
         .order_by()
         .values("health_check_id", "day")
         .annotate(results=Count("pk"), failures=Count("pk", filter=Q(ok=False)))
@@ -97,6 +97,19 @@ def daily_bars(
             )
         bars[check_id] = bar
     return bars
+
+
+class UtcDay(TruncDate):
+    """A result's UTC day. On SQLite, the first ten characters of the stored text, which are
+    the UTC date (Django stores aware datetimes in UTC): ``TruncDate`` there calls a Python
+    function per row, 6.9 s for 518,000 results against SQL's own string function."""
+
+    def __init__(self, expression: str) -> None:
+        super().__init__(expression, tzinfo=UTC)
+
+    def as_sqlite(self, compiler, connection, **extra_context):
+        sql, params = compiler.compile(self.lhs)
+        return f"substr({sql}, 1, 10)", params
 
 
 def _percent(ok: int, total: int) -> float | None:
