@@ -32,7 +32,7 @@ from connections_app.models import (
     uptimes,
 )
 from connections_app.permissions import RUN_CHECKS
-from connections_app.push_help import ping_url, push_lines
+from connections_app.push_help import badge_lines, ping_url, push_lines
 from connections_app.redaction import REDACTED
 from connections_app.run_now import run_in_background
 from connections_app.state import switch
@@ -317,6 +317,14 @@ class HealthCheckAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
                 ),
             },
         ),
+        (
+            "Public status page",
+            {
+                "fields": ("public", "public_name"),
+                "description": "A public check is shown on /status/ by its public name, with "
+                "its status, daily uptime and changes: never its target, tags or errors.",
+            },
+        ),
         ("Push", {"fields": ("grace",)}),
         ("DNS", {"fields": ("dns_record_type", "dns_resolver", "dns_expected")}),
         (
@@ -435,6 +443,8 @@ class HealthCheckAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
         check = HealthCheck.objects.filter(pk=object_id).first()
         if check is not None and check.kind == KIND_PUSH and check.push_token:
             extra_context["push_lines"] = push_lines(ping_url(request, check.push_token))
+        if check is not None and check.public:
+            extra_context["badge_lines"] = badge_lines(request, check)
         if check is not None:
             from connections_app.alerts.admin import channels_for
 

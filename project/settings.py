@@ -177,6 +177,11 @@ HEALTH_TOKEN = _read("HEALTH_TOKEN", str, "")
 if HEALTH_TOKEN and len(HEALTH_TOKEN) < 16:
     raise ImproperlyConfigured("HEALTH_TOKEN: use at least 16 characters (or leave it unset)")
 
+#: The bearer token Prometheus sends to read /metrics (empty: staff sessions only).
+METRICS_TOKEN = _read("METRICS_TOKEN", str, "")
+if METRICS_TOKEN and len(METRICS_TOKEN) < 16:
+    raise ImproperlyConfigured("METRICS_TOKEN: use at least 16 characters (or leave it unset)")
+
 #: More than FLAP_CHANGES status changes within FLAP_WINDOW_MINUTES make a check flapping,
 #: until it has been stable for a whole window.
 FLAP_CHANGES = _at_least_one("FLAP_CHANGES", 5)

@@ -47,6 +47,7 @@ STRINGS = (
     "dns_record_type",
     "dns_resolver",
     "dns_expected",
+    "public_name",
 )
 NUMBERS = ("interval", "timeout", "degraded_after_ms", "grace")
 INTEGERS = (
@@ -57,7 +58,14 @@ INTEGERS = (
     "max_redirects",
     "tls_warn_days",
 )
-BOOLEANS = ("enabled", "critical", "upside_down", "follow_redirects", "ignore_tls_errors")
+BOOLEANS = (
+    "enabled",
+    "critical",
+    "upside_down",
+    "follow_redirects",
+    "ignore_tls_errors",
+    "public",
+)
 #: Fields whose JSON null means "off".
 NULLABLE = ("degraded_after_ms",)
 IMPORTABLE = {*STRINGS, *NUMBERS, *INTEGERS, *BOOLEANS, "tags"}
