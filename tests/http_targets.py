@@ -12,7 +12,8 @@ Routes (any method):
     /chunked         the same text in two chunks, 50 ms apart
     /loop            302 to itself, forever: a redirect loop
     /switch/<name>   the status set by ``target.switch(name, status)`` (200 until set): a
-                     target that goes down and comes back when a test says so
+                     target that goes down and comes back when a test says so; the status
+                     may also be "reset" (as /reset) or "slow:<seconds>" (200 that late)
     /redirect        302 to the query's ``to`` (``/redirect?to=/ok``)
     /echo            200 JSON of what was sent: method, headers, body (text)
     /json            200 JSON {"status": "ok", "db": {"ok": true, "lag": 3}, "items": [1, 2]}
@@ -238,12 +239,18 @@ class HttpTarget:
             self._hits[request.path_qs] += 1
         return await handler(request)
 
-    def switch(self, name: str, status: int) -> None:
-        """Make ``/switch/<name>`` answer ``status`` from now on."""
+    def switch(self, name: str, status: int | str) -> None:
+        """Make ``/switch/<name>`` answer ``status`` from now on (or reset, or answer late)."""
         self._switches[name] = status
 
     async def _switched(self, request: web.Request) -> web.Response:
-        return web.Response(status=self._switches.get(request.match_info["name"], 200))
+        status = self._switches.get(request.match_info["name"], 200)
+        if status == "reset":
+            return await self._reset(request)
+        if isinstance(status, str) and status.startswith("slow:"):
+            await self._until_stopping(min(float(status.removeprefix("slow:")), MAX_SLOW))
+            return web.json_response({"slow": status})
+        return web.Response(status=status)
 
     def hook(self, name: str, *answers: int | str | tuple, delay: float = 0.0) -> None:
         """Make ``/hook/<name>`` answer ``answers`` in turn (then 200), each after ``delay``."""

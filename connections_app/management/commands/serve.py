@@ -17,6 +17,7 @@ import daphne.server  # isort:skip
 import asyncio
 import logging
 
+from daphne.http_protocol import HTTPFactory
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 from twisted.internet import defer, reactor
@@ -30,12 +31,19 @@ from connections_app.management.usage import (
     UsageExitMixin,
     add_concurrency_argument,
     port_number,
+    positive_int,
 )
 from connections_app.monitor import Monitor
-from connections_app.probe_slots import default_total, runner_connections
+from connections_app.probe_slots import default_total, raise_nofile_limit, runner_connections
 
 #: The address is taken or not ours to take: the server cannot start, the command line was fine.
 EXIT_CANNOT_LISTEN = 1
+#: Seconds a connection may stay silent while no request is in progress (Twisted's default is
+#: 60): idle half-open connections ("slow-loris") are closed before they exhaust descriptors.
+IDLE_TIMEOUT = 20
+#: Connections the kernel completes and queues before the server accepts them (capped by
+#: ``net.core.somaxconn``, 4096 on current kernels).
+LISTEN_BACKLOG = 1024
 
 logger = logging.getLogger(__name__)
 
@@ -62,22 +70,35 @@ class Command(UsageExitMixin, BaseCommand):
         parser.add_argument(
             "--no-checks", action="store_true", help="serve only; run the checks elsewhere"
         )
+        parser.add_argument(
+            "--idle-timeout",
+            type=positive_int,
+            default=IDLE_TIMEOUT,
+            metavar="SECONDS",
+            help="close a connection that sends nothing for this long while no request is in "
+            "progress: an incomplete request, or keep-alive between requests "
+            "(default: %(default)s)",
+        )
         add_concurrency_argument(parser)
 
     def handle(self, *args, **options) -> None:
         from project.asgi import application
 
+        # Before listening: a systemd default soft limit of 1024 descriptors lets ~1,000 idle
+        # connections lock out /health/ and the admin while the hard limit allows far more.
+        raise_nofile_limit()
         # Asked here, not in the banner: that runs inside the server's event loop.
         options["needs_staff"] = _no_staff_user()
         server = _Server(
             application=application,
-            endpoints=[f"tcp:port={options['port']}:interface={_twisted_host(options['host'])}"],
+            endpoints=[_endpoint(options)],
             signal_handlers=True,
             verbosity=options["verbosity"],
             # Each request as one log line, redacted like every other (as daphne's -v 1).
             action_logger=access_logger() if options["verbosity"] >= 1 else None,
             ready_callable=lambda: self._print_banner(options),
         )
+        server.idle_timeout = options["idle_timeout"]
         if not options["no_checks"]:
             _run_checks_alongside(options["concurrency"])
         server.run()
@@ -128,6 +149,19 @@ class _Server(daphne.server.Server):
     """daphne's server, keeping a listen failure for the command to report in one line."""
 
     listen_failure: Failure | None = None
+    idle_timeout: int = IDLE_TIMEOUT
+    _http_factory: HTTPFactory | None = None
+
+    @property
+    def http_factory(self) -> HTTPFactory | None:
+        return self._http_factory
+
+    @http_factory.setter
+    def http_factory(self, factory: HTTPFactory) -> None:
+        # daphne builds its factory inside run() and offers no option for Twisted's idle
+        # timeout; every channel copies the factory's ``timeOut`` when it is built.
+        factory.timeOut = self.idle_timeout
+        self._http_factory = factory
 
     def listen_error(self, failure: Failure) -> None:
         # daphne logs CRITICAL and stops with nothing to tell the command; an exit code is
@@ -148,6 +182,15 @@ def _reason(failure: Failure) -> str:
     if isinstance(error, CannotListenError) and isinstance(error.socketError, OSError):
         return error.socketError.strerror or str(error.socketError)
     return failure.getErrorMessage()
+
+
+def _endpoint(options: dict) -> str:
+    """daphne's endpoint description, with a listen queue long enough for a burst of connects
+    (Twisted's default of 50 drops the SYNs of the 51st on, each then waits a second)."""
+    return (
+        f"tcp:port={options['port']}:interface={_twisted_host(options['host'])}"
+        f":backlog={LISTEN_BACKLOG}"
+    )
 
 
 def _twisted_host(host: str) -> str:
