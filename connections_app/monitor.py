@@ -43,7 +43,13 @@ from connections_app.probe_slots import ProbeSlots, default_total, target_key
 from connections_app.probes import run_probe
 from connections_app.push import deadline, silence
 from connections_app.redaction import CLEAN, bare_urls
-from connections_app.results import Outcome, Stored, close_stale_connection, store_outcomes
+from connections_app.results import (
+    Outcome,
+    Stored,
+    close_stale_connection,
+    save_fields,
+    store_outcomes,
+)
 from connections_app.runners import RunnerStats
 from connections_app.runners import report as report_runner
 from connections_app.state import apply_maintenance
@@ -522,23 +528,8 @@ def _claim(now: datetime, limit: int, tags: tuple[str, ...]) -> list[HealthCheck
     for check in due:
         check.due_at = check.next_due_at
         check.next_due_at = next_due(check, now)
-    _save_next_due(due)
+    save_fields(due, ["next_due_at"])
     return due
-
-
-def _save_next_due(checks: list[HealthCheck]) -> None:
-    """One UPDATE run for each row (executemany), not ``bulk_update``'s CASE WHEN per row."""
-    if not checks:
-        return
-    meta, ops = HealthCheck._meta, connection.ops
-    field = meta.get_field("next_due_at")
-    sql = (
-        f"UPDATE {ops.quote_name(meta.db_table)} SET {ops.quote_name(field.column)} = %s "
-        f"WHERE {ops.quote_name(meta.pk.column)} = %s"
-    )
-    rows = [(field.get_db_prep_save(c.next_due_at, connection), c.pk) for c in checks]
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
 
 
 #: The golden ratio's fraction: consecutive ids land far apart in (0, 1).

@@ -18,6 +18,7 @@ from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from connections_app.alerts.enqueue import enqueue_for_changes
+from connections_app.db.bulk_update import update_many
 from connections_app.db.transactions import retry_transaction
 from connections_app.maintenance import checks_in_maintenance
 from connections_app.models import CheckResult, HealthCheck, StateChange
@@ -118,26 +119,21 @@ def _store(outcomes: list[Outcome], rule: FlapRule) -> Stored:
 
 
 def save_state(checks: list[HealthCheck]) -> None:
-    """Write the checks' state fields: one UPDATE statement run for each row (executemany).
+    """Write the checks' state fields, one UPDATE statement for the batch (``update_many``)."""
+    save_fields(checks, STATE_FIELDS)
 
-    Not ``bulk_update``: it builds one CASE WHEN per field per row, and parsing that SQL for a
-    batch of 200 checks cost more than the whole rest of storing the batch.
-    """
-    if not checks:
-        return
-    meta, ops = HealthCheck._meta, connection.ops
-    fields = [meta.get_field(name) for name in STATE_FIELDS]
-    assignments = ", ".join(f"{ops.quote_name(f.column)} = %s" for f in fields)
-    sql = (
-        f"UPDATE {ops.quote_name(meta.db_table)} SET {assignments} "
-        f"WHERE {ops.quote_name(meta.pk.column)} = %s"
-    )
+
+def save_fields(checks: list[HealthCheck], names: list[str]) -> None:
+    """Write the fields ``names`` of ``checks`` in one statement (not ``bulk_update``: it
+    builds a CASE WHEN per field and row, and parsing that cost more than storing the batch)."""
+    meta = HealthCheck._meta
+    fields = [meta.get_field(name) for name in names]
+    columns = [(f.column, f.cast_db_type(connection)) for f in fields]
     rows = [
         [f.get_db_prep_save(getattr(check, f.attname), connection) for f in fields] + [check.pk]
         for check in checks
     ]
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
+    update_many(connection, meta.db_table, meta.pk.column, columns, rows)
 
 
 def _newer_by_check(

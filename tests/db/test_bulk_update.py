@@ -1,0 +1,61 @@
+"""``update_many``: many rows' new values in one statement, on both databases."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from django.db.backends.utils import CursorWrapper
+
+from connections_app.db.bulk_update import update_many
+from connections_app.models import HealthCheck
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request):
+    if request.param == "postgres":
+        return request.getfixturevalue("pg_alias")()
+    return request.getfixturevalue("sqlite_alias")()
+
+
+def test_rows_get_their_own_values_nulls_included_in_one_statement(database, monkeypatch):
+    checks = HealthCheck.objects.db_manager(database.alias)
+    made = [checks.create(name=f"c{n}", kind="tcp", target="127.0.0.1:9") for n in range(3)]
+    checks.filter(pk=made[2].pk).update(failures_in_a_row=5, last_error_message="kept")
+    at = datetime(2026, 12, 1, 1, 2, 3, tzinfo=UTC)
+    meta = HealthCheck._meta
+    names = ["last_checked_at", "last_latency_ms", "last_error_message", "failures_in_a_row"]
+    fields = [meta.get_field(name) for name in names]
+    columns = [(f.column, f.cast_db_type(database)) for f in fields]
+    values = {
+        made[0].pk: [at, 1.5, "refused", 2],
+        made[1].pk: [None, None, "", 0],  # a column of NULLs only must still be typed
+    }
+    rows = [
+        [f.get_db_prep_save(v, database) for f, v in zip(fields, row, strict=True)] + [pk]
+        for pk, row in values.items()
+    ]
+    statements = []
+    execute = CursorWrapper.execute
+    monkeypatch.setattr(
+        CursorWrapper, "execute", lambda self, sql, params=None: statements.append(sql)
+        or execute(self, sql, params)
+    )
+    update_many(database, meta.db_table, meta.pk.column, columns, rows)
+    assert len(statements) == 1
+    stored = {c.pk: [getattr(c, n) for n in names] for c in checks.all()}
+    assert stored[made[0].pk] == [at, 1.5, "refused", 2]
+    assert stored[made[1].pk] == [None, None, "", 0]
+    assert stored[made[2].pk] == [None, None, "kept", 5]  # not in the list: untouched
+
+
+def test_a_long_list_is_cut_into_statements_within_the_parameter_limit(sqlite_alias, monkeypatch):
+    database = sqlite_alias()
+    monkeypatch.setattr("connections_app.db.bulk_update.MAX_PARAMETERS", 4)
+    checks = HealthCheck.objects.db_manager(database.alias)
+    made = [checks.create(name=f"c{n}", kind="tcp", target="127.0.0.1:9") for n in range(5)]
+    meta = HealthCheck._meta
+    field = meta.get_field("failures_in_a_row")
+    rows = [[n, check.pk] for n, check in enumerate(made)]
+    update_many(database, meta.db_table, meta.pk.column, [(field.column, "integer")], rows)
+    assert [c.failures_in_a_row for c in checks.order_by("pk")] == [0, 1, 2, 3, 4]
