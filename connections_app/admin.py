@@ -477,6 +477,7 @@ class RunnerAdmin(ReadOnlyAdmin):
         "probes_running",
         "probe_slots",
         "runs_skipped",
+        "runs_missed",
         "results_stored",
         "results_pending",
         "results_dropped",

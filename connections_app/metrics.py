@@ -130,6 +130,7 @@ RUNNER_GAUGES = (
 )
 RUNNER_COUNTERS = (
     ("runner_runs_skipped", "runs_skipped", "Runs not started: the last one was still going."),
+    ("runner_runs_missed", "runs_missed", "Runs never made up for: overdue by an interval."),
     ("runner_results_stored", "results_stored", "Results the runner stored."),
     ("runner_results_dropped", "results_dropped", "Results lost: the database was away too long."),
 )

@@ -604,6 +604,11 @@ class Runner(models.Model):
     runs_skipped = models.BigIntegerField(
         default=0, help_text="Runs not started: the previous run of the check was still going."
     )
+    runs_missed = models.BigIntegerField(
+        default=0,
+        help_text="Runs never made up for: a check was more than an interval overdue when "
+        "claimed (no runner, or the database away).",
+    )
     results_stored = models.BigIntegerField(default=0)
     results_pending = models.PositiveIntegerField(
         default=0, help_text="Results waiting for the database."

@@ -79,13 +79,19 @@ CLAIM_LIMIT = 500
 TASKS_PER_SLOT = 2
 
 
-def store_batch(batch: list[Outcome], want_uptime: bool) -> tuple[Stored, dict[int, float]]:
+def store_batch(
+    batch: list[Outcome], want_uptime: bool, patient: bool = True
+) -> tuple[Stored, dict[int, float]]:
     """Store a batch; with ``want_uptime``, read the 24 h uptime of its checks for the events.
 
     The batch is committed before the uptime is read: a failed read costs the events their
-    uptime, never the batch (stored again, it would announce nothing).
+    uptime, never the batch (stored again, it would announce nothing). Not ``patient``: no
+    back-off and retry (the runner's flush loop: a batch the database cannot take now waits in
+    the writer for the next flush, a second away, instead of holding the database thread and
+    the claims queued behind it).
     """
-    stored = store_outcomes(batch)
+    with fail_fast() if not patient else contextlib.nullcontext():
+        stored = store_outcomes(batch)
     if not want_uptime or not stored.checks:
         return stored, {}
     try:
@@ -110,12 +116,14 @@ class ResultWriter:
     def pending(self) -> int:
         return len(self._pending)
 
-    async def flush(self) -> list[Outcome]:
+    async def flush(self, patient: bool = True) -> list[Outcome]:
+        """Store what is waiting; the outcomes stored. A batch the database cannot take now
+        (locked, away) is kept for the next flush; ``patient``: back off and retry first."""
         batch, self._pending = self._pending, []
         if not batch:
             return []
         try:
-            stored, uptimes = await sync_to_async(store_batch)(batch, listening())
+            stored, uptimes = await sync_to_async(store_batch)(batch, listening(), patient)
         except Exception as exc:
             report(exc, "results.store", connection.alias)
             self._keep_or_drop(batch, exc)
@@ -353,6 +361,7 @@ class Monitor:
         else:
             self._remember(due, timezone.now())
         for check in due:
+            self.stats.runs_missed += check.missed_runs
             self._start(check, stop)
         return len(due)
 
@@ -378,8 +387,7 @@ class Monitor:
         with the database away, the runner keeps checking what it was checking."""
         due = [c for c in self._claimed.values() if c.next_due_at <= now]
         for check in due:
-            check.due_at = check.next_due_at
-            check.next_due_at = next_due(check, now)
+            _move_on(check, now)
         return due
 
     async def seconds_to_next(self) -> float:
@@ -416,7 +424,7 @@ class Monitor:
         while not stop.is_set():
             await _wait(stop, FLUSH_INTERVAL)
             try:
-                await self.writer.flush()
+                await self.writer.flush(patient=False)
             except Exception as exc:
                 # Storing must outlive any one failure: results keep coming.
                 report(exc, "results.flush", connection.alias)
@@ -526,10 +534,18 @@ def _claim(now: datetime, limit: int, tags: tuple[str, ...]) -> list[HealthCheck
         .order_by(F("next_due_at").asc(nulls_first=True))[:limit]
     )
     for check in due:
-        check.due_at = check.next_due_at
-        check.next_due_at = next_due(check, now)
+        _move_on(check, now)
     save_fields(due, ["next_due_at"])
     return due
+
+
+def _move_on(check: HealthCheck, now: datetime) -> None:
+    """Claim ``check`` at ``now``: it carries when it was due (``due_at``) and how many runs
+    between then and now will never be made up for (``missed_runs``)."""
+    check.due_at = check.next_due_at
+    check.next_due_at = next_due(check, now)
+    late = 0.0 if check.due_at is None else (now - check.due_at).total_seconds()
+    check.missed_runs = int(late // check.interval) if check.kind != KIND_PUSH else 0
 
 
 #: The golden ratio's fraction: consecutive ids land far apart in (0, 1).

@@ -47,6 +47,7 @@ class RunnerStats:
     lags_ms: deque[float] = field(default_factory=lambda: deque(maxlen=MAX_LAGS))
     runs: int = 0
     runs_skipped: int = 0
+    runs_missed: int = 0
 
     def started(self, due: datetime | None, at: datetime) -> None:
         """A probe started at ``at``; it was due at ``due`` (None: a first run, never late)."""
@@ -79,6 +80,7 @@ def report(stats: RunnerStats, figures: dict, stopped: bool = False) -> None:
             "stopped_at": now if stopped else None,
             "runs": stats.runs,
             "runs_skipped": stats.runs_skipped,
+            "runs_missed": stats.runs_missed,
             **figures,
         },
     )
@@ -104,6 +106,7 @@ def runner_summary(runner: Runner) -> dict:
         "lag_p99_ms": runner.lag_p99_ms,
         "lag_max_ms": runner.lag_max_ms,
         "runs_skipped": runner.runs_skipped,
+        "runs_missed": runner.runs_missed,
         "results_pending": runner.results_pending,
         "results_dropped": runner.results_dropped,
     }

@@ -212,3 +212,16 @@ async def test_results_beyond_the_buffer_are_dropped_counted_and_reported(
     assert "1 result dropped: the database has been away" in caplog.text
     stored = await writer.flush()
     assert [o.checked_at for o in stored] == [now + timedelta(seconds=n) for n in (1, 2)]
+
+
+async def test_runs_an_overdue_check_never_made_up_for_are_counted(only, http_target):
+    check = await add("overdue", http_target.url("/ok"), interval=10)
+    due = timezone.now() - timedelta(seconds=35)  # three whole intervals passed since
+    await HealthCheck.objects.filter(pk=check.pk).aupdate(next_due_at=due)
+    async with ConnectionManager() as manager:
+        monitor = Monitor(manager, send_alerts=False)
+        assert await monitor.start_due() == 1
+        await monitor.drain()
+    assert monitor.stats.runs_missed == 3
+    await asyncio.to_thread(report, monitor.stats, monitor.figures())
+    assert (await Runner.objects.aget()).runs_missed == 3

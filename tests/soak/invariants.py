@@ -48,20 +48,21 @@ def runs_accounted(query: Query, names: list[str], max_gap: float) -> Invariant:
     """Every run the runners started has a stored result or is counted as not stored (dropped
     or still pending), and no check of ``names`` has a gap longer than ``max_gap`` seconds
     between results unless results were dropped."""
-    runs, skipped, dropped, pending, running = query(
-        "SELECT sum(runs), sum(runs_skipped), sum(results_dropped), sum(results_pending), "
-        "sum(probes_running) FROM connections_app_runner"
+    runs, skipped, missed, dropped, pending, running = query(
+        "SELECT sum(runs), sum(runs_skipped), sum(runs_missed), sum(results_dropped), "
+        "sum(results_pending), sum(probes_running) FROM connections_app_runner"
     )[0]
     stopped = query("SELECT count(*) FROM connections_app_runner WHERE stopped_at IS NULL")[0][0]
     rows = query("SELECT count(*) FROM connections_app_checkresult")[0][0]
     missing = runs - rows - dropped - pending - running
     gaps = _longest_gaps(query, names)
     worst = max(gaps.values(), default=0.0)
-    holds = missing == 0 and stopped == 0 and (worst <= max_gap or dropped > 0)
+    # A gap is accounted for when its runs were counted: dropped, or missed (never run).
+    holds = missing == 0 and stopped == 0 and (worst <= max_gap or dropped + missed > 0)
     figures = (
         f"runs {runs} = results {rows} + dropped {dropped} + pending {pending} + running "
-        f"{running} (missing {missing}); skipped {skipped}; longest gap {worst:.1f} s "
-        f"(limit {max_gap:.1f} s); runners not stopped {stopped}"
+        f"{running} (missing {missing}); skipped {skipped}; missed {missed}; "
+        f"longest gap {worst:.1f} s (limit {max_gap:.1f} s); runners not stopped {stopped}"
     )
     return Invariant("every run has a result or a count", holds, figures)
 
