@@ -165,8 +165,8 @@
     const data = frame.data || {};
     switch (frame.type) {
       case "snapshot": return applySnapshot(data);
-      case "check.result": return applyResult(data);
-      case "check.status": return applyStatus(data);
+      case "snapshot.part": return applySnapshotPart(data);
+      case "updates": return applyUpdates(data);
       case "errors.updated": state.errors = data.errors || state.errors; return render();
       case "clients": state.clients = data.count; return renderHeader();
       case "layer.status": return applyLayerStatus(data);
@@ -178,12 +178,37 @@
   function applySnapshot(data) {
     attempt = 0;  // the server is really back: the next loss starts the backoff afresh
     state.checks = new Map((data.checks || []).map((c) => [c.name, normaliseCheck(c)]));
+    // The rest of the checks follow in snapshot.part frames (docs/EVENTS.md).
+    state.loading = data.parts ? { total: data.total, parts: data.parts } : null;
+    renderLoading();
     state.errors = data.errors || [];
     if (typeof data.clients === "number") state.clients = data.clients;
     if (typeof data.failed_alerts === "number") state.failedAlerts = data.failed_alerts;
     // The server refreshes the page with snapshots while its layer is away: keep saying so.
     if (state.layerPaused) showBanner(state.layerPaused); else hideBanner();
     render();
+  }
+
+  // A snapshot's further checks: added to the ones the snapshot frame brought.
+  function applySnapshotPart(data) {
+    (data.checks || []).forEach((c) => state.checks.set(c.name, normaliseCheck(c)));
+    if (state.loading && data.part >= data.of) state.loading = null;
+    renderLoading();
+    render();
+  }
+
+  function renderLoading() {
+    const el = $("loading");
+    if (!el) return;
+    el.hidden = !state.loading;
+    if (state.loading) el.textContent = `loading checks: ${state.checks.size} of ${state.loading.total}`;
+  }
+
+  // Every result and status change since the server's last flush, in one frame (about one a
+  // second): the results in order, then the changes of status in order.
+  function applyUpdates(data) {
+    (data.results || []).forEach(applyResult);
+    (data.statuses || []).forEach(applyStatus);
   }
 
   // The server's own word on its channel layer: while it cannot reach it, no event arrives,
