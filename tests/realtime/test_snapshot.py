@@ -63,3 +63,58 @@ async def test_a_client_asking_after_a_build_started_reading_gets_a_new_one():
     second = asyncio.ensure_future(builds.bodies(None, Limits()))
     await asyncio.gather(first, second)
     assert builds._builds == {}
+
+
+def add_many(count: int, results_each: int) -> None:
+    """``count`` checks, a tenth of them down, each with ``results_each`` recent results."""
+    now = timezone.now()
+    checks = HealthCheck.objects.bulk_create(
+        HealthCheck(
+            name=f"check-{n:05d}",
+            target=f"127.0.0.1:{1000 + n}",
+            kind="tcp",
+            status="down" if n % 10 == 0 else "up",
+        )
+        for n in range(count)
+    )
+    CheckResult.objects.bulk_create(
+        CheckResult(health_check=c, checked_at=now - timedelta(seconds=10 * i), ok=True)
+        for c in checks
+        for i in range(results_each)
+    )
+
+
+async def test_2000_checks_arrive_in_frames_under_the_bound_worst_first(staff_cookie, settings):
+    from tests.realtime.conftest import connected, receive
+
+    bound = 64 * 1024
+    settings.DASHBOARD_LIMITS = {"snapshot_frame_bytes": bound, "snapshot_first_checks": 100}
+    await sync_to_async(add_many)(2000, 5)
+    socket, snapshot = await connected(staff_cookie)
+    frames = [snapshot]
+    for _ in range(snapshot["data"]["parts"]):
+        frames.append(await receive(socket))
+    await socket.disconnect()
+    sizes = [len(json.dumps(f, separators=(",", ":")).encode()) for f in frames]
+    assert max(sizes) <= bound
+    assert [f["type"] for f in frames[1:]] == ["snapshot.part"] * (len(frames) - 1)
+    assert [f["data"]["part"] for f in frames[1:]] == list(range(1, len(frames)))
+    names = [c["name"] for f in frames for c in f["data"]["checks"]]
+    assert sorted(names) == sorted(f"check-{n:05d}" for n in range(2000))  # each once
+    head = snapshot["data"]
+    assert (head["total"], head["counts"], head["status"]) == (
+        2000,
+        {"down": 200, "up": 1800},
+        "down",
+    )
+    # Worst first: the first frame shows the checks that are down.
+    assert {c["status"] for c in head["checks"]} == {"down"} and len(head["checks"]) <= 100
+    assert all(len(c["recent"]) == 5 for f in frames for c in f["data"]["checks"])
+
+
+def test_a_snapshot_of_any_size_keeps_every_frame_under_the_default_bound():
+    add_many(400, 30)  # about 350 checks made one frame over daphne's 1 MiB before
+    snapshot = build_snapshot(None, Limits())
+    bodies = snapshot.bodies()
+    assert max(len(b.encode()) for b in bodies) <= Limits().snapshot_frame_bytes
+    assert len(checks_of(snapshot)) >= 400
