@@ -38,6 +38,7 @@ import sys
 import tempfile
 import time
 from array import array
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,16 +122,17 @@ async def floor_app(scope, receive, send):
 
 
 async def _floor_tick() -> None:
-    from realtime.protocol import encode_event, frame_text
-
+    """Django is not set up in this server: the frame is made by hand, like ours."""
     seq = 1
     while True:
         await asyncio.sleep(1.0 - time.time() % 1.0)
         results = [fake_result(i, time.time()) for i in range(PER_FLUSH)]
-        body = encode_event("updates", {"results": results, "statuses": []})
+        data = json.dumps({"results": results, "statuses": []}, separators=(",", ":"))
+        at = datetime.now(UTC).isoformat()
         seq += 1
+        text = f'{{"v":2,"seq":{seq},"type":"updates","at":"{at}","data":{data}}}'
         for client_send in list(_floor_sends):
-            await client_send({"type": "websocket.send", "text": frame_text(seq, body)})
+            await client_send({"type": "websocket.send", "text": text})
 
 
 # --- client processes ---------------------------------------------------------------------------
