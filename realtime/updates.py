@@ -81,6 +81,10 @@ class Pending:
     def __len__(self) -> int:
         return len(self.results) + len(self.statuses)
 
+    def __bool__(self) -> bool:
+        """Whether a flush has work: entries, or an overflow to turn into a resync."""
+        return self.overflowed or len(self) > 0
+
     def add(self, results: Iterable[Entry], statuses: Iterable[Entry]) -> None:
         """Keep ``results`` and ``statuses``; past ``max_pending`` keep nothing and remember
         that the clients must resync (a snapshot tells them everything)."""

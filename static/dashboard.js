@@ -146,9 +146,10 @@
   function serverNow() { return Date.now() + clockOffset; }
 
   // Acks go from the message handler itself (timers are throttled in background tabs): after
-  // ACK_EVERY frames, a second after the last ack, or with a pong (docs/EVENTS.md, "Acks").
+  // ACK_EVERY frames, 5 s after the last ack, or with a pong (docs/EVENTS.md, "Acks"). With
+  // one updates frame a second, acking each would cost the server a read per frame written.
   const ACK_EVERY = 20;
-  const ACK_AFTER_MS = 1000;
+  const ACK_AFTER_MS = 5000;
   let acked = { seq: 0, at: 0 };
 
   function maybeAck(force) {

@@ -138,9 +138,11 @@ async def test_too_much_pending_is_dropped_and_every_client_resyncs(clients, set
     resyncs = []
     hub.request_resync = lambda: resyncs.append(1)
     await hub._dispatch(message(1, [result(f"c{k}", 1) for k in range(11)]))
-    await hub.flush_updates()
-    await asyncio.sleep(0.05)
-    assert resyncs == [1] and socket.frames == []
+    await wait_until(lambda: resyncs == [1])  # the flush that was scheduled asks for it
+    await hub._dispatch(message(2, [result("a", 2)]))  # kept again after the overflow
+    await wait_until(lambda: len(socket.frames) == 1)
+    assert [r["check"]["name"] for r in socket.frames[0]["data"]["results"]] == ["a"]
+    await hub.stop()
 
 
 async def test_flushes_are_at_least_the_interval_apart(clients, settings):
