@@ -24,6 +24,7 @@ from connections_app.models import (
     CheckResult,
     ErrorStat,
     HealthCheck,
+    Runner,
     StateChange,
     split_tags,
     status_rank,
@@ -443,6 +444,28 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
+
+
+@admin.register(Runner)
+class RunnerAdmin(ReadOnlyAdmin):
+    """Whether the runners keep up: each one's scheduling lag over its last few seconds."""
+
+    list_display = (
+        "name",
+        "tags",
+        "seen_at",
+        "stopped_at",
+        "lag_p50_ms",
+        "lag_p95_ms",
+        "lag_max_ms",
+        "probes_running",
+        "probe_slots",
+        "runs_skipped",
+        "results_stored",
+        "results_pending",
+        "results_dropped",
+    )
+    ordering = ("-seen_at",)
 
 
 @admin.register(CheckResult)

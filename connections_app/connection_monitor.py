@@ -42,15 +42,13 @@ from connections_app.models import (
     split_tags,
 )
 from connections_app.monitor import Monitor
+from connections_app.probe_slots import default_total, runner_connections
 from connections_app.redaction import redact, redact_url
 from connections_app.summary import HealthSummary, health_summary
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-#: Checks running at once, as ``runchecks --concurrency`` defaults to.
-DEFAULT_CONCURRENCY = 20
 
 #: The config's names for the model's fields where they differ (the documented API's names).
 CONFIG_NAMES = {"target": "endpoint", "interval": "check_interval"}
@@ -381,8 +379,11 @@ class ConnectionMonitor:
         its status, since, flapping, latency, uptime over 24 h, last error category, stale."""
         return _off_the_loop(health_summary)
 
-    async def start(self, concurrency: int = DEFAULT_CONCURRENCY) -> None:
-        """Run the checks in the running loop until ``stop()``; nothing when already running."""
+    async def start(self, concurrency: int | None = None) -> None:
+        """Run the checks in the running loop until ``stop()``; nothing when already running.
+        ``concurrency``: checks running at once in all (None: as ``runchecks`` sizes it)."""
+        if concurrency is None:
+            concurrency = default_total()
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError(
                 f"concurrency: expected a whole number, 1 or more; got {concurrency!r}"
@@ -416,7 +417,7 @@ class ConnectionMonitor:
     async def _run(self, stop: asyncio.Event, concurrency: int) -> None:
         # The manager is entered here, in the task: its sessions belong to this loop, and
         # leaving the block after the runner's final flush closes every socket it opened.
-        async with ConnectionManager() as manager:
+        async with ConnectionManager(runner_connections(concurrency)) as manager:
             await Monitor(manager, concurrency=concurrency).run_forever(stop)
 
 
@@ -449,7 +450,7 @@ def reset_global_monitor() -> None:
 
 
 async def start_connection_monitoring(
-    concurrency: int = DEFAULT_CONCURRENCY,
+    concurrency: int | None = None,
 ) -> ConnectionMonitor:
     """Start the global monitor's runner in the running loop (nothing if it runs); the monitor."""
     monitor = get_global_monitor()

@@ -549,6 +549,47 @@ class ErrorStat(models.Model):
         return f"{self.category} in {self.operation} ({self.count})"
 
 
+
+class Runner(models.Model):
+    """A process running checks (``runchecks`` or ``serve``), as it last reported itself.
+
+    Each runner writes its row every few seconds (``runners.report``), so any process can tell
+    whether the checks keep up: the scheduling lag (a probe's start minus its due time) over
+    the last period, and what could not be stored.
+    """
+
+    name = models.CharField(max_length=200, unique=True, help_text="host:pid")
+    tags = models.CharField(
+        max_length=200, blank=True, help_text="The checks it takes; blank: all."
+    )
+    started_at = models.DateTimeField()
+    seen_at = models.DateTimeField()
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    probe_slots = models.PositiveIntegerField(default=0, help_text="Probes it may run at once.")
+    probes_running = models.PositiveIntegerField(default=0)
+    lag_p50_ms = models.FloatField(null=True, blank=True, verbose_name="lag p50 (ms)")
+    lag_p95_ms = models.FloatField(null=True, blank=True, verbose_name="lag p95 (ms)")
+    lag_p99_ms = models.FloatField(null=True, blank=True, verbose_name="lag p99 (ms)")
+    lag_max_ms = models.FloatField(null=True, blank=True, verbose_name="lag max (ms)")
+    runs = models.BigIntegerField(default=0, help_text="Probes started.")
+    runs_skipped = models.BigIntegerField(
+        default=0, help_text="Runs not started: the previous run of the check was still going."
+    )
+    results_stored = models.BigIntegerField(default=0)
+    results_pending = models.PositiveIntegerField(
+        default=0, help_text="Results waiting for the database."
+    )
+    results_dropped = models.BigIntegerField(
+        default=0, help_text="Results lost: the database was away longer than the buffer lasts."
+    )
+
+    class Meta:
+        ordering = ["-seen_at"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 # Imported here so Django registers the models defined in their own modules.
 from connections_app.alerts.models import Alert, NotificationChannel  # noqa: E402,F401
 from connections_app.maintenance import MaintenanceWindow  # noqa: E402,F401

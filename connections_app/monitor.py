@@ -12,20 +12,23 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
 from django.db.models import F, Q
 from django.utils import timezone
 
 from connections_app.alerts.sender import run_alert_sender
+from connections_app.cli import counted
 from connections_app.connection_manager import ConnectionManager
+from connections_app.db.fail_fast import fail_fast
 from connections_app.db.transactions import retry_transaction
 from connections_app.error_handler import get_global_error_handler, report
 from connections_app.error_stats import flush_error_stats
-from connections_app.errors import DATABASE_TRANSIENT, is_retryable
+from connections_app.errors import DATABASE_TRANSIENT, classify, is_retryable
 from connections_app.events import announce, announce_checks_changed, listening
 from connections_app.models import (
     DEGRADED,
@@ -36,9 +39,12 @@ from connections_app.models import (
     StateChange,
     uptimes,
 )
+from connections_app.probe_slots import ProbeSlots, default_total, target_key
 from connections_app.probes import run_probe
 from connections_app.push import deadline, silence
 from connections_app.results import Outcome, Stored, close_stale_connection, store_outcomes
+from connections_app.runners import RunnerStats
+from connections_app.runners import report as report_runner
 from connections_app.state import apply_maintenance
 from connections_app.summary import check_summary
 
@@ -46,7 +52,8 @@ logger = logging.getLogger(__name__)
 
 #: The scheduler looks for new or changed checks at least this often (seconds).
 MAX_IDLE = 1.0
-#: ... and after a claim that found nothing to start, no sooner than this.
+#: ... and no sooner than this after a claim: due times are spread, so claiming at each one
+#: would be a transaction per check; this bounds both the claims per second and the lag added.
 MIN_IDLE = 0.1
 #: Results are written every FLUSH_INTERVAL seconds, all that are waiting in one transaction.
 FLUSH_INTERVAL = 1.0
@@ -54,6 +61,15 @@ FLUSH_INTERVAL = 1.0
 MAX_PENDING = 10_000
 ERROR_STATS_INTERVAL = 10.0
 PRUNE_INTERVAL = 3600.0
+#: How often a runner writes its ``Runner`` row (lag, counts).
+RUNNER_REPORT_INTERVAL = 5.0
+#: How often the checks claimed lately are looked over for ones this runner no longer has.
+FORGET_EVERY = timedelta(seconds=10)
+#: Checks claimed in one go, at most.
+CLAIM_LIMIT = 500
+#: Probes started or waiting for a slot, per probe slot: a claim beyond this waits (memory
+#: stays bounded however far behind the runner is).
+TASKS_PER_SLOT = 2
 
 
 def store_batch(batch: list[Outcome], want_uptime: bool) -> tuple[Stored, dict[int, float]]:
@@ -114,6 +130,14 @@ class ResultWriter:
         if overflow > 0:
             del self._pending[:overflow]  # the oldest go first
             self.dropped += overflow
+            # Counted in the runner's row too (``results_dropped``): no silent gap.
+            report(
+                f"{counted(overflow, 'result')} dropped: the database has been away for "
+                f"longer than {counted(MAX_PENDING, 'result')} last",
+                "results.drop",
+                connection.alias,
+                category=classify(error),
+            )
 
     async def _announce(
         self, batch: list[Outcome], stored: Stored, uptimes: dict[int, float]
@@ -174,54 +198,86 @@ def change_event(change: StateChange) -> dict:
 
 
 class Monitor:
-    """Runs checks concurrently (at most ``concurrency`` at once) and stores their results.
+    """Runs checks concurrently and stores their results.
+
+    Probes run in ``ProbeSlots``: ``per_target`` at once per host and port, ``concurrency`` in
+    all (default: sized to the open-files limit). A check whose last run is still going is not
+    started again. A result is stamped with its probe's start.
 
     ``run_forever`` repeats three units of work, each callable on its own (tests do):
     ``start_due`` (claim the due checks, start their probes), ``writer.flush`` (store what
     finished) and ``housekeeping`` (the error log's repeat lines, error statistics,
-    maintenance windows, pruning, each on its own period); the alert sender
-    (``alerts.sender``) beside them.
+    maintenance windows, pruning, the runner's own row; in a thread of its own, so it never
+    holds up claiming and storing); the alert sender (``alerts.sender``) beside them.
     """
 
     def __init__(
         self,
         manager: ConnectionManager,
-        concurrency: int = 20,
+        concurrency: int | None = None,
         tags: Iterable[str] = (),
         send_alerts: bool = True,
+        per_target: int | None = None,
     ) -> None:
         self.manager = manager
         #: Only checks with one of these tags are claimed (runners split by tag); () means all.
         self.tags = tuple(tags)
         self.send_alerts = send_alerts
-        self.semaphore = asyncio.Semaphore(concurrency)
+        self.slots = ProbeSlots(
+            concurrency or default_total(), per_target or settings.PROBES_PER_TARGET
+        )
         self.writer = ResultWriter()
+        self.stats = RunnerStats(self.tags)
         #: Probes cancelled while running (a stop that would not wait longer); never stored.
         self.cancelled = 0
         self._tasks: set[asyncio.Task] = set()
+        self._in_flight: set[int] = set()
+        #: The checks this runner claimed lately, with their next due times: what it keeps
+        #: running while the database cannot be asked (``start_offline``).
+        self._claimed: dict[int, HealthCheck] = {}
+        self._forget_at = timezone.now()
 
     async def run_check(
         self, check: HealthCheck, stop: asyncio.Event | None = None
     ) -> Outcome | None:
-        """Run one check and queue its result; None when ``stop`` came before its turn, or
-        for a push check that is not silent (it is never probed: its job reports in)."""
-        if check.kind == KIND_PUSH:
-            result = silence(check, timezone.now())
-            if result is None:
-                return None
-            report(result.error_message, "check.push", check.name, category=result.error_category)
-        else:
-            async with self.semaphore:
-                if stop is not None and stop.is_set():
-                    return None
-                try:
-                    result = await run_probe(check, self.manager)
-                except asyncio.CancelledError:
-                    self.cancelled += 1
-                    raise
-        outcome = Outcome(check=check, result=result)
+        """Run one check and queue its result; None when ``stop`` came before its turn, when
+        its previous run is still going, or for a push check that is not silent (it is never
+        probed: its job reports in)."""
+        if check.pk in self._in_flight:
+            self.stats.runs_skipped += 1
+            return None
+        self._in_flight.add(check.pk)
+        try:
+            result, started = await self._probe(check, stop)
+        finally:
+            self._in_flight.discard(check.pk)
+        if result is None:
+            return None
+        outcome = Outcome(check=check, result=result, checked_at=started)
         self.writer.add(outcome)
         return outcome
+
+    async def _probe(self, check: HealthCheck, stop: asyncio.Event | None):
+        due = getattr(check, "due_at", None)
+        if check.kind == KIND_PUSH:
+            started = timezone.now()
+            self.stats.started(due, started)
+            result = silence(check, started)
+            if result is not None:
+                report(
+                    result.error_message, "check.push", check.name, category=result.error_category
+                )
+            return result, started
+        async with self.slots.hold(target_key(check.kind, check.target)):
+            if stop is not None and stop.is_set():
+                return None, None
+            started = timezone.now()
+            self.stats.started(due, started)
+            try:
+                return await run_probe(check, self.manager), started
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                raise
 
     async def run_once(
         self,
@@ -259,36 +315,72 @@ class Monitor:
         # Events a runner stopped between a commit and its announcement never went out: every
         # dashboard rebuilds from what is stored when a runner starts.
         await _quietly(announce_checks_changed, "checks.announce")
+        housekeeping = Housekeeping(asyncio.get_running_loop().time, self)
         flusher = asyncio.create_task(self._flush_loop(stop))
+        chores = asyncio.create_task(housekeeping.run_until(stop))
         alerts = asyncio.create_task(run_alert_sender(stop)) if self.send_alerts else None
         try:
             while not stop.is_set():
-                started = await self.start_due(stop)
-                wait = await self.seconds_to_next()
-                # Due but not claimed: another runner holds those rows while it stores their
-                # results. Asking again at once would only spin.
-                await _wait(stop, wait if started else max(wait, MIN_IDLE))
+                await self.start_due(stop)
+                # Also when due but not claimed: another runner holds those rows while it
+                # stores their results. Asking again at once would only spin.
+                await _wait(stop, max(await self.seconds_to_next(), MIN_IDLE))
         finally:
             await self.drain(stop_timeout)
             await flusher
             await self.writer.flush()
+            await chores
+            await housekeeping.close(self)
             if alerts is not None:
                 await alerts
             await _quietly(flush_error_stats, "error_stats.flush")
 
     async def start_due(self, stop: asyncio.Event | None = None) -> int:
-        """Claim the checks due now and start their probes; how many started (0: none due, or
-        the database could not be asked, which is reported)."""
+        """Claim the checks due now and start their probes; how many started. While the
+        database cannot be asked (reported), the checks claimed lately keep their schedule."""
+        room = self.slots.total * TASKS_PER_SLOT - len(self._tasks)
+        if room <= 0:
+            return 0  # behind: claim nothing more until probes finish (bounded memory)
         try:
-            due = await sync_to_async(claim_due_checks)(tags=self.tags)
+            due = await sync_to_async(claim_due_checks)(
+                tags=self.tags, limit=min(CLAIM_LIMIT, room)
+            )
         except Exception as exc:
             report(exc, "checks.claim", connection.alias)
-            return 0
+            if not is_retryable(exc, DATABASE_TRANSIENT):
+                return 0
+            due = self._due_offline(timezone.now())
+        else:
+            self._remember(due, timezone.now())
         for check in due:
-            task = asyncio.create_task(self.run_check(check, stop))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._start(check, stop)
         return len(due)
+
+    def _start(self, check: HealthCheck, stop: asyncio.Event | None) -> None:
+        task = asyncio.create_task(self.run_check(check, stop))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _remember(self, claimed: list[HealthCheck], now: datetime) -> None:
+        for check in claimed:
+            self._claimed[check.pk] = check
+        if now < self._forget_at:
+            return
+        # A check not claimed again when due has gone to another runner, or is gone. Looked
+        # for now and then: every check at every claim would cost more than the claim.
+        self._forget_at = now + FORGET_EVERY
+        for pk, check in list(self._claimed.items()):
+            if (now - check.next_due_at).total_seconds() > check.interval:
+                del self._claimed[pk]
+
+    def _due_offline(self, now: datetime) -> list[HealthCheck]:
+        """The checks claimed lately that are due by their last claim, moved on one interval:
+        with the database away, the runner keeps checking what it was checking."""
+        due = [c for c in self._claimed.values() if c.next_due_at <= now]
+        for check in due:
+            check.due_at = check.next_due_at
+            check.next_due_at = next_due(check, now)
+        return due
 
     async def seconds_to_next(self) -> float:
         """How long the scheduler may sleep: until the next check is due, ``MAX_IDLE`` at most."""
@@ -310,26 +402,41 @@ class Monitor:
             # Let the cancelled probes unwind (close their sockets) before the last flush.
             await asyncio.wait(running)
 
+    def figures(self) -> dict:
+        """The counts a ``Runner`` row carries besides the lag."""
+        return {
+            "probe_slots": self.slots.total,
+            "probes_running": len(self._in_flight),
+            "results_stored": self.writer.written,
+            "results_pending": self.writer.pending,
+            "results_dropped": self.writer.dropped,
+        }
+
     async def _flush_loop(self, stop: asyncio.Event) -> None:
-        housekeeping = Housekeeping(asyncio.get_running_loop().time)
         while not stop.is_set():
             await _wait(stop, FLUSH_INTERVAL)
             try:
                 await self.writer.flush()
-                await housekeeping.run_due()
             except Exception as exc:
                 # Storing must outlive any one failure: results keep coming.
                 report(exc, "results.flush", connection.alias)
 
 
 class Housekeeping:
-    """The runner's chores besides checking, each on its own period; a failure is reported and
-    the chore tried again next period. Never in the way of claiming and storing for long: each
-    chore is bounded (batched deletes, one upsert per error fingerprint)."""
+    """The runner's chores besides checking, each on its own period, in a thread and database
+    connection of their own: a slow prune never holds up claiming and storing. A failure is
+    reported and the chore tried again next period."""
 
-    def __init__(self, clock: Callable[[], float]) -> None:
+    def __init__(self, clock: Callable[[], float], monitor: Monitor | None = None) -> None:
         self._clock = clock
-        self._last_stats = self._last_prune = clock()
+        self._monitor = monitor
+        self._last_stats = self._last_prune = self._last_report = clock()
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="housekeeping")
+
+    async def run_until(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await _wait(stop, FLUSH_INTERVAL)
+            await self.run_due()
 
     async def run_due(self) -> None:
         # Repeats counted in a window that has ended get their one repeat line now, not
@@ -338,11 +445,37 @@ class Housekeeping:
         now = self._clock()
         if now - self._last_stats >= ERROR_STATS_INTERVAL:
             self._last_stats = now
-            await _quietly(flush_error_stats, "error_stats.flush")
-            await announce_changes(await _quietly(apply_maintenance, "maintenance.apply") or [])
+            await self._chore(flush_error_stats, "error_stats.flush")
+            await announce_changes(await self._chore(apply_maintenance, "maintenance.apply") or [])
         if now - self._last_prune >= PRUNE_INTERVAL:
             self._last_prune = now
-            await _quietly(prune_results, "results.prune")
+            await self._chore(prune_results, "results.prune")
+        if self._monitor is not None and now - self._last_report >= RUNNER_REPORT_INTERVAL:
+            self._last_report = now
+            await self._report(stopped=False)
+
+    async def close(self, monitor: Monitor) -> None:
+        """Say the runner stopped, and close the thread's database connection."""
+        await self._report(stopped=True)
+        await asyncio.get_running_loop().run_in_executor(self._thread, connections.close_all)
+        self._thread.shutdown()
+
+    async def _report(self, stopped: bool) -> None:
+        monitor = self._monitor
+        figures = {**monitor.stats.take_lags(), **monitor.figures()}
+        await self._chore(lambda: report_runner(monitor.stats, figures, stopped), "runner.report")
+
+    async def _chore(self, func, operation: str):
+        """Run a chore in the housekeeping thread: its answer, or None when it failed."""
+        def run():
+            close_stale_connection()
+            return func()
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._thread, run)
+        except Exception as exc:
+            report(exc, operation, connection.alias)
+            return None
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
@@ -367,18 +500,21 @@ def _due_filter(now: datetime) -> Q:
 
 
 def claim_due_checks(
-    now: datetime | None = None, limit: int = 500, tags: Iterable[str] = ()
+    now: datetime | None = None, limit: int = CLAIM_LIMIT, tags: Iterable[str] = ()
 ) -> list[HealthCheck]:
     """The enabled checks due at ``now`` (default: when the claim runs, not when it was
-    queued for the database thread), each moved to its next due time in one transaction.
-    With ``tags``, only checks that have one of them.
+    queued for the database thread), each moved to its next due time in one transaction; each
+    carries ``due_at``, when it was due (None for a new check). With ``tags``, only checks that
+    have one of them.
 
     Several runners may share one database: on PostgreSQL the rows are locked with SKIP LOCKED,
     so each due check goes to exactly one runner; SQLite's IMMEDIATE transactions serialise
-    the runners instead.
+    the runners instead. A claim is not retried: the next one comes within a second, and
+    meanwhile the runner goes on with what it holds.
     """
     close_stale_connection()
-    return _claim(now or timezone.now(), limit, tuple(tags))
+    with fail_fast():
+        return _claim(now or timezone.now(), limit, tuple(tags))
 
 
 @retry_transaction
@@ -390,18 +526,49 @@ def _claim(now: datetime, limit: int, tags: tuple[str, ...]) -> list[HealthCheck
         .order_by(F("next_due_at").asc(nulls_first=True))[:limit]
     )
     for check in due:
-        check.next_due_at = _next_due(check, now)
-    HealthCheck.objects.bulk_update(due, ["next_due_at"])
+        check.due_at = check.next_due_at
+        check.next_due_at = next_due(check, now)
+    _save_next_due(due)
     return due
 
 
-def _next_due(check: HealthCheck, now: datetime) -> datetime:
+def _save_next_due(checks: list[HealthCheck]) -> None:
+    """One UPDATE run for each row (executemany), not ``bulk_update``'s CASE WHEN per row."""
+    if not checks:
+        return
+    meta, ops = HealthCheck._meta, connection.ops
+    field = meta.get_field("next_due_at")
+    sql = (
+        f"UPDATE {ops.quote_name(meta.db_table)} SET {ops.quote_name(field.column)} = %s "
+        f"WHERE {ops.quote_name(meta.pk.column)} = %s"
+    )
+    rows = [(field.get_db_prep_save(c.next_due_at, connection), c.pk) for c in checks]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
+
+
+#: The golden ratio's fraction: consecutive ids land far apart in (0, 1).
+_SPREAD = 0.6180339887498949
+
+
+def next_due(check: HealthCheck, now: datetime) -> datetime:
+    """When a check claimed at ``now`` is due next.
+
+    Its last due time plus the interval: no drift, so a 1 s check runs 60 times a minute. A
+    new check (run now), or one more than an interval behind (the runners were stopped), gets
+    a phase of its own from its id, so checks made together do not run in lock-step.
+    """
     # A push check is looked at when its silence would begin to matter, not an interval on.
     if check.kind == KIND_PUSH:
         due = deadline(check, check.last_ping_at or check.created_at or now)
         if due > now:
             return due
-    return now + timedelta(seconds=check.interval)
+    interval = timedelta(seconds=check.interval)
+    last = getattr(check, "due_at", check.next_due_at)
+    if last is not None and now - last <= interval:
+        return last + interval
+    phase = (check.pk * _SPREAD) % 1.0
+    return now + interval * (0.5 + phase / 2)
 
 
 def seconds_until_next_due(now: datetime, tags: Iterable[str] = ()) -> float:

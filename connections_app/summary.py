@@ -10,6 +10,7 @@ from typing import TypedDict
 from django.utils import timezone
 
 from connections_app.models import DOWN, HealthCheck, overall_status, uptimes
+from connections_app.runners import live_runners, runner_summary
 
 #: A check's latest result older than this many intervals (plus its timeout and a grace) is
 #: stale: nobody is running the checks (the runner stopped, or cannot store results), and the
@@ -46,6 +47,8 @@ class HealthSummary(TypedDict):
     stale: bool
     generated_at: str
     checks: list[HealthSummaryCheck]
+    #: The runners seen lately, with their scheduling lag (``runners.runner_summary``).
+    runners: list[dict]
 
 
 #: The fields ``check_summary`` reads: a list of every check loads these only.
@@ -152,7 +155,7 @@ def check_summary(check: HealthCheck, now: datetime | None = None) -> CheckSumma
 def health_summary(tag: str | None = None) -> HealthSummary:
     """The document staff get from /health/: every check's summary (only those with ``tag``
     when given) with its 24 h uptime, and the overall status. Two queries, whatever the number
-    of checks."""
+    of checks (and one for the runners)."""
     now = timezone.now()
     rows = list(_checks(tag).order_by("name").only(*SUMMARY_FIELDS))
     uptime = uptimes([c.pk for c in rows] if tag else None)
@@ -167,4 +170,5 @@ def health_summary(tag: str | None = None) -> HealthSummary:
         "stale": any(c["stale"] for c in checks),
         "generated_at": now.isoformat(),
         "checks": checks,
+        "runners": [runner_summary(r) for r in live_runners(now)],
     }

@@ -148,6 +148,10 @@ if HEALTH_TOKEN and len(HEALTH_TOKEN) < 16:
 FLAP_CHANGES = _at_least_one("FLAP_CHANGES", 5)
 FLAP_WINDOW_MINUTES = _at_least_one("FLAP_WINDOW_MINUTES", 30)
 
+#: Probes of one target (host and port) a runner runs at once: a slow or dead host holds only
+#: these, never the slots of other hosts (connections_app/probe_slots.py).
+PROBES_PER_TARGET = _at_least_one("PROBES_PER_TARGET", 10)
+
 #: Seconds a stopping runner (SIGTERM, SIGINT) gives its running checks before it cancels
 #: them: below the 10 s after which Docker sends SIGKILL, so what finished is stored.
 STOP_TIMEOUT = _read("STOP_TIMEOUT", float, 10.0)

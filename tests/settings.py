@@ -11,3 +11,8 @@ os.environ.setdefault("SECRET_KEY", "tests-only-secret-key-never-used-in-product
 os.environ.setdefault("DB_RETRY_BASE_DELAY", "0.05")
 
 from project.settings import *  # noqa: F403
+
+# The test database is SQLite in memory, one per test process: pytest-xdist's workers each get
+# their own (pytest-django would otherwise append the worker's name to our backend's file path).
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
+    DATABASES["default"].setdefault("TEST", {})["NAME"] = ":memory:"  # noqa: F405

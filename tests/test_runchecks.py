@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -121,7 +122,7 @@ def test_help_documents_every_exit_code_and_paused_checks(sqlite_file_env):
     for code in ("0 (all up)", "1 (some degraded)", "2 (some down)", "3 (usage", "130 or 143"):
         assert code in text
     assert "a paused (disabled) check named here runs too" in text
-    assert "checks running at once (default: 20)" in text
+    assert "checks running at once in all (default: half the limit of open files" in text
 
 
 def test_exit_3_when_the_database_is_unusable(sqlite_file_env, tmp_path):
@@ -531,3 +532,38 @@ def read_until(stream, marker: bytes | None, timeout: float = 30) -> bytes:
             break
         said += chunk
     return said
+
+
+def test_a_locked_database_does_not_stop_the_checks(sqlite_file_env, target):
+    # While no claim can be written, the runner keeps the schedule of the checks it holds: the
+    # results of the locked seconds are stored afterwards, with the times they were taken.
+    env = sqlite_file_env | {"SQLITE_BUSY_TIMEOUT": "0.1", "DB_RETRY_ATTEMPTS": "1"}
+    import_checks(env, [check("api", target.url("/ok"), interval=1, timeout=0.5)])
+    child = start_manage(env, "runchecks")
+    path = env["DATABASE_URL"].removeprefix("sqlite:///")
+    wait_until(lambda: target.hits.get("/ok", 0) >= 2, child, timeout=30)
+    holder = sqlite3.connect(path, isolation_level=None, timeout=5)
+    holder.execute("begin immediate")
+    locked_from = datetime.now(UTC)
+    hits_before = target.hits.get("/ok", 0)
+    time.sleep(5)  # the scenario: another process keeps the write lock this long
+    hits_during = target.hits.get("/ok", 0) - hits_before
+    locked_until = datetime.now(UTC)
+    holder.execute("rollback")
+    holder.close()
+
+    def taken_while_locked() -> list[datetime]:
+        with sqlite3.connect(path) as db:
+            rows = db.execute(
+                "select r.checked_at from connections_app_checkresult r join "
+                "connections_app_healthcheck c on c.id = r.health_check_id where c.name = 'api'"
+            ).fetchall()
+        times = [datetime.fromisoformat(at).replace(tzinfo=UTC) for (at,) in rows]
+        return [at for at in times if locked_from <= at <= locked_until]
+
+    wait_until(lambda: len(taken_while_locked()) >= 3, child, timeout=30)
+    child.send_signal(signal.SIGTERM)
+    _out, err = child.communicate(timeout=30)
+    assert child.returncode == 0, err
+    assert hits_during >= 3, err  # checked on while locked, not after
+    assert "Traceback" not in err

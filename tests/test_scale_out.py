@@ -390,7 +390,8 @@ async def test_two_runners_share_flipping_checks_and_survive_a_kill(
 
             before_restart = await stored_changes()
             runners.start("c")
-            await until(lambda: runners.batches_stored("c") >= 1, "c stored results", runners)
+            # A bound on starting a Django process and its first claim, on a loaded machine.
+            await until(lambda: runners.batches_stored("c") >= 1, "c stored results", runners, 45)
             assert await settled()
             assert await stored_changes() == before_restart, "a transition from the restart"
             for _ in range(ROUNDS[2]):

@@ -150,5 +150,6 @@ def test_help_explains_every_option_with_its_default(sqlite_file_env):
     concurrency = text[text.index("--concurrency N ") : text.index("--version ")]
     assert "address to listen on" in host and "(default: 127.0.0.1)" in host
     assert "TCP port" in port and "(default: 8000)" in port
-    assert "checks running at once" in concurrency and "(default: 20)" in concurrency
+    assert "checks running at once" in concurrency
+    assert "(default: half the limit of open files" in concurrency
     assert "1 when the address cannot be listened on" in text

@@ -66,7 +66,8 @@ def add_concurrency_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--concurrency",
         type=positive_int,
-        default=20,
+        default=None,
         metavar="N",
-        help="checks running at once (default: %(default)s)",
+        help="checks running at once in all (default: half the limit of open files, 20 to 2000; "
+        "PROBES_PER_TARGET of them per host and port)",
     )

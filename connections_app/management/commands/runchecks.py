@@ -36,6 +36,7 @@ from connections_app.errors import missing_tables_message
 from connections_app.management.usage import UsageExitMixin, add_concurrency_argument
 from connections_app.models import PAUSED, HealthCheck
 from connections_app.monitor import Monitor, Outcome
+from connections_app.probe_slots import default_total, runner_connections
 from connections_app.redaction import redact
 from connections_app.runchecks_output import exit_code, render_json, render_table
 
@@ -118,8 +119,9 @@ class Command(UsageExitMixin, BaseCommand):
     async def _once(self, options: dict) -> int:
         stop = _stop_on_signals(abandonable=True)
         checks = await sync_to_async(select_checks)(options["check"], options["tag"])
-        async with ConnectionManager() as manager:
-            monitor = Monitor(manager, concurrency=options["concurrency"])
+        total = options["concurrency"] or default_total()
+        async with ConnectionManager(runner_connections(total)) as manager:
+            monitor = Monitor(manager, concurrency=total)
             outcomes = await monitor.run_once(checks, stop, stop.abandoned)
         unstored = monitor.writer.pending + monitor.writer.dropped
         if unstored:
@@ -147,8 +149,9 @@ class Command(UsageExitMixin, BaseCommand):
         stop = _stop_on_signals()
         if options["verbosity"] >= 1:
             self.stderr.write("runchecks: running until SIGINT or SIGTERM")
-        async with ConnectionManager() as manager:
-            monitor = Monitor(manager, concurrency=options["concurrency"], tags=options["tag"])
+        total = options["concurrency"] or default_total()
+        async with ConnectionManager(runner_connections(total)) as manager:
+            monitor = Monitor(manager, concurrency=total, tags=options["tag"])
             await monitor.run_forever(stop, stop_timeout=settings.STOP_TIMEOUT)
         if monitor.cancelled:
             # Always said: these checks have no result for this round, and a supervisor's

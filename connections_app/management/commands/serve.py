@@ -31,6 +31,7 @@ from connections_app.management.usage import (
     port_number,
 )
 from connections_app.monitor import Monitor
+from connections_app.probe_slots import default_total, runner_connections
 
 #: The address is taken or not ours to take: the server cannot start, the command line was fine.
 EXIT_CANNOT_LISTEN = 1
@@ -150,14 +151,15 @@ def _twisted_host(host: str) -> str:
     return host.replace(":", r"\:")
 
 
-def _run_checks_alongside(concurrency: int) -> None:
+def _run_checks_alongside(concurrency: int | None) -> None:
     """Start the monitor when the reactor runs; at shutdown, let it drain and flush first."""
     stop = asyncio.Event()
     state: dict[str, asyncio.Task] = {}
 
     async def monitor_main() -> None:
-        async with ConnectionManager() as manager:
-            await Monitor(manager, concurrency=concurrency).run_forever(stop)
+        total = concurrency or default_total()
+        async with ConnectionManager(runner_connections(total)) as manager:
+            await Monitor(manager, concurrency=total).run_forever(stop)
 
     def start() -> None:
         state["task"] = asyncio.ensure_future(monitor_main())
