@@ -13,6 +13,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html
 
+from connections_app.admin_lookups import DeclaredLookupsOnly
 from connections_app.cli import counted
 from connections_app.events import announce_checks_changed
 from connections_app.http_options import parse_headers
@@ -30,7 +31,8 @@ from connections_app.models import (
     status_rank,
     uptimes,
 )
-from connections_app.push_help import ping_url, push_lines
+from connections_app.permissions import RUN_CHECKS
+from connections_app.push_help import badge_lines, ping_url, push_lines
 from connections_app.redaction import REDACTED
 from connections_app.run_now import run_in_background
 from connections_app.state import switch
@@ -254,7 +256,7 @@ def _split(target: str):
 
 
 @admin.register(HealthCheck)
-class HealthCheckAdmin(admin.ModelAdmin):
+class HealthCheckAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
     form = HealthCheckForm
     # Fits 1280 px: the target is the name's tooltip (URLs are long), the last error is its
     # category with the message as tooltip.
@@ -313,6 +315,14 @@ class HealthCheckAdmin(admin.ModelAdmin):
                     ("json_path", "json_expected"),
                     ("ignore_tls_errors", "tls_warn_days"),
                 ),
+            },
+        ),
+        (
+            "Public status page",
+            {
+                "fields": ("public", "public_name"),
+                "description": "A public check is shown on /status/ by its public name, with "
+                "its status, daily uptime and changes: never its target, tags or errors.",
             },
         ),
         ("Push", {"fields": ("grace",)}),
@@ -393,7 +403,11 @@ class HealthCheckAdmin(admin.ModelAdmin):
             '<span title="{}">{}</span>', obj.last_error_message, obj.last_error_category
         )
 
-    @admin.action(description="Run selected checks now")
+    def has_run_permission(self, request: HttpRequest) -> bool:
+        """Who may "run now" (the action's ``permissions=["run"]``): ``run_healthcheck``."""
+        return request.user.has_perm(RUN_CHECKS)
+
+    @admin.action(description="Run selected checks now", permissions=["run"])
     def run_now(self, request: HttpRequest, queryset: QuerySet) -> None:
         checks = list(queryset)
         run_in_background(checks)  # a check may take its whole timeout: never in the request
@@ -404,7 +418,7 @@ class HealthCheckAdmin(admin.ModelAdmin):
             messages.SUCCESS,
         )
 
-    @admin.action(description="Pause selected checks")
+    @admin.action(description="Pause selected checks", permissions=["change"])
     def pause(self, request: HttpRequest, queryset: QuerySet) -> None:
         ids = list(queryset.values_list("pk", flat=True))
         switch(ids, enabled=False)
@@ -412,7 +426,7 @@ class HealthCheckAdmin(admin.ModelAdmin):
         announce_checks_changed()
         self.message_user(request, f"Paused {counted(len(ids), 'check')}.", messages.SUCCESS)
 
-    @admin.action(description="Resume selected checks")
+    @admin.action(description="Resume selected checks", permissions=["change"])
     def resume(self, request: HttpRequest, queryset: QuerySet) -> None:
         ids = list(queryset.values_list("pk", flat=True))
         switch(ids, enabled=True)
@@ -429,6 +443,8 @@ class HealthCheckAdmin(admin.ModelAdmin):
         check = HealthCheck.objects.filter(pk=object_id).first()
         if check is not None and check.kind == KIND_PUSH and check.push_token:
             extra_context["push_lines"] = push_lines(ping_url(request, check.push_token))
+        if check is not None and check.public:
+            extra_context["badge_lines"] = badge_lines(request, check)
         if check is not None:
             from connections_app.alerts.admin import channels_for
 
@@ -436,7 +452,7 @@ class HealthCheckAdmin(admin.ModelAdmin):
         return super().change_view(request, object_id, form_url, extra_context)
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
     """Log-like rows: written by the runner, read by staff."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:

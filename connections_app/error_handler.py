@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from connections_app.errors import ErrorCategory, Severity, classify
-from connections_app.redaction import redact, redact_mapping, redact_url
+from connections_app.redaction import CLEAN, bare_urls, redact, redact_mapping, redact_url
 
 MAX_MESSAGE = 500
 MAX_ENDPOINT = 500
@@ -304,11 +304,17 @@ class ErrorHandler:
         # A traceback only where it helps: an error we cannot name, or when asked for.
         debug = self._logger.isEnabledFor(logging.DEBUG)
         traceback = exc is not None and (info.category is ErrorCategory.UNKNOWN or debug)
-        self._logger.log(_LEVELS[info.severity], "%s", line, exc_info=exc if traceback else None)
+        self._logger.log(
+            _LEVELS[info.severity],
+            "%s",
+            line,
+            exc_info=exc if traceback else None,
+            extra=CLEAN,
+        )
 
     def _log_repeat_lines(self, repeat_lines: list[tuple[int, str]]) -> None:
         for level, line in repeat_lines:
-            self._logger.log(level, "%s", line)
+            self._logger.log(level, "%s", line, extra=CLEAN)
 
 
 def _repeats_line(entry: _Tracked, now: float, window: float) -> tuple[int, str]:
@@ -358,8 +364,9 @@ def _describe(exc: BaseException) -> str:
 
 
 def _clean(message: str) -> str:
-    """Redacted (before joining lines, so multi-line secrets are seen whole), one line."""
-    return " ".join(redact(message).split())[:MAX_MESSAGE]
+    """Redacted (before joining lines, so multi-line secrets are seen whole), every URL cut to
+    scheme, host, port and path (a library's text may quote one whole), one line."""
+    return " ".join(bare_urls(message).split())[:MAX_MESSAGE]
 
 
 _global_handler: ErrorHandler | None = None
@@ -389,9 +396,7 @@ def report(
     ``operation`` says what was being done (``results.store``, ``check.http``), ``endpoint``
     where (a database alias, a check's name, a server), ``extra`` adds detail to the log line.
     """
-    return get_global_error_handler().report(
-        error, operation, endpoint, category=category, **extra
-    )
+    return get_global_error_handler().report(error, operation, endpoint, category=category, **extra)
 
 
 def reset_global_error_handler() -> None:

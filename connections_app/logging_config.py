@@ -15,10 +15,9 @@ import logging.config
 import logging.handlers
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
 
 from connections_app.error_handler import report
-from connections_app.redaction import redact
+from connections_app.redaction import bare_urls, redact
 
 #: Libraries that log every request or reconnect at INFO: WARNING and above by default.
 NOISY_LOGGERS = (
@@ -33,22 +32,29 @@ PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 #: Libraries that log a traceback for every failed reconnect (channels_redis's receive loops
 #: log one a second while Redis is away): their exceptions go through the error handler.
 RETRYING_LOGGERS = ("channels_redis.pubsub", "channels_redis.core")
+#: The health endpoint: load balancers probe it, and its 503 is an answer, not an error.
+HEALTH_PATH = "/health/"
 
 
 class RedactionFilter(logging.Filter):
-    """Secrets out of a record's message, %-arguments, exception and stack text, once."""
+    """Secrets out of a record's message, %-arguments, exception and stack text, once.
+
+    Every URL in the message is cut to scheme, host, port and path (``bare_urls``): whatever a
+    library puts in a query string or user part never reaches a log line.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "redacted", False):
             return True  # a second handler's filter: already done
         record.redacted = True
-        record.msg = redact(_message(record))
+        message = _message(record)
+        record.msg = message if getattr(record, "clean_message", False) else bare_urls(message)
         record.args = None
         if record.exc_info and not record.exc_text:
             # Rendered here so that every handler, ours or not, reuses the redacted text.
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
-            record.exc_text = redact(record.exc_text)
+            record.exc_text = bare_urls(record.exc_text)
         if record.stack_info:
             record.stack_info = redact(record.stack_info)
         return True
@@ -62,6 +68,24 @@ class ToErrorHandler(logging.Filter):
         if not record.exc_info or record.exc_info[1] is None:
             return True
         report(record.exc_info[1], record.name)
+        return False
+
+
+class RequestErrors(logging.Filter):
+    """On ``django.request``: a view's unhandled exception goes to the error handler (the
+    first in a window logged with its traceback, repeats counted), not a traceback per request;
+    ``/health/`` answering 503 is its answer, not an error to log each time it is probed; a 404
+    is in the access log already (a scanner's 200 probes are not 200 more warnings)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        request = getattr(record, "request", None)
+        path = getattr(request, "path", "")
+        status = getattr(record, "status_code", None)
+        if status == 404 or (status == 503 and path == HEALTH_PATH):
+            return False
+        if not record.exc_info or record.exc_info[1] is None:
+            return True
+        report(record.exc_info[1], "http.request", path)
         return False
 
 
@@ -100,11 +124,8 @@ class StderrHandler(logging.StreamHandler):
 
 
 class RotatingFileHandler(logging.handlers.RotatingFileHandler):
-    """The standard size-based rotation, creating the log directory first."""
-
-    def __init__(self, filename: str, *args, **kwargs) -> None:
-        Path(filename).parent.mkdir(parents=True, exist_ok=True)
-        super().__init__(filename, *args, **kwargs)
+    """The standard size-based rotation. It never creates the log's folder: a typo in
+    LOG_FILE is refused at start (``project.config.log_file``), not made into folders."""
 
 
 def build_logging_config(
@@ -154,6 +175,7 @@ def build_logging_config(
         "filters": {
             "redact": {"()": f"{__name__}.RedactionFilter"},
             "to_error_handler": {"()": f"{__name__}.ToErrorHandler"},
+            "request_errors": {"()": f"{__name__}.RequestErrors"},
         },
         "formatters": {
             "plain": {"format": PLAIN_FORMAT},
@@ -164,7 +186,15 @@ def build_logging_config(
         "loggers": {
             "django": {"level": "NOTSET", "handlers": [], "propagate": True},
             "django.server": {"level": "NOTSET", "handlers": [], "propagate": True},
+            "django.request": {
+                "level": "NOTSET",
+                "handlers": [],
+                "propagate": True,
+                "filters": ["request_errors"],
+            },
             **{name: dict(quiet) for name in noisy_loggers},
+            # daphne's access lines (connections_app.access_log): at INFO, like daphne's own.
+            "daphne.access": {"level": "INFO", "handlers": [], "propagate": True},
             **{name: quiet | {"filters": ["to_error_handler"]} for name in RETRYING_LOGGERS},
         },
     }

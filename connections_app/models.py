@@ -66,6 +66,9 @@ MAX_IN_A_ROW = 100
 PUSH_TOKEN_BYTES = 24
 #: The longest warning before a certificate expires: certificates last at most 398 days.
 MAX_TLS_WARN_DAYS = 398
+#: 24 random bytes for a badge URL too: a public check's badges are unguessable, so the
+#: status page's list is not the only way in, and a check opted out is not found by counting.
+BADGE_TOKEN_BYTES = 24
 
 SEVERITY_CHOICES = [(s, s.title()) for s in ("info", "warning", "error", "critical")]
 
@@ -76,6 +79,10 @@ def overall_status(statuses: list[str]) -> str:
         if status in present:
             return status
     return UNKNOWN
+
+
+def new_badge_token() -> str:
+    return secrets.token_urlsafe(BADGE_TOKEN_BYTES)
 
 
 def split_tags(raw: str) -> list[str]:
@@ -273,6 +280,21 @@ class HealthCheck(OneMessagePerField):
         "balancer may take this app out of service. Leave it off for third parties.",
     )
     tags = models.CharField(max_length=200, blank=True, help_text="Comma or space separated.")
+    public = models.BooleanField(
+        default=False,
+        help_text="Shown on the public status page (/status/) and its badges: its public "
+        "name, status, daily uptime and changes; never its target, tags or errors.",
+    )
+    public_name = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="The name the public sees; required for a public check (the name above is "
+        "never shown there).",
+    )
+    #: The secret in the check's badge URLs (/badge/<token>/status.svg); made with the check.
+    badge_token = models.CharField(
+        max_length=64, unique=True, default=new_badge_token, editable=False
+    )
     next_due_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -304,6 +326,8 @@ class HealthCheck(OneMessagePerField):
 
     class Meta:
         ordering = ["name"]
+        # "Run now" makes the server connect out at once: its own permission, apart from change.
+        permissions = [("run_healthcheck", "Can run checks now")]
         indexes = [
             # runchecks: "which enabled checks are due?"
             models.Index(fields=["enabled", "next_due_at"], name="check_due_idx"),
@@ -379,6 +403,11 @@ class HealthCheck(OneMessagePerField):
                 error = "The grace must be 0 seconds or more."
             if error:
                 errors["grace"] = error
+        self.public_name = (self.public_name or "").strip()
+        if self.public and not self.public_name:
+            errors["public_name"] = (
+                "A public check needs a public name: the status page never shows the name above."
+            )
         warn = value["tls_warn_days"]
         if warn is not None and warn > MAX_TLS_WARN_DAYS:
             errors["tls_warn_days"] = f"At most {MAX_TLS_WARN_DAYS} days (0: no warning)."

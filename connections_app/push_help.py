@@ -1,4 +1,5 @@
-"""The copy-ready lines a push check's admin page shows: cron, a systemd timer, Celery beat."""
+"""The copy-ready lines a check's admin page shows: a push check's cron, systemd timer and
+Celery beat lines; a public check's badge URLs and Markdown."""
 
 from __future__ import annotations
 
@@ -13,9 +14,25 @@ def ping_url(request: HttpRequest, token: str) -> str:
     """The check's ping URL on ``SITE_URL`` when it is set, else on the host of ``request``
     (the page staff are looking at is on an address their jobs can reach, more likely than
     this machine's loopback)."""
-    path = reverse("ping", args=[token])
+    return site_url_for(request, reverse("ping", args=[token]))
+
+
+def site_url_for(request: HttpRequest, path: str) -> str:
+    """``path`` on ``SITE_URL`` when it is set, else on the host of ``request``."""
     site = settings.SITE_URL.rstrip("/")
     return request.build_absolute_uri(path) if site == DEFAULT_SITE_URL else f"{site}{path}"
+
+
+def badge_lines(request: HttpRequest, check) -> list[tuple[str, str, str]]:
+    """A public check's badges: (what, URL, Markdown to paste in a README)."""
+    lines = []
+    for what, name, alt in (
+        ("Status", "badge-status", "status"),
+        ("Uptime, 30 days", "badge-uptime", "uptime"),
+    ):
+        url = site_url_for(request, reverse(name, args=[check.badge_token]))
+        lines.append((what, url, f"![{check.public_name or 'service'} {alt}]({url})"))
+    return lines
 
 
 def push_lines(url: str) -> dict[str, str]:

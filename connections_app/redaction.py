@@ -13,9 +13,12 @@ linear time.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
+import unicodedata
 from collections.abc import Callable, Mapping
-from urllib.parse import unquote_plus, urlsplit, urlunsplit
+from urllib.parse import unquote, unquote_plus, urlsplit, urlunsplit
 
 REDACTED = "***"
 PRIVATE_KEY_REDACTED = f"-----BEGIN PRIVATE KEY-----{REDACTED}-----END PRIVATE KEY-----"
@@ -24,9 +27,11 @@ PRIVATE_KEY_REDACTED = f"-----BEGIN PRIVATE KEY-----{REDACTED}-----END PRIVATE K
 _SECRET_WORDS = (
     r"passw(?:or)?d|passphrase|secret|token|api[_-]?key|access[_-]?key|private[_-]?key"
     r"|credentials?|signature|session[_-]?id|csrf"
+    # Vendors' names for an API key: a bare `key` is too common a word to count by itself.
+    r"|(?:auth|app|consumer|subscription|user|client|master|shared|license)[_-]?key"
 )
 # Names too short or common to match inside other words: secrets as a URL query parameter.
-_QUERY_ONLY_KEYS = r"key|sig|auth|session|sid|pass|pwd|jwt|code"
+_QUERY_ONLY_KEYS = r"key|sig|auth|session|sid|pass|pwd|pw|jwt|code"
 # Two of them name a secret when they end a longer key after a separator (`DB_PWD`,
 # `redis.pass`): inside a word they do not (`compass`, `bypass`), and alone `PWD` is the
 # shell's working directory.
@@ -83,7 +88,12 @@ _FLAG = re.compile(
     (?!-)(?P<value>{_VALUE})
     """
 )
-_QUERY = re.compile(rf"(?i)(?P<key>[?&](?:{_QUERY_ONLY_KEYS})=)[^&#\s\"'<>]*+")
+# In a query any name ending in `key` is one (`subscription-key`, `userkey`, `app_key`), and
+# any ending in `-pw`/`_pw`: a harmless parameter masked costs nothing.
+_QUERY = re.compile(
+    rf"(?i)(?P<key>[?&](?:{_QUERY_ONLY_KEYS}|[\w.-]*?(?:key|[_.-]pw|{_SECRET_WORDS}))=)"
+    r"[^&#\s\"'<>]*+"
+)
 # A URL's password runs to the last "@" before the host and may hold "@" and "/" (clients
 # refuse a raw "/", but the configuration still says it). A "/" counts only before the first
 # "@" (after it, "/" starts the path: `u:p@host/@me`), never right after a port
@@ -97,6 +107,9 @@ _URL = re.compile(
     (?:[^/?#@\s]*+@)*+
     """
 )
+# A token alone as a URL's user (`https://TOKEN@host`, Sentry's DSNs): no name tells it from a
+# user name, so every user without a password goes.
+_URL_USER = re.compile(r"(?i)(?<![\w+.-])(?P<head>[a-z][\w+.-]*+://)[^:/?#@\s\[]++@")
 _BEARER = re.compile(r"(?i)\b(?P<scheme>bearer[ \t]+)[\w.~+/=-]{8,}")
 _AWS_PREFIXES = ("AKIA", "ASIA", "ABIA", "ACCA", "AGPA", "AIDA", "AIPA", "ANPA", "ANVA", "AROA")
 _TOKEN = re.compile(
@@ -111,19 +124,45 @@ _TOKEN = re.compile(
     | AIza[\w-]{{35}}
     | npm_[A-Za-z0-9]{{36}}
     | eyJ[\w-]{{5,}}+\.eyJ[\w-]{{5,}}+\.[\w-]*+
+    | SG\.[\w-]{{16,}}+\.[\w-]{{16,}}+
+    | ya29\.[\w-]{{20,}}+
+    | whsec_[A-Za-z0-9+/=]{{16,}}+
     )"""
 )
 _TOKEN_TRIGGERS = tuple(p.lower() for p in _AWS_PREFIXES) + tuple(
-    "ghp_ gho_ ghu_ ghs_ ghr_ github_pat_ glpat- xox k_live_ k_test_ sk- aiza npm_ eyj".split()
+    "ghp_ gho_ ghu_ ghs_ ghr_ github_pat_ glpat- xox k_live_ k_test_ sk- aiza npm_ eyj sg. ya29."
+    " whsec_".split()
 )
-_SLACK_WEBHOOK = re.compile(r"(?P<head>hooks\.slack\.com/services/)[\w/]++")
-# Discord's webhook URLs carry their token in the path: /api/webhooks/<id>/<token>.
-_DISCORD_WEBHOOK = re.compile(r"(?P<head>discord(?:app)?\.com/api/webhooks/\d++/)[\w.-]++")
+# Webhook URLs carry their secret in the path, so a path alone (a host cut off, a proxy's log)
+# must lose it too: Slack's /services/T../B../<secret> (also /workflows/, /triggers/).
+_SLACK_WEBHOOK = re.compile(
+    r"(?P<head>hooks\.slack\.com/(?:services|workflows|triggers)/)[\w/]++"
+    r"|(?P<path>/services/T[A-Z0-9]++/B[A-Z0-9]++/)[\w]++"
+)
+# Discord: /api/webhooks/<id>/<token>, on any host (discord.com, discordapp.com, a proxy).
+_DISCORD_WEBHOOK = re.compile(r"(?P<head>/api/webhooks/\d++/)[\w.-]++")
+# Telegram's bot API: /bot<id>:<token>/method.
+_TELEGRAM_BOT = re.compile(r"(?P<head>/bot\d++:)[\w-]++")
+# `Basic <base64 of user:password>` without its header name: only a value that decodes to a
+# pair is one ("Basic authentication failed" is not).
+_BASIC = re.compile(r"(?i)(?<![\w-])(?P<scheme>basic[ \t]++)(?P<value>[A-Za-z0-9+/]{8,}+={0,2})")
+# A whitespace-free run that may be percent-encoded (`password%3Dx`, a DSN inside a query).
+_ENCODED = re.compile(r"""(?<![^\s"'<>])[^\s"'<>%]*+%[^\s"'<>]*+""")
+# A name broken by a line break (`pass\nword=x`): joined again where the whole is a secret's.
+# Also as a repr or JSON writes it (``pass\\nword``).
+_BROKEN_NAME = re.compile(
+    r"(?<![\w.-])(?P<a>[\w.-]++)(?:\r?\n|\r|(?:\\r)?\\n|\\r)(?P<b>[\w.-]++)(?=[ \t]*[:=])"
+)
+# Invisible characters as a repr or JSON escapes them (``pass\\u200bword``).
+_ESCAPED_INVISIBLE = re.compile(r"(?i)\\(?:u200[b-f]|u206[0-4]|ufeff|u00ad|xad)")
 
 
 # (lower-case words of which the text must contain one, pattern, replacement), in order.
 # Each word list is a superset of what its pattern can match: the check only saves time.
 _RULES: tuple[tuple[tuple[str, ...], re.Pattern, Callable[[re.Match], str]], ...] = (
+    (("\\u", "\\x"), _ESCAPED_INVISIBLE, lambda m: ""),
+    (("\n", "\r", "\\n", "\\r"), _BROKEN_NAME, lambda m: _joined_name(m)),
+    (("%",), _ENCODED, lambda m: _decoded(m.group())),
     (("private key",), _PRIVATE_KEY, lambda m: PRIVATE_KEY_REDACTED),
     (
         ("authorization", "cookie"),
@@ -138,11 +177,15 @@ _RULES: tuple[tuple[tuple[str, ...], re.Pattern, Callable[[re.Match], str]], ...
     (("--",), _FLAG, lambda m: f"{m['flag']}{m['sep']}{_quoted(m['value'])}"),
     (("?", "&"), _QUERY, lambda m: f"{m['key']}{REDACTED}"),
     (("://",), _URL, lambda m: f"{m['head']}{REDACTED}@"),
+    (("://",), _URL_USER, lambda m: f"{m['head']}{REDACTED}@"),
     (("bearer",), _BEARER, lambda m: f"{m['scheme']}{REDACTED}"),
+    (("basic",), _BASIC, lambda m: _basic(m)),
     (_TOKEN_TRIGGERS, _TOKEN, lambda m: REDACTED),
-    (("hooks.slack.com",), _SLACK_WEBHOOK, lambda m: f"{m['head']}{REDACTED}"),
+    (("/services/", "/workflows/", "/triggers/"), _SLACK_WEBHOOK, lambda m: _head(m)),
     (("/api/webhooks/",), _DISCORD_WEBHOOK, lambda m: f"{m['head']}{REDACTED}"),
+    (("/bot",), _TELEGRAM_BOT, lambda m: f"{m['head']}{REDACTED}"),
 )
+_RULES_DECODED = tuple(rule for rule in _RULES if rule[1] is not _ENCODED)
 SENSITIVE_HEADERS = frozenset(
     {
         "authorization",
@@ -155,17 +198,84 @@ SENSITIVE_HEADERS = frozenset(
     }
 )
 _SECRET_KEY = re.compile(
-    rf"(?i:{_SECRET_WORDS})|(?i:[_.-](?:{_SHORT_WORDS}))$|^(?i:{_QUERY_ONLY_KEYS})$"
+    rf"(?i:{_SECRET_WORDS})|(?i:[_.-](?:{_SHORT_WORDS}|pw))$|^(?i:{_QUERY_ONLY_KEYS})$"
+    r"|(?i:key)$"
 )
+#: ``extra=CLEAN`` on a log record whose message was built from pieces each redacted on its
+#: own: the log filter (logging_config) then leaves it be, since redacting the joined line
+#: would read a check named "oauth token" followed by ": down" as a token and its value.
+CLEAN = {"clean_message": True}
+#: Characters that show as nothing (Unicode's "format" category, Cf: zero-width spaces and
+#: joiners, direction marks, tags): inside a name they hide it from every pattern. Written out,
+#: not computed at import (half a second); a test checks it against unicodedata.
+INVISIBLE = re.compile(
+    "[\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u180e\u200b-\u200f"
+    "\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd"
+    "\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001"
+    "\U000e0020-\U000e007f]"
+)
+#: Percent-decoding rounds for a value encoded inside a value inside a URL.
+_DECODE_ROUNDS = 3
 
 
 def redact(text: str) -> str:
-    """``text`` with every secret it contains replaced by ``***``."""
+    """``text`` with every secret it contains replaced by ``***``.
+
+    Text beyond ASCII is first folded (NFKC: full-width letters become ASCII) and stripped of
+    invisible format characters (zero-width space, joiners, direction marks), so that
+    ``ｐａｓｓｗｏｒｄ=x`` and ``pass\u200bword=x`` are seen for what they are.
+    """
+    return _apply(_RULES, _folded(text))
+
+
+def _folded(text: str) -> str:
+    """Full-width letters as ASCII, invisible characters gone; ASCII text as it is."""
+    return text if text.isascii() else INVISIBLE.sub("", unicodedata.normalize("NFKC", text))
+
+
+def _apply(rules: tuple, text: str) -> str:
     lowered = text.lower()
-    for words, pattern, replace in _RULES:
+    for words, pattern, replace in rules:
         if any(word in lowered for word in words):
             text = pattern.sub(replace, text)
     return text
+
+
+def _head(match: re.Match) -> str:
+    return f"{match['head'] or match['path']}{REDACTED}"
+
+
+def _joined_name(match: re.Match) -> str:
+    """``pass\nword`` joined into ``password`` when only the whole names a secret."""
+    a, b = match["a"], match["b"]
+    return a + b if is_secret_key(a + b) and not is_secret_key(b) else match.group()
+
+
+def _basic(match: re.Match) -> str:
+    """``Basic ***`` when the value decodes to ``user:password``; else the text as it was."""
+    value = match["value"]
+    try:
+        decoded = base64.b64decode(value + "=" * (-len(value) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return match.group()
+    return f"{match['scheme']}{REDACTED}" if b":" in decoded else match.group()
+
+
+def _decoded(run: str) -> str:
+    """A percent-encoded run decoded and redacted when decoding shows a secret in it
+    (``dsn=postgres%3A%2F%2Fu%3Apw%40h``); else the run as it was, still encoded."""
+    decoded = run
+    for _ in range(_DECODE_ROUNDS):
+        once = unquote(decoded)
+        if once == decoded:
+            break
+        decoded = once
+    if decoded == run:
+        return run
+    # Without this rule: what is still encoded after the rounds stays so (no recursion).
+    decoded = _folded(decoded)
+    cleaned = _apply(_RULES_DECODED, decoded)
+    return cleaned if cleaned != decoded else run
 
 
 def redact_url(url: str) -> str:
@@ -182,6 +292,9 @@ def redact_url(url: str) -> str:
         # The last "@" ends the user information: a password may contain "@" itself.
         userinfo, _, host = netloc.rpartition("@")
         netloc = f"{userinfo.partition(':')[0]}:{REDACTED}@{host}"
+    elif "@" in netloc:
+        # A user without a password may be a token (`https://TOKEN@host`, a Sentry DSN).
+        netloc = f"{REDACTED}@{netloc.rpartition('@')[2]}"
     return urlunsplit(
         parts._replace(
             netloc=redact(netloc),
@@ -214,9 +327,10 @@ def bare_urls(text: str) -> str:
     def bare(match: re.Match) -> str:
         url = match.group()
         origin = url_origin(url)
-        return redact(url) if origin is None else origin + urlsplit(url).path
+        return url if origin is None else redact(origin + urlsplit(url).path)
 
-    return redact(_URL_IN_TEXT.sub(bare, text))
+    # Redacted first: decoding may show a URL (``dsn=postgres%3A%2F%2F...``) to cut as well.
+    return _URL_IN_TEXT.sub(bare, redact(text))
 
 
 def redact_mapping(mapping: Mapping) -> dict:

@@ -9,27 +9,32 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 from django.core.exceptions import ImproperlyConfigured
 
 try:
-    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
     from django.core.asgi import get_asgi_application
 
-    # Static files are served by the app itself in every mode: the dashboard has a handful of
-    # small files and a new user runs no separate web server.
-    django_asgi_app = ASGIStaticFilesHandler(get_asgi_application())
+    # Static files are served by WhiteNoise, a middleware (settings.MIDDLEWARE): it serves only
+    # the files it indexed, so a path that climbs out (/static/../x) is a plain 404.
+    django_asgi_app = get_asgi_application()
 except ImproperlyConfigured as exc:
     print(f"configuration error: {exc}", file=sys.stderr)
     sys.exit(3)
 
 from channels.auth import AuthMiddlewareStack
 from channels.routing import ProtocolTypeRouter, URLRouter
-from channels.security.websocket import AllowedHostsOriginValidator
 
+from connections_app import access_log
+from realtime.origin import SameOriginValidator
 from realtime.routing import websocket_urlpatterns
+from realtime.transport import WriteBufferMiddleware
+
+# daphne's access lines through our logging (redaction, rotation), not straight to stdout.
+access_log.install()
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+        # Outermost: the write buffer's reader needs daphne's own send (realtime/transport.py).
+        "websocket": WriteBufferMiddleware(
+            SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
         ),
     }
 )

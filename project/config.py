@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 from urllib.parse import SplitResult, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -112,7 +113,8 @@ def database_config(
 
 
 def _at_least(name: str, value: float | None, minimum: float) -> None:
-    if value is not None and value < minimum:
+    # NaN compares false with everything: it would pass a plain `value < minimum`.
+    if value is not None and (not math.isfinite(value) or value < minimum):
         raise ImproperlyConfigured(f"{name}: must be {minimum} or more, got {value}")
 
 
@@ -185,6 +187,7 @@ def channel_layers(url: str | None, kind: str = "pubsub") -> dict:
         )
     if parts.scheme != "unix" and not parts.hostname:
         raise ImproperlyConfigured(f"REDIS_URL: no host in {redact_url(url)!r}")
+    redis_database(url)
     config: dict = {"hosts": [url]}
     if kind == "core":
         config |= {"capacity": CHANNEL_CAPACITY, "group_expiry": GROUP_EXPIRY}
@@ -261,3 +264,82 @@ def alert_timing(
         "ALERT_SEND_TIMEOUT": send_timeout,
         "ALERT_LEASE_SECONDS": lease,
     }
+
+
+def finite_at_least(name: str, value: float, minimum: float) -> float:
+    """``value`` when it is a number (not NaN or infinite) and at least ``minimum``."""
+    if not math.isfinite(value) or value < minimum:
+        raise ImproperlyConfigured(f"{name}: must be a number, {minimum:g} or more, got {value}")
+    return value
+
+
+def positive_days(name: str, value: int) -> int:
+    """A retention in whole days, 1 or more: 0 or less would let the next prune delete all."""
+    if value < 1:
+        raise ImproperlyConfigured(
+            f"{name}: must be a whole number of days, 1 or more, got {value}"
+        )
+    return value
+
+
+def time_zone(name: str) -> str:
+    """``TIME_ZONE``: a name the tz database knows (``Europe/Paris``, ``UTC``)."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ImproperlyConfigured(
+            f"TIME_ZONE: unknown time zone {name!r}; use a tz database name such as "
+            "Europe/Paris or UTC"
+        ) from None
+    return name
+
+
+def log_file(path: str) -> str:
+    """``LOG_FILE``: a file this process can append to, in a folder that already exists (a
+    log file never creates folders: a typo would otherwise scatter them). Opened once here, so
+    that a read-only or special place (``/proc``) fails at start, not at the first line."""
+    file = Path(path)
+    if not file.parent.is_dir():
+        raise ImproperlyConfigured(f"LOG_FILE: the folder {str(file.parent)!r} does not exist")
+    if file.is_dir():
+        raise ImproperlyConfigured(f"LOG_FILE: {path!r} is a folder, not a file")
+    try:
+        with open(file, "a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ImproperlyConfigured(f"LOG_FILE: {path!r} is not writable: {reason}") from None
+    return path
+
+
+def redis_database(url: str) -> None:
+    """A Redis URL's path is empty or a database number: ``/notanumber`` is refused, not
+    silently read as database 0."""
+    parts = _parse_url("REDIS_URL", url)
+    number = parts.path.strip("/")
+    if parts.scheme != "unix" and number and not number.isdigit():
+        raise ImproperlyConfigured(
+            f"REDIS_URL: the database must be a number (redis://host:6379/0), "
+            f"got {number!r} in {redact_url(url)!r}"
+        )
+
+
+def proxy_ssl_header(value: str) -> tuple[str, str] | None:
+    """``SECURE_PROXY_SSL_HEADER``: ``X-Forwarded-Proto=https`` as Django wants it,
+    ``("HTTP_X_FORWARDED_PROTO", "https")``; empty: None (no proxy says so)."""
+    if not value.strip():
+        return None
+    header, equals, expected = value.partition("=")
+    header, expected = header.strip(), expected.strip()
+    if (
+        not equals
+        or not header
+        or not expected
+        or not all(c.isalnum() or c in "-_" for c in header)
+    ):
+        raise ImproperlyConfigured(
+            f"SECURE_PROXY_SSL_HEADER: expected Header-Name=value such as "
+            f"X-Forwarded-Proto=https, got {value!r}"
+        )
+    name = header.upper().replace("-", "_")
+    return (name if name.startswith("HTTP_") else f"HTTP_{name}", expected)

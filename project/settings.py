@@ -18,8 +18,13 @@ from project.config import (
     channel_layers,
     database_config,
     email_config,
+    finite_at_least,
+    log_file,
+    positive_days,
+    proxy_ssl_header,
     site_url,
     strict_bool,
+    time_zone,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -65,6 +70,8 @@ MIDDLEWARE = [
     # timeout when the database is away, not wait out the runner's backoff.
     "connections_app.db.fail_fast.fail_fast_middleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files before sessions and auth: they need neither.
+    "connections_app.static_files.StaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -98,7 +105,9 @@ DATABASES = {
         conn_max_age=_read("CONN_MAX_AGE", int, None),
         pool=_read("DB_POOL", bool, False),
         connect_timeout=_read("DB_CONNECT_TIMEOUT", int, 5),
-        busy_timeout=_read("SQLITE_BUSY_TIMEOUT", float, 5.0),
+        busy_timeout=finite_at_least(
+            "SQLITE_BUSY_TIMEOUT", _read("SQLITE_BUSY_TIMEOUT", float, 5.0), 0
+        ),
         retry_attempts=_read("DB_RETRY_ATTEMPTS", int, 3),
         retry_base_delay=_read("DB_RETRY_BASE_DELAY", float, 1.0),
     )
@@ -113,21 +122,46 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LANGUAGE_CODE = "en-us"
-TIME_ZONE = _read("TIME_ZONE", str, "UTC")
+TIME_ZONE = time_zone(_read("TIME_ZONE", str, "UTC"))
 USE_I18N = True
 USE_TZ = True
 
 # Dates as the check's own tables show them, on every page (not "Nov. 30, 2026, 10:59 p.m.").
 FORMAT_MODULE_PATH = ["project.formats"]
 
+# HTTPS behind a proxy (docs/DEPLOY.md): all off by default, so that plain http://127.0.0.1
+# keeps working; the production example turns them on.
+SESSION_COOKIE_SECURE = _read("SESSION_COOKIE_SECURE", bool, False)
+CSRF_COOKIE_SECURE = _read("CSRF_COOKIE_SECURE", bool, False)
+SECURE_SSL_REDIRECT = _read("SECURE_SSL_REDIRECT", bool, False)
+SECURE_HSTS_SECONDS = _read("SECURE_HSTS_SECONDS", int, 0)
+if SECURE_HSTS_SECONDS < 0:
+    raise ImproperlyConfigured(f"SECURE_HSTS_SECONDS: 0 or more, got {SECURE_HSTS_SECONDS}")
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _read("SECURE_HSTS_INCLUDE_SUBDOMAINS", bool, False)
+SECURE_HSTS_PRELOAD = _read("SECURE_HSTS_PRELOAD", bool, False)
+#: ``X-Forwarded-Proto=https``: the header by which the proxy says the request came over HTTPS.
+SECURE_PROXY_SSL_HEADER = proxy_ssl_header(_read("SECURE_PROXY_SSL_HEADER", str, ""))
+#: /health/ is probed by load balancers over plain HTTP inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^health/$"]
+
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# WhiteNoise serves from the apps' folders too, so the embedded default needs no
+# collectstatic; after one, the collected copies in STATIC_ROOT serve as well.
+WHITENOISE_USE_FINDERS = True
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LOGIN_URL = "admin:login"
 
-# Connection Health's own knobs.
-RESULT_RETENTION_DAYS = _read("RESULT_RETENTION_DAYS", int, 14)
+# Connection Health's own knobs. Raw results are kept RESULT_RETENTION_DAYS, the hourly and
+# daily rollups ROLLUP_RETENTION_DAYS (a year and a month by default: last year's figures).
+RESULT_RETENTION_DAYS = positive_days(
+    "RESULT_RETENTION_DAYS", _read("RESULT_RETENTION_DAYS", int, 14)
+)
+ROLLUP_RETENTION_DAYS = positive_days(
+    "ROLLUP_RETENTION_DAYS", _read("ROLLUP_RETENTION_DAYS", int, 400)
+)
 
 
 def _at_least_one(name: str, default: int) -> int:
@@ -142,6 +176,11 @@ def _at_least_one(name: str, default: int) -> int:
 HEALTH_TOKEN = _read("HEALTH_TOKEN", str, "")
 if HEALTH_TOKEN and len(HEALTH_TOKEN) < 16:
     raise ImproperlyConfigured("HEALTH_TOKEN: use at least 16 characters (or leave it unset)")
+
+#: The bearer token Prometheus sends to read /metrics (empty: staff sessions only).
+METRICS_TOKEN = _read("METRICS_TOKEN", str, "")
+if METRICS_TOKEN and len(METRICS_TOKEN) < 16:
+    raise ImproperlyConfigured("METRICS_TOKEN: use at least 16 characters (or leave it unset)")
 
 #: More than FLAP_CHANGES status changes within FLAP_WINDOW_MINUTES make a check flapping,
 #: until it has been stable for a whole window.
@@ -193,13 +232,20 @@ def _level(name: str, default: str) -> str:
     return level
 
 
+_LOG_FILE = _read("LOG_FILE", str, "")
+_LOG_MAX_BYTES = _read("LOG_MAX_BYTES", int, 10 * 1024 * 1024)
+if _LOG_MAX_BYTES < 1:  # 0 would never rotate, a negative number is a mistake
+    raise ImproperlyConfigured(f"LOG_MAX_BYTES: bytes, 1 or more, got {_LOG_MAX_BYTES}")
+_LOG_BACKUP_COUNT = _read("LOG_BACKUP_COUNT", int, 5)
+if _LOG_BACKUP_COUNT < 0:
+    raise ImproperlyConfigured(f"LOG_BACKUP_COUNT: 0 or more, got {_LOG_BACKUP_COUNT}")
 LOGGING = build_logging_config(
     log_level=_level("LOG_LEVEL", "INFO"),
-    log_file=_read("LOG_FILE", str, "") or None,
+    log_file=log_file(_LOG_FILE) if _LOG_FILE else None,
     enable_console=True,
-    enable_file=bool(_read("LOG_FILE", str, "")),
+    enable_file=bool(_LOG_FILE),
     json_lines=_read("LOG_JSON", bool, False),
-    max_bytes=_read("LOG_MAX_BYTES", int, 10 * 1024 * 1024),
-    backup_count=_read("LOG_BACKUP_COUNT", int, 5),
+    max_bytes=_LOG_MAX_BYTES,
+    backup_count=_LOG_BACKUP_COUNT,
     third_party_level=_level("LOG_THIRD_PARTY_LEVEL", "WARNING"),
 )

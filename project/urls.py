@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import path
 from django.views.generic import RedirectView
 
-from connections_app import ping, views
+from connections_app import ping, public_views, views
 from realtime import views as realtime_views
 
 # The admin's frame names the project; templates/admin/base_site.html links the dashboard, so
@@ -17,6 +17,10 @@ admin.site.enable_nav_sidebar = False
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("health/", views.health, name="health"),
+    path("metrics", views.metrics, name="metrics"),
+    path("status/", public_views.status, name="status"),
+    path("badge/<str:token>/status.svg", public_views.status_badge, name="badge-status"),
+    path("badge/<str:token>/uptime.svg", public_views.uptime_badge, name="badge-uptime"),
     path("favicon.ico", views.favicon, name="favicon"),
     path("ping/<str:token>", ping.ping, name="ping"),
     path("ping/<str:token>/<str:signal>", ping.ping, name="ping-signal"),

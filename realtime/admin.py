@@ -2,12 +2,13 @@
 
 from django.contrib import admin
 
+from connections_app.admin_lookups import DeclaredLookupsOnly
 from realtime.limits import limits
 from realtime.models import ConnectedClient
 
 
 @admin.register(ConnectedClient)
-class ConnectedClientAdmin(admin.ModelAdmin):
+class ConnectedClientAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
     list_display = ["user", "connected_at", "server", "delivered", "retries", "seen_at"]
     list_filter = ["server"]
     search_fields = ["user"]

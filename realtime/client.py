@@ -40,9 +40,18 @@ class Client:
     """A dashboard connection. ``send`` writes one text frame to its socket, ``close`` closes
     the socket with a code and a reason; both come from the consumer."""
 
-    def __init__(self, user: str, send: SendText, close: Close, limits: Limits) -> None:
+    def __init__(
+        self,
+        user: str,
+        send: SendText,
+        close: Close,
+        limits: Limits,
+        session_key: str | None = None,
+    ) -> None:
         self.id = uuid.uuid4().hex[:12]
         self.user = user
+        #: The session the socket opened with: judged again at every heartbeat (``access``).
+        self.session_key = session_key
         self.connected_at = timezone.now()
         self.limits = limits
         self.outbox = Outbox(limits.outbox_capacity)

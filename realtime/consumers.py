@@ -1,4 +1,5 @@
-"""The dashboard's WebSocket: staff only, a snapshot on connect, then live events.
+"""The dashboard's WebSocket: staff with ``view_healthcheck`` only, a snapshot on connect,
+then live events. The hub's heartbeat judges the session again (``realtime.access``).
 
 Thin: it checks who connects, turns frames into ``protocol.ClientMessage`` and hands the work
 to the hub, the client's outbox and the snapshot. The wire format is in docs/EVENTS.md.
@@ -7,16 +8,16 @@ to the hub, the client's outbox and the snapshot. The wire format is in docs/EVE
 from __future__ import annotations
 
 from channels.consumer import get_handler_name
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from connections_app.error_handler import report
+from realtime.access import refusal
 from realtime.client import Client
 from realtime.hub import get_hub
 from realtime.limits import limits
 from realtime.protocol import (
-    CLOSE_FORBIDDEN,
     CLOSE_POLICY,
-    CLOSE_UNAUTHENTICATED,
     BadFrame,
     ClientMessage,
     encode_event,
@@ -25,15 +26,7 @@ from realtime.protocol import (
 )
 from realtime.registry import server_id
 from realtime.snapshot import send_snapshot
-
-
-def refusal(user) -> int | None:
-    """The close code for a user who may not watch, None for active staff."""
-    if user is None or not user.is_authenticated:
-        return CLOSE_UNAUTHENTICATED
-    if not (user.is_active and user.is_staff):
-        return CLOSE_FORBIDDEN
-    return None
+from realtime.transport import wait_for_room
 
 
 class DashboardConsumer(AsyncJsonWebsocketConsumer):
@@ -52,7 +45,8 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         await handler(message)
 
     async def connect(self) -> None:
-        code = refusal(self.scope.get("user"))
+        # Permissions are read from the database: in a thread, not on the event loop.
+        code = await database_sync_to_async(refusal)(self.scope.get("user"))
         # Accept first: a close before the handshake is a bare HTTP 403 and the page could not
         # tell "log in" (4401) from "not allowed" (4403).
         await self.accept()
@@ -60,7 +54,14 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=code)
             return
         user = self.scope["user"].get_username()
-        self.client = Client(user, send=self._send_text, close=self._close, limits=limits())
+        session = self.scope.get("session")
+        self.client = Client(
+            user,
+            send=self._send_text,
+            close=self._close,
+            limits=limits(),
+            session_key=session.session_key if session is not None else None,
+        )
         try:
             await get_hub().join(self.client)
         except BaseException:
@@ -113,6 +114,9 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
             await client.close(CLOSE_POLICY, "too many bad frames")
 
     async def _send_text(self, text: str) -> None:
+        # Wait before writing, not after: a send that times out here wrote nothing, so its
+        # retry cannot repeat a frame.
+        await wait_for_room(self.scope, self.client.limits.max_buffered_bytes)
         await self.base_send({"type": "websocket.send", "text": text})
 
     async def _close(self, code: int, reason: str) -> None:

@@ -11,7 +11,7 @@ from django.conf import settings
 class Limits:
     #: A client frame larger than this (UTF-8 bytes) is answered with an error frame.
     max_frame_bytes: int = 64 * 1024
-    #: This many bad frames within ``bad_frame_window`` seconds close the socket with 1008.
+    #: This many bad frames within ``bad_frame_window`` seconds close the socket with 4008.
     bad_frames_allowed: int = 5
     bad_frame_window: float = 60.0
     #: Frames waiting for one socket. Past it a client gets one retry to catch up; at twice
@@ -19,6 +19,10 @@ class Limits:
     #: entry is a reference to the event's one shared body, so a large capacity is cheap, and
     #: a burst (the runner writes results in batches of 200) must fit.
     outbox_capacity: int = 1000
+    #: Bytes daphne may hold unsent for one socket before its next frame waits (the sender's
+    #: timeouts then drop a client that does not read): acks alone do not bound memory, a
+    #: client can ack what it never read (realtime/transport.py).
+    max_buffered_bytes: int = 256 * 1024
     #: A client this many frames or this many seconds behind its acks is told to resync.
     max_unacked: int = 200
     max_ack_delay: float = 45.0

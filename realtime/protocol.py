@@ -12,7 +12,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from connections_app.redaction import redact
+from connections_app.redaction import bare_urls
 from realtime.limits import Limits
 
 SCHEMA_VERSION = 2
@@ -23,7 +23,9 @@ GROUP = "dashboard"
 CLOSE_RESYNC = 4000
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
-CLOSE_POLICY = 1008
+#: Too many bad frames. Not 1008: daphne (autobahn) sends only 1000 or 3000-4999, for any other
+#: code it logs a traceback and closes with 1011; 4008 is 1008 in the application range.
+CLOSE_POLICY = 4008
 
 CLIENT_TYPES = frozenset({"ping", "ack", "filter", "resync"})
 
@@ -49,9 +51,10 @@ def error_body(code: str, message: str) -> str:
 
 
 def redact_strings(value: Any) -> Any:
-    """``value`` with every string in it passed through the one redaction function."""
+    """``value`` with every string in it redacted, every URL cut to scheme, host, port and path
+    (frames never carry a target: a URL in one is an error's)."""
     if isinstance(value, str):
-        return redact(value)
+        return bare_urls(value)
     if isinstance(value, dict):
         return {key: redact_strings(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):

@@ -65,7 +65,10 @@
     }
     if (event.code === 4403) {
       setConnection("offline", "not allowed");
-      showBanner("This account is not active staff: the dashboard is for staff only.");
+      showBanner(
+        "This account may not view checks: the dashboard is for active staff with the " +
+        "permission to view health checks."
+      );
       return;
     }
     // The server says what is wrong when it knows (a database never migrated): show it, and

@@ -10,6 +10,7 @@ from django.core.management import CommandError, call_command
 
 from connections_app.models import HealthCheck
 from tests.conftest import manage
+from tests.test_alerts_runners import postgres_env  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.django_db
 
@@ -216,9 +217,7 @@ def test_a_bad_kind_lists_the_valid_ones(tmp_path):
 def test_a_new_check_is_not_critical_and_the_self_checks_are(tmp_path):
     run_import(tmp_path, f"[{GOOD}]")
     assert HealthCheck.objects.get(name="good").critical is False
-    assert set(HealthCheck.objects.filter(tags="self").values_list("critical", flat=True)) == {
-        True
-    }
+    assert set(HealthCheck.objects.filter(tags="self").values_list("critical", flat=True)) == {True}
 
 
 def test_every_field_a_form_may_write_can_be_imported():
@@ -249,3 +248,47 @@ def test_the_http_options_are_imported_and_validated(tmp_path):
     assert {field: getattr(check, field) for field in item} == item
     bad = refused(tmp_path, json.dumps([item | {"body_regex": "(unclosed"}]))
     assert "body_regex: Not a regular expression" in bad
+
+
+LONG = "9" * 5000
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        (
+            f'"interval": {LONG}',
+            "('x'): interval: expected a number, got <a number of 5000",
+        ),
+        (f'"failures_before_down": -{LONG}', "failures_before_down: expected a number, got <a"),
+        (f'"expected_body": {LONG}', "expected_body: expected a string, got <a number of 5000"),
+        ('"expected_body": "a\\u0000b"', "check #1 ('x'): expected_body: contains a NUL"),
+        ('"tags": ["a\\u0000"]', "tags: contains a NUL"),
+        ('"tags": "a\\u0000"', "tags: contains a NUL"),
+    ],
+)
+def test_a_huge_number_or_a_nul_names_item_and_field(tmp_path, fields, message):
+    text = f'[{{"name": "x", "target": "http://127.0.0.1:1/", {fields}}}]'
+    assert message in refused(tmp_path, text)
+
+
+def test_a_nul_in_the_name_is_named_before_any_query(tmp_path):
+    assert "check #1: name: contains a NUL" in refused(tmp_path, '[{"name": "a\\u0000b"}]')
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_huge_numbers_and_nul_bytes_on_postgresql_are_one_line_exit_3(postgres_env):  # noqa: F811
+    """PostgreSQL refuses NUL in text: the command names item and field, no traceback."""
+    for item in (
+        f'[{GOOD}, {{"name": "pg", "target": "http://127.0.0.1:1/", "timeout": {LONG}}}]',
+        f'[{GOOD}, {{"name": "p\\u0000g", "target": "http://127.0.0.1:1/"}}]',
+        f'[{GOOD}, {{"name": "pg", "target": "http://127.0.0.1:1/\\u0000"}}]',
+    ):
+        run = manage(postgres_env, "importchecks", "-", stdin=item)
+        assert run.returncode == 3, run.stderr
+        lines = run.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("CommandError: check #2"), run.stderr
+        assert "Traceback" not in run.stderr
+    run = manage(postgres_env, "exportchecks")
+    assert json.loads(run.stdout) == [] or "good" not in run.stdout  # nothing was stored

@@ -88,7 +88,9 @@ for fields in json.loads(sys.stdin.read()):
     check = HealthCheck(**fields, next_due_at=timezone.now() + timedelta(days=1))
     check.full_clean()
     check.save()
+from django.contrib.auth.models import Permission
 user = get_user_model().objects.create_user("staff", is_staff=True)
+user.user_permissions.add(Permission.objects.get(codename="view_healthcheck"))
 browser = Client()
 browser.force_login(user)
 print(browser.cookies["sessionid"].value)

@@ -14,6 +14,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from connections_app.admin import ReadOnlyAdmin
+from connections_app.admin_lookups import DeclaredLookupsOnly
 from connections_app.alerts.enqueue import enabled_channels, enqueue_tests
 from connections_app.alerts.models import FAILED, PENDING, SENDING, Alert, NotificationChannel
 from connections_app.cli import counted
@@ -52,7 +53,7 @@ class NotificationChannelForm(forms.ModelForm):
 
 
 @admin.register(NotificationChannel)
-class NotificationChannelAdmin(admin.ModelAdmin):
+class NotificationChannelAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
     form = NotificationChannelForm
     list_display = (
         "name",
@@ -102,7 +103,7 @@ class NotificationChannelAdmin(admin.ModelAdmin):
     def failed_display(self, obj: NotificationChannel) -> int:
         return obj.failed
 
-    @admin.action(description="Send a test alert")
+    @admin.action(description="Send a test alert", permissions=["change"])
     def send_test_alert(self, request: HttpRequest, queryset: QuerySet) -> None:
         made = enqueue_tests(queryset.values_list("pk", flat=True))
         self.message_user(
@@ -133,7 +134,12 @@ class AlertAdmin(ReadOnlyAdmin):
     show_full_result_count = False
     actions = ("send_again",)
 
-    @admin.action(description="Send again")
+    def has_resend_permission(self, request: HttpRequest) -> bool:
+        """Who may "send again", which writes the alert row: Django's ``change_alert``
+        permission (the admin's own change permission is off: the rows stay read-only forms)."""
+        return request.user.has_perm(f"{self.opts.app_label}.change_alert")
+
+    @admin.action(description="Send again", permissions=["resend"])
     def send_again(self, request: HttpRequest, queryset: QuerySet) -> None:
         # Not one being sent now: its runner still holds the claim.
         again = queryset.exclude(status=SENDING).update(

@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 
 from connections_app.errors import ErrorCategory, causes, classify
 from connections_app.guard import BlockedAddress
-from connections_app.redaction import redact
+from connections_app.redaction import bare_urls
 
 MAX_MESSAGE = 500
 #: The most of a target's own words (an exception's text, a body) a message may quote: enough
@@ -16,8 +16,10 @@ MAX_EXCERPT = 160
 
 def excerpt(text: str, limit: int = MAX_EXCERPT) -> str:
     """``text`` on one line, redacted, cut to ``limit`` characters: what an answer may show."""
-    flat = " ".join("".join(c if c.isprintable() else " " for c in text).split())
-    flat = redact(flat)
+    # Redacted before flattening: a name split by a line break or an invisible character
+    # (``pass\u200bword=``) must be seen whole.
+    flat = bare_urls(text)
+    flat = " ".join("".join(c if c.isprintable() else " " for c in flat).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
@@ -89,4 +91,6 @@ def describe(exc: BaseException) -> str:
 
 
 def _message(text: str) -> str:
-    return redact(text)[:MAX_MESSAGE]
+    """What is stored and shown: redacted, and every URL cut to scheme, host, port and path,
+    so no query string, user part or fragment an error quotes is ever kept."""
+    return bare_urls(text)[:MAX_MESSAGE]

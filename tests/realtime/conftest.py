@@ -7,6 +7,7 @@ import json
 import pytest
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.test import Client as HttpClient
 
 from project.asgi import application
@@ -14,12 +15,18 @@ from realtime.hub import get_hub
 from tests.realtime.helpers import events_of
 
 ORIGIN = "http://127.0.0.1"
+#: The Host header the communicator sends: the site the origin check compares the Origin with.
+HOST = "127.0.0.1"
 #: Every wait in these tests is bounded by this many seconds.
 TIMEOUT = 5
 
 
-def session_cookie(username: str, staff: bool = True) -> str:
+def session_cookie(username: str, staff: bool = True, *permissions: str) -> str:
+    """A logged-in session of a new user; staff get ``view_healthcheck`` unless other
+    ``permissions`` are named."""
     user = get_user_model().objects.create_user(username, is_staff=staff)
+    codenames = permissions or (("view_healthcheck",) if staff else ())
+    user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
     browser = HttpClient()
     browser.force_login(user)
     return browser.cookies["sessionid"].value
@@ -38,8 +45,10 @@ async def clean_hub():
     await get_hub().stop()
 
 
-def communicator(cookie: str | None, origin: str = ORIGIN) -> WebsocketCommunicator:
-    headers = [(b"origin", origin.encode())]
+def communicator(
+    cookie: str | None, origin: str = ORIGIN, host: str = HOST
+) -> WebsocketCommunicator:
+    headers = [(b"origin", origin.encode()), (b"host", host.encode())]
     if cookie:
         headers.append((b"cookie", f"sessionid={cookie}".encode()))
     return WebsocketCommunicator(application, "/ws/health/", headers=headers)

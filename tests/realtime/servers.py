@@ -28,8 +28,10 @@ _STAFF_SESSION = """
 import django
 django.setup()
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.test import Client
 user, _ = get_user_model().objects.get_or_create(username="staff", is_staff=True)
+user.user_permissions.add(Permission.objects.get(codename="view_healthcheck"))
 browser = Client()
 browser.force_login(user)
 print(browser.cookies["sessionid"].value)
@@ -54,7 +56,8 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout: float = START_T
 
 
 def staff_session(env: dict[str, str]) -> str:
-    """A staff user's session key in the database of ``env`` (created if missing)."""
+    """A staff user's session key in the database of ``env`` (created if missing, with the
+    permission to view checks that the dashboard asks for)."""
     done = subprocess.run(
         [sys.executable, "-c", _STAFF_SESSION],
         cwd=REPO,
@@ -116,10 +119,11 @@ def rss_kib(pid: int) -> int:
 
 
 async def ws_connect(port: int, cookie: str, **options) -> ClientConnection:
-    """A WebSocket client as a staff browser on 127.0.0.1 (no proxy, no compression)."""
+    """A WebSocket client as a staff browser on 127.0.0.1 (no proxy, no compression); its
+    origin is the served site's unless ``origin=`` says otherwise."""
+    options.setdefault("origin", websockets.Origin(f"http://{HOST}:{port}"))
     return await websockets.connect(
         f"ws://{HOST}:{port}/ws/health/",
-        origin=websockets.Origin(f"http://{HOST}:{port}"),
         additional_headers={"Cookie": f"sessionid={cookie}"},
         proxy=None,
         compression=None,

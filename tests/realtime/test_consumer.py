@@ -148,13 +148,13 @@ async def test_a_bad_frame_gets_an_error_frame_and_the_socket_stays(staff_cookie
     await socket.disconnect()
 
 
-async def test_five_bad_frames_in_a_minute_close_the_socket_with_1008(staff_cookie):
+async def test_five_bad_frames_in_a_minute_close_the_socket_with_4008(staff_cookie):
     socket, _ = await connected(staff_cookie)
     for _ in range(4):
         await socket.send_to(text_data="nope")
         assert (await receive(socket))["type"] == "error"
     await socket.send_to(text_data="nope")
-    assert await closed_with(socket) == 1008
+    assert await closed_with(socket) == 4008
     assert len(registry) == 0
 
 
@@ -220,7 +220,7 @@ async def test_pings_faster_than_the_limit_are_refused_and_count_as_bad_frames(
     error = await receive(socket)
     assert (error["type"], error["data"]["code"]) == ("error", "too_fast")
     await socket.send_to(text_data='{"type": "ping"}')  # the second bad frame of two allowed
-    assert await closed_with(socket) == 1008
+    assert await closed_with(socket) == 4008
     await socket.disconnect()
 
 

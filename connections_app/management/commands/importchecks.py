@@ -47,6 +47,7 @@ STRINGS = (
     "dns_record_type",
     "dns_resolver",
     "dns_expected",
+    "public_name",
 )
 NUMBERS = ("interval", "timeout", "degraded_after_ms", "grace")
 INTEGERS = (
@@ -57,13 +58,22 @@ INTEGERS = (
     "max_redirects",
     "tls_warn_days",
 )
-BOOLEANS = ("enabled", "critical", "upside_down", "follow_redirects", "ignore_tls_errors")
+BOOLEANS = (
+    "enabled",
+    "critical",
+    "upside_down",
+    "follow_redirects",
+    "ignore_tls_errors",
+    "public",
+)
 #: Fields whose JSON null means "off".
 NULLABLE = ("degraded_after_ms",)
 IMPORTABLE = {*STRINGS, *NUMBERS, *INTEGERS, *BOOLEANS, "tags"}
 #: Not a rule, but what keeps a push check's URL when it moves (exportchecks --with-secrets).
 PUSH_TOKEN = "push_token"
 _TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
+#: PostgreSQL refuses a NUL in text (SQLite keeps it, and cuts the text there for C readers).
+_NUL = "contains a NUL character (\\u0000), which no text field may hold"
 #: How each field with secrets is masked: a value written so stands for the stored one.
 MASKS = {"target": masked, "request_headers": masked_headers}
 
@@ -110,10 +120,28 @@ class Command(UsageExitMixin, BaseCommand):
         self.stdout.write(f"{counted(created, 'check')} created, {updated} updated")
 
 
+class LongNumber:
+    """A JSON integer too long for Python to read (over ``sys.get_int_max_str_digits()``):
+    kept as its length, so that the item and field it sits in can be named."""
+
+    def __init__(self, digits: str) -> None:
+        self.length = len(digits.lstrip("-"))
+
+    def __repr__(self) -> str:
+        return f"<a number of {self.length} digits>"
+
+
+def _integer(digits: str) -> int | LongNumber:
+    try:
+        return int(digits)
+    except ValueError:  # longer than the interpreter converts
+        return LongNumber(digits)
+
+
 def _load(path: str) -> list:
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text()
-        items = json.loads(text)
+        items = json.loads(text, parse_int=_integer)
     except OSError as exc:
         raise CommandError(f"{path}: {exc.strerror}", returncode=EXIT_USAGE) from None
     except UnicodeDecodeError as exc:
@@ -158,6 +186,8 @@ def _build(position: int, item: object) -> tuple[HealthCheck, bool]:
     if unknown:
         raise ValueError(f"{where}: unknown field {', '.join(unknown)}")
     name = item.get("name")
+    if isinstance(name, str) and "\x00" in name:
+        raise ValueError(f"{where}: name: {_NUL}")
     if not isinstance(name, str) and name is not None:
         raise ValueError(f"{where}: name: expected a string, got {_shown(name)}")
     if not name or not name.strip():
@@ -207,6 +237,8 @@ def _converted(field: str, value: object) -> object:
             return value
         raise ValueError(f"expected true or false, got {_shown(value)}")
     if field in STRINGS:
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError(_NUL)
         if isinstance(value, str):
             return value
         raise ValueError(f"expected a string, got {_shown(value)}")
@@ -216,6 +248,8 @@ def _converted(field: str, value: object) -> object:
         if isinstance(value, str) and _TOKEN_SHAPE.match(value):
             return value
         raise ValueError("expected a token of 20 to 64 letters, digits, '-' and '_'")
+    if isinstance(value, LongNumber):
+        raise ValueError(f"expected a number, got {value!r}")
     # A number; JSON's true and false are not (bool is an int in Python).
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"expected a number, got {_shown(value)}")
@@ -234,10 +268,14 @@ def _converted(field: str, value: object) -> object:
 
 def _tags(value: object) -> str:
     if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError(_NUL)
         return value
     if not isinstance(value, list) or not all(isinstance(tag, str) for tag in value):
         raise ValueError(f"expected a string or a list of strings, got {_shown(value)}")
     for tag in value:
+        if "\x00" in tag:
+            raise ValueError(_NUL)
         if not tag.strip() or any(c == "," or c.isspace() for c in tag):
             raise ValueError(f"{tag!r} is not one tag: a tag is text with no comma or space")
     return ",".join(value)
@@ -245,8 +283,10 @@ def _tags(value: object) -> str:
 
 def _shown(value: object) -> str:
     """A JSON value as it was written, shortened: ``"abc"``, ``["a"]``, ``true``, ``NaN``."""
+    if isinstance(value, LongNumber):
+        return repr(value)
     try:
-        text = json.dumps(value, ensure_ascii=False)
+        text = json.dumps(value, ensure_ascii=False, default=repr)
     except (ValueError, RecursionError):  # too deep to write back
         text = type(value).__name__
     text = redact(text)  # a value in the wrong place may still hold a password

@@ -23,6 +23,7 @@ from twisted.internet import defer, reactor
 from twisted.internet.error import CannotListenError
 from twisted.python.failure import Failure
 
+from connections_app.access_log import access_logger
 from connections_app.connection_manager import ConnectionManager
 from connections_app.db.fail_fast import fail_fast
 from connections_app.management.usage import (
@@ -73,6 +74,8 @@ class Command(UsageExitMixin, BaseCommand):
             endpoints=[f"tcp:port={options['port']}:interface={_twisted_host(options['host'])}"],
             signal_handlers=True,
             verbosity=options["verbosity"],
+            # Each request as one log line, redacted like every other (as daphne's -v 1).
+            action_logger=access_logger() if options["verbosity"] >= 1 else None,
             ready_callable=lambda: self._print_banner(options),
         )
         if not options["no_checks"]:

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('connections_app', '0014_merge_0007_alerts_0013_kind_choices'),
+        ('connections_app', '0015_run_healthcheck_permission'),
     ]
 
     operations = [
