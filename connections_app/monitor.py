@@ -157,18 +157,26 @@ class ResultWriter:
     async def _announce(
         self, batch: list[Outcome], stored: Stored, uptimes: dict[int, float]
     ) -> None:
-        if listening():
-            for outcome in batch:
-                check = stored.checks.get(outcome.check.pk)
-                if check is None:
-                    continue  # deleted while it ran
-                data = {
+        """Log the changes; announce the batch as one ``check.results`` event (the dashboard
+        coalesces it into one frame per browser per flush)."""
+        for change in stored.changes:
+            _log_change(change)
+        if not listening():
+            return
+        results = []
+        for outcome in batch:
+            check = stored.checks.get(outcome.check.pk)
+            if check is None:
+                continue  # deleted while it ran
+            results.append(
+                {
                     "check": check_summary(check),
                     "result": outcome.result_dict(),
                     "uptime_24h": uptimes.get(check.pk),
                 }
-                await announce("check.result", data)
-        await announce_changes(stored.changes)
+            )
+        changes = [change_event(change) for change in stored.changes]
+        await announce("check.results", {"results": results, "changes": changes})
 
 
 async def announce_changes(changes: list[StateChange]) -> None:

@@ -7,6 +7,10 @@ costs one layer message per process (measured: one ``group_send`` to 1,000 recei
 watch (``access.recheck``), renews the group membership, writes the registry rows and the error
 counts, and pushes the client count and the error stats when they change.
 
+Results and status changes are not written one frame each: the hub keeps them until its next
+flush and writes each client one ``updates`` frame (``realtime.updates``), at most one per
+``Limits.flush_interval``, whatever the rate of results.
+
 Lost events are repaired, not ignored: every publisher numbers its events, and a gap (a publish
 that failed or was skipped, a layer that dropped a message, a receive that failed) makes the
 hub push a fresh snapshot to its clients.
@@ -39,6 +43,7 @@ from realtime.limits import limits
 from realtime.protocol import GROUP, encode_event
 from realtime.registry import clients_elsewhere, registry, server_id, sync_rows
 from realtime.snapshot import recent_errors, send_snapshot
+from realtime.updates import UPDATES, Entry, Pending, bodies, newest_per_check
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +86,9 @@ class Hub:
         #: Set when a layer call fails, cleared when one succeeds: the server's own knowledge
         #: that events cannot reach it, told to the pages (``layer.status``).
         self._layer_down = False
+        self._pending = Pending(limits().max_pending)
+        self._flusher: asyncio.Task | None = None
+        self._last_flush = float("-inf")
 
     @property
     def running(self) -> bool:
@@ -110,7 +118,7 @@ class Hub:
 
     async def stop(self) -> None:
         """Stop now rather than at the next heartbeat (tests, before their event loop ends)."""
-        for task in (self._task, self._resync):
+        for task in (self._task, self._resync, self._flusher):
             if task is not None and not task.done():
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -128,6 +136,7 @@ class Hub:
             self._ready = asyncio.Event()
             self._publishers.clear()
             self._pushed = {"layer.status": LAYER_UP}  # pages assume it until told otherwise
+            self._pending = Pending(limits().max_pending)
             self._task = self._loop.create_task(self._run())
         return self._ready
 
@@ -137,6 +146,9 @@ class Hub:
         if layer is None:
             self._ready.set()
         try:
+            # Runners in other processes publish only while some server's rows say that a
+            # dashboard watches (``realtime.audience``): write them now, not a heartbeat later.
+            await self._write_rows()
             while registry:
                 await asyncio.sleep(limits().heartbeat)
                 try:
@@ -146,11 +158,13 @@ class Hub:
                     report(exc, "ws.heartbeat", server_id())
             self._stopping = True
         finally:
-            if listener is not None:
-                listener.cancel()
-                await asyncio.gather(listener, return_exceptions=True)
+            for task in (listener, self._flusher):
+                if task is not None:
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
             await self._leave_group(layer)
-            await self._forget_rows()
+            # With no client left, this server's rows go at once instead of expiring.
+            await self._write_rows()
 
     async def _listen(self, layer) -> None:
         """Join the group with a channel of this process, then hand on what arrives."""
@@ -182,8 +196,50 @@ class Hub:
                 message["body"],
                 frozenset(tags) if tags is not None else None,
             )
+        elif kind == "dashboard.updates":
+            self._check_sequence(message.get("publisher"), message.get("n"))
+            self._pending.add(
+                map(Entry.from_wire, message.get("results") or ()),
+                map(Entry.from_wire, message.get("statuses") or ()),
+            )
+            self._schedule_flush()
         elif kind == "dashboard.resync":
             self.request_resync()
+
+    def _schedule_flush(self) -> None:
+        if self._pending and (self._flusher is None or self._flusher.done()):
+            self._flusher = asyncio.ensure_future(self._flush_while_pending())
+
+    async def _flush_while_pending(self) -> None:
+        """Flush after a short gather, and never sooner than ``flush_interval`` after the
+        previous flush; again while more arrived meanwhile."""
+        loop = asyncio.get_running_loop()
+        while self._pending:
+            wanted = limits()
+            due = max(loop.time() + wanted.flush_gather, self._last_flush + wanted.flush_interval)
+            await asyncio.sleep(due - loop.time())
+            self._last_flush = loop.time()
+            try:
+                await self.flush_updates()
+            except Exception as exc:
+                report(exc, "ws.dispatch", server_id())
+
+    async def flush_updates(self) -> None:
+        """Write every client one ``updates`` frame with what arrived since the last flush
+        (several when it is larger than ``updates_frame_bytes``)."""
+        results, statuses, overflowed = self._pending.take()
+        if overflowed:
+            logger.info("more than %d updates waiting: resync", self._pending.max_pending)
+            self.request_resync()
+            return
+        settings = limits()
+        results = newest_per_check(results, settings.sparkline_points)
+        by_filter: dict[frozenset[str] | None, list[Client]] = {}
+        for client in registry.clients():
+            by_filter.setdefault(client.tags, []).append(client)
+        for tags, clients in by_filter.items():
+            for body in bodies(results, statuses, tags, settings.updates_frame_bytes):
+                await notify_clients(clients, UPDATES, body)
 
     def _check_sequence(self, publisher: object, n: object) -> None:
         """A publisher's events are numbered 1, 2, 3...: a gap means lost events.
@@ -277,9 +333,8 @@ class Hub:
         except Exception as exc:
             report(exc, "ws.listen", server_id())
 
-    async def _forget_rows(self) -> None:
-        """Write the registry once more as the hub stops: with no client left, this server's
-        rows go at once instead of expiring."""
+    async def _write_rows(self) -> None:
+        """Write this server's registry rows (and error counts) now."""
         try:
             async with asyncio.timeout(CALL_TIMEOUT):
                 await database_sync_to_async(_write_heartbeat)(registry.clients())

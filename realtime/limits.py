@@ -36,6 +36,22 @@ class Limits:
     registry_expiry: float = 30.0
     #: Snapshot contents.
     sparkline_points: int = 30
+    #: The snapshot frame holds the counts and at most this many checks, worst first; the
+    #: rest follow in ``snapshot.part`` frames. Each of them stays under ``snapshot_frame_bytes``
+    #: (daphne refuses messages over 1 MiB: a whole snapshot passed that at about 350 checks).
+    snapshot_first_checks: int = 100
+    snapshot_frame_bytes: int = 256 * 1024
+    #: Results and status changes go out as one ``updates`` frame per client, ``flush_gather``
+    #: seconds after the first of them arrived, and at least ``flush_interval`` seconds after
+    #: the previous frame. A runner flushes a little more than a second apart: with a gap of
+    #: exactly 1 s the frames locked onto a late phase (measured: 0.45 s after every announce
+    #: instead of 0.05 s); 0.9 s lets each follow its runner flush, still about one a second.
+    flush_interval: float = 0.9
+    flush_gather: float = 0.05
+    #: An ``updates`` frame over this many bytes is cut into several (sent in the same flush).
+    updates_frame_bytes: int = 256 * 1024
+    #: Entries waiting for the next flush; beyond, they are dropped and every client resyncs.
+    max_pending: int = 50_000
     error_stats: int = 20
     #: Client filters: at most this many tags, each at most ``max_tag_length`` characters.
     max_tags: int = 20

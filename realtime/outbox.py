@@ -55,12 +55,14 @@ class Outbox:
             self._hold_at = len(self._frames)
             self._changed()
 
-    def release(self, first: str) -> None:
-        """End the hold, with ``first`` (the snapshot) at the place where it began."""
+    def release(self, first: str, *more: str) -> None:
+        """End the hold, with ``first`` (the snapshot) and ``more`` (its parts) at the place
+        where it began, in order."""
         at = len(self._frames) if self._hold_at is None else self._hold_at
         self._hold_at = None
         if not self._closed:
-            self._frames.insert(at, first)
+            for offset, frame in enumerate((first, *more)):
+                self._frames.insert(at + offset, frame)
         self._changed()
 
     def close(self) -> None:

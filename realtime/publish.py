@@ -3,6 +3,15 @@
 Called after the state change is stored. It never raises and never waits long: a failed or
 skipped publish is counted, reported once through the error handler, and repaired by the
 servers (the events of one publisher are numbered; a gap makes them push fresh snapshots).
+
+Results and status changes (``check.result``, ``check.status``, and ``check.results``: a
+runner's whole flush in one event) travel as ``dashboard.updates`` messages of pre-encoded
+entries, at most ``CHUNK`` each, that the servers coalesce into one frame per client per flush
+(``realtime.updates``). Other events travel as one ready frame body each.
+
+Nothing is built while nobody watches (``audience.watched``): the runner asks
+``connections_app.events.listening()`` first. Events skipped so leave a gap in the numbering,
+so a server that starts listening later resyncs rather than miss them.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from connections_app.retry import RetryPolicy
 from realtime.hub import serving_loop
 from realtime.protocol import GROUP, encode_event, redact_strings
 from realtime.registry import server_id
+from realtime.updates import COALESCED, RESULTS, STATUS, result_entry, status_entry
 
 #: A publish that takes longer than this is abandoned (the servers resync on the gap).
 PUBLISH_TIMEOUT = 1.0
@@ -29,6 +39,9 @@ PUBLISH_TIMEOUT = 1.0
 #: 5 s while it keeps failing): a dead Redis costs the runner one timeout per delay, not one
 #: per event.
 BACKOFF = RetryPolicy(attempts=None, base_delay=1.0, factor=2.0, cap=5.0)
+#: Entries per ``dashboard.updates`` layer message: a runner catching up flushes thousands of
+#: results at once, and one layer message must stay small (Redis, msgpack, a deepcopy in memory).
+CHUNK = 500
 
 
 @dataclass
@@ -55,10 +68,44 @@ def reset() -> None:
     _backoff, _skip_until = BACKOFF, float("-inf")
 
 
+def skipped() -> None:
+    """Nobody watched, so events were not published: use up a number, so the next server that
+    hears this publisher sees a gap and resyncs its clients."""
+    with _numbers_lock:
+        next(_numbers)
+
+
+def _number() -> tuple[str, int]:
+    with _numbers_lock:
+        return PUBLISHER, next(_numbers)
+
+
+def updates_messages(event_type: str, data: dict) -> list[dict]:
+    """The layer messages for results and status changes: redacted entries, ``CHUNK`` each."""
+    data = redact_strings(data)
+    if event_type == RESULTS:
+        results = [result_entry(r) for r in data.get("results") or ()]
+        statuses = [status_entry(c) for c in data.get("changes") or ()]
+    elif event_type == STATUS:
+        results, statuses = [], [status_entry(data)]
+    else:
+        results, statuses = [result_entry(data)], []
+    # Results first, then statuses: a change is announced after the result that made it.
+    tagged = [("results", e) for e in results] + [("statuses", e) for e in statuses]
+    messages = []
+    for start in range(0, max(len(tagged), 1), CHUNK):
+        publisher, n = _number()
+        message = {"type": "dashboard.updates", "publisher": publisher, "n": n}
+        message |= {"results": [], "statuses": []}
+        for key, item in tagged[start : start + CHUNK]:
+            message[key].append(item.wire())
+        messages.append(message)
+    return messages
+
+
 def event_message(event_type: str, data: dict) -> dict:
     """The layer message for one event, its frame body serialized once (secrets redacted)."""
-    with _numbers_lock:
-        publisher, n = PUBLISHER, next(_numbers)
+    publisher, n = _number()
     return {
         "type": "dashboard.event",
         "publisher": publisher,
@@ -77,13 +124,18 @@ def _tags(data: dict) -> list[str] | None:
 
 
 async def publish_event(event_type: str, data: dict) -> None:
-    """Send one event (``check.result``, ``check.status``...) to every dashboard."""
+    """Send one event (``check.results``, ``check.result``, ``check.status``...) to every
+    dashboard."""
     try:
-        message = event_message(event_type, data)
+        if event_type in COALESCED:
+            messages = updates_messages(event_type, data)
+        else:
+            messages = [event_message(event_type, data)]
     except Exception as exc:
         _failed(exc, event_type)
         return
-    await _send(message, event_type)
+    for message in messages:
+        await _send(message, event_type)
 
 
 async def request_resync() -> None:

@@ -1,6 +1,13 @@
 """The snapshot a dashboard starts from: every check, its recent results, uptime, error stats.
 
-Built in a fixed number of queries whatever the number of checks. Clients asking at about the
+It comes in frames of bounded size, whatever the number of checks (daphne refuses a WebSocket
+message over 1 MiB; one frame with every check passed that at about 350 checks): the
+``snapshot`` frame holds the counts and the first checks, worst first, up to
+``Limits.snapshot_first_checks`` and ``Limits.snapshot_frame_bytes``; ``snapshot.part`` frames
+follow with the rest, each under ``snapshot_frame_bytes``. All of them go into the client's
+outbox at once, where the hold put them (``Outbox.release``).
+
+Built in a few queries per thousand checks. Clients asking at about the
 same moment share one build (``SharedBuilds``), so a reconnect storm after a restart costs a
 few builds, not one per browser.
 """
@@ -8,8 +15,11 @@ few builds, not one per browser.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 from channels.db import database_sync_to_async
 from django.db.models import F, Window
@@ -20,6 +30,7 @@ from connections_app.alerts.models import failed_count
 from connections_app.error_handler import report
 from connections_app.errors import ErrorCategory, missing_tables_message
 from connections_app.models import (
+    STATUS_ORDER,
     UPTIME_WINDOW,
     CheckResult,
     ErrorStat,
@@ -30,26 +41,53 @@ from connections_app.models import (
 from connections_app.summary import SUMMARY_FIELDS, check_summary
 from realtime.client import Client
 from realtime.limits import Limits
-from realtime.protocol import CLOSE_RESYNC, encode_event, redact_strings
+from realtime.protocol import CLOSE_RESYNC, encode_event, now_iso, redact_strings
 from realtime.registry import clients_elsewhere, registry, server_id
 
+#: Checks whose recent results are read in one query.
+READ_GROUP = 1000
 
-def build_snapshot(tags: frozenset[str] | None, limits: Limits) -> dict:
-    """The snapshot's data for a client filtering on ``tags`` (None: every check)."""
-    checks = HealthCheck.objects.only(*SUMMARY_FIELDS)
-    checks = [c for c in checks if _matches(c, tags)]
-    since = timezone.now() - UPTIME_WINDOW
-    recent = recent_results([c.pk for c in checks], limits.sparkline_points, since)
+
+@dataclass
+class Snapshot:
+    """A snapshot as read: the first frame's fields, its checks and the parts' checks, each
+    check already JSON text."""
+
+    head: dict
+    first: list[str]
+    parts: list[list[str]]
+
+    def bodies(self) -> list[str]:
+        """The ``snapshot`` body, then one ``snapshot.part`` body per part."""
+        at = now_iso()
+        head = self.head | {"parts": len(self.parts)}
+        bodies = [_with_checks(encode_event("snapshot", head | {"checks": []}, at), self.first)]
+        for number, checks in enumerate(self.parts, start=1):
+            data = {"part": number, "of": len(self.parts), "checks": []}
+            bodies.append(_with_checks(encode_event("snapshot.part", data, at), checks))
+        return bodies
+
+
+def _with_checks(body: str, checks: list[str]) -> str:
+    """``body`` (ending with ``"checks":[]}}``) with the encoded ``checks`` in that list."""
+    tail = '"checks":[]}}'
+    assert body.endswith(tail)
+    return f'{body[: -len(tail)]}"checks":[{",".join(checks)}]}}}}'
+
+
+def build_snapshot(tags: frozenset[str] | None, limits: Limits) -> Snapshot:
+    """The snapshot for a client filtering on ``tags`` (None: every check), worst first."""
+    checks = [c for c in HealthCheck.objects.only(*SUMMARY_FIELDS) if _matches(c, tags)]
+    rank = {status: i for i, status in enumerate(STATUS_ORDER)}
+    checks.sort(key=lambda c: (rank.get(c.status, len(rank)), c.name))
     uptime = uptimes(None if tags is None else [c.pk for c in checks], UPTIME_WINDOW)
-    rows = []
-    for check in checks:
-        row = dict(check_summary(check))
-        row["uptime_24h"] = uptime.get(check.pk)
-        row["recent"] = recent.get(check.pk, [])
-        rows.append(row)
-    return {
-        "status": overall_status([r["status"] for r in rows]),
-        "checks": rows,
+    texts = list(_check_texts(checks, uptime, limits))
+    first, rest = _first_page(texts, limits)
+    counts = Counter(c.status for c in checks)
+    head = {
+        "status": overall_status(list(counts)),
+        "total": len(checks),
+        "counts": dict(counts),
         "errors": recent_errors(limits.error_stats),
         "clients": clients_elsewhere(server_id(), limits.registry_expiry),
         "failed_alerts": failed_count(),
@@ -60,6 +98,53 @@ def build_snapshot(tags: frozenset[str] | None, limits: Limits) -> dict:
             "max_frame_bytes": limits.max_frame_bytes,
         },
     }
+    return Snapshot(head, first, list(_parts(rest, limits.snapshot_frame_bytes)))
+
+
+def _check_texts(
+    checks: list[HealthCheck], uptime: dict[int, float], limits: Limits
+) -> Iterator[str]:
+    """Each check's snapshot entry as JSON text, its recent results read a group at a time."""
+    since = timezone.now() - UPTIME_WINDOW
+    for start in range(0, len(checks), READ_GROUP):
+        group = checks[start : start + READ_GROUP]
+        recent = recent_results([c.pk for c in group], limits.sparkline_points, since)
+        for check in group:
+            row = dict(check_summary(check))
+            row["uptime_24h"] = uptime.get(check.pk)
+            row["recent"] = recent.get(check.pk, [])
+            yield json.dumps(row, separators=(",", ":"), default=str, allow_nan=False)
+
+
+#: Room kept in a frame for its envelope and the snapshot's other fields.
+ENVELOPE = 16 * 1024
+
+
+def _first_page(texts: list[str], limits: Limits) -> tuple[list[str], list[str]]:
+    """The checks the first frame holds (at most ``snapshot_first_checks``, and within the
+    frame's size) and the rest."""
+    budget, taken = limits.snapshot_frame_bytes - ENVELOPE, 0
+    for text in texts[: limits.snapshot_first_checks]:
+        if budget - len(text) - 1 < 0:
+            break
+        budget -= len(text) + 1
+        taken += 1
+    return texts[:taken], texts[taken:]
+
+
+def _parts(texts: list[str], max_bytes: int) -> Iterator[list[str]]:
+    """``texts`` cut into lists that each stay within ``max_bytes`` (one check larger than
+    that goes alone)."""
+    part: list[str] = []
+    size = 0
+    for text in texts:
+        if part and size + len(text) + 1 > max_bytes - ENVELOPE:
+            yield part
+            part, size = [], 0
+        part.append(text)
+        size += len(text) + 1
+    if part:
+        yield part
 
 
 def _matches(check: HealthCheck, tags: frozenset[str] | None) -> bool:
@@ -114,7 +199,7 @@ def recent_errors(limit: int) -> list[dict]:
 class _Build:
     def __init__(self) -> None:
         self.reading = False
-        self.future: asyncio.Future[str] | None = None
+        self.future: asyncio.Future[list[str]] | None = None
 
 
 class SharedBuilds:
@@ -129,8 +214,8 @@ class SharedBuilds:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._builds: dict[frozenset[str] | None, _Build] = {}
 
-    async def body(self, tags: frozenset[str] | None, limits: Limits) -> str:
-        """A serialized snapshot event (``protocol.encode_event``) for ``tags``."""
+    async def bodies(self, tags: frozenset[str] | None, limits: Limits) -> list[str]:
+        """The serialized snapshot frames (``Snapshot.bodies``) for ``tags``."""
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             self._loop, self._builds = loop, {}
@@ -147,17 +232,21 @@ class SharedBuilds:
         if not build.future.cancelled():
             build.future.exception()  # retrieved: waiters that left must not leave a warning
 
-    async def _build(self, tags: frozenset[str] | None, limits: Limits, build: _Build) -> str:
-        def read() -> dict:
+    async def _build(self, tags: frozenset[str] | None, limits: Limits, build: _Build) -> list[str]:
+        def read() -> Snapshot:
             # Set in the database thread as the read begins, not when the build is queued
             # for that thread: under a reconnect storm, clients keep joining queued builds.
             build.reading = True
             return build_snapshot(tags, limits)
 
-        data = await database_sync_to_async(read)()
-        data["clients"] += len(registry)
-        data["server"] = {"id": server_id(), "clients": len(registry), "tasks": task_count()}
-        return encode_event("snapshot", data)
+        snapshot = await database_sync_to_async(read)()
+        snapshot.head["clients"] += len(registry)
+        snapshot.head["server"] = {
+            "id": server_id(),
+            "clients": len(registry),
+            "tasks": task_count(),
+        }
+        return snapshot.bodies()
 
 
 shared_builds = SharedBuilds()
@@ -183,7 +272,7 @@ async def send_snapshot(client: Client) -> None:
     async with client.refresh_lock:
         client.outbox.hold()
         try:
-            body = await shared_builds.body(client.tags, client.limits)
+            bodies = await shared_builds.bodies(client.tags, client.limits)
         except Exception as exc:
             missing = missing_tables_message(exc)
             if missing:  # what to do, for the log and the page, in one line
@@ -192,4 +281,4 @@ async def send_snapshot(client: Client) -> None:
                 report(exc, "ws.snapshot", server_id(), client=client.id)
             await client.close(CLOSE_RESYNC, missing or "snapshot unavailable")
             return
-        client.outbox.release(body)
+        client.outbox.release(*bodies)

@@ -149,9 +149,10 @@
   function serverNow() { return Date.now() + clockOffset; }
 
   // Acks go from the message handler itself (timers are throttled in background tabs): after
-  // ACK_EVERY frames, a second after the last ack, or with a pong (docs/EVENTS.md, "Acks").
+  // ACK_EVERY frames, 5 s after the last ack, or with a pong (docs/EVENTS.md, "Acks"). With
+  // one updates frame a second, acking each would cost the server a read per frame written.
   const ACK_EVERY = 20;
-  const ACK_AFTER_MS = 1000;
+  const ACK_AFTER_MS = 5000;
   let acked = { seq: 0, at: 0 };
 
   function maybeAck(force) {
@@ -168,8 +169,8 @@
     const data = frame.data || {};
     switch (frame.type) {
       case "snapshot": return applySnapshot(data);
-      case "check.result": return applyResult(data);
-      case "check.status": return applyStatus(data);
+      case "snapshot.part": return applySnapshotPart(data);
+      case "updates": return applyUpdates(data);
       case "errors.updated": state.errors = data.errors || state.errors; return render();
       case "clients": state.clients = data.count; return renderHeader();
       case "layer.status": return applyLayerStatus(data);
@@ -181,12 +182,37 @@
   function applySnapshot(data) {
     attempt = 0;  // the server is really back: the next loss starts the backoff afresh
     state.checks = new Map((data.checks || []).map((c) => [c.name, normaliseCheck(c)]));
+    // The rest of the checks follow in snapshot.part frames (docs/EVENTS.md).
+    state.loading = data.parts ? { total: data.total, parts: data.parts } : null;
+    renderLoading();
     state.errors = data.errors || [];
     if (typeof data.clients === "number") state.clients = data.clients;
     if (typeof data.failed_alerts === "number") state.failedAlerts = data.failed_alerts;
     // The server refreshes the page with snapshots while its layer is away: keep saying so.
     if (state.layerPaused) showBanner(state.layerPaused); else hideBanner();
     render();
+  }
+
+  // A snapshot's further checks: added to the ones the snapshot frame brought.
+  function applySnapshotPart(data) {
+    (data.checks || []).forEach((c) => state.checks.set(c.name, normaliseCheck(c)));
+    if (state.loading && data.part >= data.of) state.loading = null;
+    renderLoading();
+    render();
+  }
+
+  function renderLoading() {
+    const el = $("loading");
+    if (!el) return;
+    el.hidden = !state.loading;
+    if (state.loading) el.textContent = `loading checks: ${state.checks.size} of ${state.loading.total}`;
+  }
+
+  // Every result and status change since the server's last flush, in one frame (about one a
+  // second): the results in order, then the changes of status in order.
+  function applyUpdates(data) {
+    (data.results || []).forEach(applyResult);
+    (data.statuses || []).forEach(applyStatus);
   }
 
   // The server's own word on its channel layer: while it cannot reach it, no event arrives,
@@ -226,9 +252,10 @@
   }
 
   function applyStatus(data) {
-    const check = state.checks.get(data.name);
-    if (!check) return;
-    check.flapping = Boolean(data.flapping);
+    const old = state.checks.get(data.name);
+    if (!old) return;
+    const check = { ...old, flapping: Boolean(data.flapping) };  // a new object: see renderChecks
+    state.checks.set(data.name, check);
     // Inside a maintenance window the results still change what they say, but the card keeps
     // showing MAINTENANCE until the window ends.
     if (data.during_maintenance && data.to !== "maintenance") return render(data.name);
@@ -319,10 +346,17 @@
     const existing = new Map([...list.children].map((li) => [li.dataset.name, li]));
     const items = checks.map((c) => {
       const li = existing.get(c.name) || createItem();
-      fillItem(li, c);
+      // A check's object is replaced whenever it changes: with a thousand checks and a frame
+      // a second, only the changed rows are filled again.
+      if (li.shownCheck !== c || flashNames.has(c.name)) {
+        fillItem(li, c);
+        li.shownCheck = c;
+      }
       return li;
     });
-    list.replaceChildren(...items);
+    const children = list.children;
+    const same = items.length === children.length && items.every((li, i) => li === children[i]);
+    if (!same) list.replaceChildren(...items);
     $("empty").hidden = items.length > 0 || state.checks.size === 0;
     // A fresh install has only its self-checks: say how to add one.
     $("first-steps").hidden = ![...state.checks.values()].every((c) => (c.tags || []).includes("self"));

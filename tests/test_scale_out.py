@@ -51,6 +51,7 @@ from realtime import publish
 from tests.conftest import IN_CI
 from tests.http_targets import HttpTarget
 from tests.realtime import servers
+from tests.realtime.helpers import events_of
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
@@ -241,12 +242,13 @@ class Dashboard:
         try:
             async for text in self.client:
                 frame = json.loads(text)
-                if frame["type"] == "snapshot":
-                    self.snapshots += 1
-                elif frame["type"] == "check.status" and frame["data"]["name"] in NAMES:
-                    self.status[frame["data"]["name"]].append(frame["data"])
-                elif frame["type"] == "check.status":
-                    self.markers.add(frame["data"]["name"])
+                for kind, data in events_of(frame):
+                    if kind == "snapshot":
+                        self.snapshots += 1
+                    elif kind == "check.status" and data["name"] in NAMES:
+                        self.status[data["name"]].append(data)
+                    elif kind == "check.status":
+                        self.markers.add(data["name"])
                 await self.client.send(json.dumps({"type": "ack", "seq": frame["seq"]}))
         except Exception as exc:  # recorded, and asserted on: the socket must stay open
             self.closed = repr(exc)

@@ -53,7 +53,9 @@ def test_errors_at_phone_width_keep_where_and_speak_in_words(browser, site):  # 
     assert page.locator("#errors-table th").first.inner_text().lower() == "where"
     checks = page.evaluate(ROWS, "check-errors-table")
     server_rows = page.evaluate(ROWS, "errors-table")
-    assert ["payments api", "connection refused", "6"] == checks[0][:3], checks
+    # The seeded row; the runner's own report of the refusal may be listed above it once a
+    # heartbeat pushed the error stats (every 10 s), as live updates arrive about 1 s apart.
+    assert ["payments api", "connection refused", "6"] in [row[:3] for row in checks], checks
     assert ["sending live updates", "connection reset", "6"] == server_rows[0][:3], server_rows
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     name = card(page, "self: channel layer").locator(".name")

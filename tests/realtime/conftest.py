@@ -12,6 +12,7 @@ from django.test import Client as HttpClient
 
 from project.asgi import application
 from realtime.hub import get_hub
+from tests.realtime.helpers import events_of
 
 ORIGIN = "http://127.0.0.1"
 #: The Host header the communicator sends: the site the origin check compares the Origin with.
@@ -58,11 +59,13 @@ async def receive(socket: WebsocketCommunicator) -> dict:
 
 
 async def receive_type(socket: WebsocketCommunicator, kind: str) -> dict:
-    """The next frame of type ``kind``, skipping others (at most 50)."""
+    """The next frame of type ``kind``, skipping others (at most 50); ``check.result`` and
+    ``check.status`` are found inside ``updates`` frames (the first one there)."""
     for _ in range(50):
         frame = await receive(socket)
-        if frame["type"] == kind:
-            return frame
+        for event, data in events_of(frame):
+            if event == kind:
+                return frame | {"type": event, "data": data}
     raise AssertionError(f"no {kind} frame in 50")
 
 

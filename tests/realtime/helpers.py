@@ -61,3 +61,15 @@ async def wait_until(condition: Callable[[], bool], within: float = 5.0) -> None
             return
         await asyncio.sleep(step)
     raise AssertionError(f"still false after {within} s")
+
+
+def events_of(frame: dict) -> list[tuple[str, dict]]:
+    """The events a frame carries, as ``(type, data)``: an ``updates`` frame's results as
+    ``check.result`` and its status changes as ``check.status``, in order; any other frame is
+    one event of its own type."""
+    if frame["type"] != "updates":
+        return [(frame["type"], frame.get("data"))]
+    data = frame["data"]
+    return [("check.result", r) for r in data["results"]] + [
+        ("check.status", s) for s in data["statuses"]
+    ]

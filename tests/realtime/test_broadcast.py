@@ -9,7 +9,7 @@ from realtime.broadcast import is_permanent, notify_clients, run_sender
 from realtime.client import Client, ClientGone
 from realtime.limits import Limits
 from realtime.outbox import OutboxFull
-from realtime.protocol import CLOSE_RESYNC, encode_event
+from realtime.protocol import CLOSE_RESYNC, SCHEMA_VERSION, encode_event
 from tests.realtime.helpers import FAST, HANG, Socket, make_client, wait_until
 
 pytestmark = pytest.mark.usefixtures("clean_hub")
@@ -102,7 +102,7 @@ async def test_frames_carry_increasing_sequence_numbers():
         await notify_clients([client], "check.status", BODY)
     await wait_until(lambda: len(socket.frames) == 3)
     assert [f["seq"] for f in socket.frames] == [2, 3, 4]  # 1 was the snapshot
-    assert {f["v"] for f in socket.frames} == {1}
+    assert {f["v"] for f in socket.frames} == {SCHEMA_VERSION}
 
 
 async def test_a_stuck_client_does_not_delay_the_others():

@@ -90,7 +90,7 @@ def make_checks() -> None:
 async def test_it_sends_a_snapshot_first(staff_cookie):
     await sync_to_async(make_checks)()
     socket, snapshot = await connected(staff_cookie)
-    assert (snapshot["v"], snapshot["seq"], snapshot["type"]) == (1, 1, "snapshot")
+    assert (snapshot["v"], snapshot["seq"], snapshot["type"]) == (2, 1, "snapshot")
     data = snapshot["data"]
     checks = {c["name"]: c for c in data["checks"]}
     assert checks["api"]["status"] == "up"
@@ -119,8 +119,8 @@ async def test_a_live_event_reaches_the_client_redacted(staff_cookie):
     result = {"ok": False, "error_message": "GET https://u:hunter2@x/ failed"}
     await publish_event("check.result", {"check": {"name": "api", "tags": []}, "result": result})
     event = await receive(socket)
-    assert (event["type"], event["seq"]) == ("check.result", 2)
-    assert event["data"]["check"]["name"] == "api"
+    assert (event["type"], event["seq"]) == ("updates", 2)
+    assert [r["check"]["name"] for r in event["data"]["results"]] == ["api"]
     assert "hunter2" not in json.dumps(event)
     await socket.disconnect()
 
@@ -162,7 +162,7 @@ async def test_acks_keep_a_client_that_receives_many_events(staff_cookie, settin
     settings.DASHBOARD_LIMITS = {"max_unacked": 3}
     socket, _ = await connected(staff_cookie)
     for i in range(6):
-        await publish_event("check.status", {"name": "db", "i": i})
+        await publish_event("test.tick", {"i": i})  # not coalesced: a frame each
         event = await receive(socket)
         await socket.send_to(text_data=json.dumps({"type": "ack", "seq": event["seq"]}))
     await socket.send_to(text_data='{"type": "ping"}')
@@ -174,7 +174,7 @@ async def test_a_client_that_does_not_ack_is_told_to_resync(staff_cookie, settin
     settings.DASHBOARD_LIMITS = {"max_unacked": 3, "ack_grace": 0}
     socket, _ = await connected(staff_cookie)
     for i in range(3):
-        await publish_event("check.status", {"name": "db", "i": i})
+        await publish_event("test.tick", {"i": i})  # not coalesced: a frame each
     for _ in range(3):
         await receive(socket)
     assert await closed_with(socket) == 4000
@@ -191,8 +191,10 @@ async def test_a_tag_filter_answers_with_a_filtered_snapshot_and_filters_events(
     await publish_event("check.result", {"check": {"name": "api", "tags": ["web"]}})
     await publish_event("check.result", {"check": {"name": "db", "tags": ["db"]}})
     await publish_event("check.status", {"name": "api"})  # no tags: always passes
-    assert (await receive(socket))["data"]["check"]["name"] == "db"
-    assert (await receive(socket))["type"] == "check.status"
+    updates = await receive(socket)
+    assert updates["type"] == "updates"
+    assert [r["check"]["name"] for r in updates["data"]["results"]] == ["db"]
+    assert [s["name"] for s in updates["data"]["statuses"]] == ["api"]
     await socket.disconnect()
 
 

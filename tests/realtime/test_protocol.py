@@ -20,12 +20,12 @@ def parse(text: str | None = None, data: bytes | None = None) -> ClientMessage:
 
 
 def test_a_frame_is_the_shared_body_with_version_and_sequence():
-    body = encode_event("check.status", {"name": "db"}, at="2026-01-01T00:00:00+00:00")
+    body = encode_event("clients", {"name": "db"}, at="2026-01-01T00:00:00+00:00")
     frame = json.loads(frame_text(7, body))
     assert frame == {
-        "v": 1,
+        "v": 2,
         "seq": 7,
-        "type": "check.status",
+        "type": "clients",
         "at": "2026-01-01T00:00:00+00:00",
         "data": {"name": "db"},
     }

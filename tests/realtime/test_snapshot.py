@@ -1,4 +1,5 @@
 import asyncio
+import json
 from datetime import timedelta
 
 import pytest
@@ -7,7 +8,7 @@ from django.utils import timezone
 
 from connections_app.models import CheckResult, HealthCheck
 from realtime.limits import Limits
-from realtime.snapshot import SharedBuilds, build_snapshot
+from realtime.snapshot import SharedBuilds, Snapshot, build_snapshot
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -22,15 +23,21 @@ def add_checks(count: int, results_each: int = 3, first: int = 0) -> None:
         )
 
 
+def checks_of(snapshot: Snapshot) -> list[dict]:
+    """Every check of a snapshot, the first frame's and the parts'."""
+    texts = snapshot.first + [text for part in snapshot.parts for text in part]
+    return [json.loads(text) for text in texts]
+
+
 def test_it_costs_the_same_queries_for_two_checks_or_twenty(django_assert_num_queries):
     # The checks, their recent results, their uptime, the error stats, the failed alerts,
     # the other clients.
     add_checks(2)
     with django_assert_num_queries(6):
-        assert len(build_snapshot(None, Limits())["checks"]) >= 2
+        assert len(checks_of(build_snapshot(None, Limits()))) >= 2
     add_checks(18, first=2)
     with django_assert_num_queries(6):
-        assert len(build_snapshot(None, Limits())["checks"]) >= 20
+        assert len(checks_of(build_snapshot(None, Limits()))) >= 20
 
 
 def test_results_older_than_a_day_are_not_in_the_sparkline_or_uptime():
@@ -38,21 +45,76 @@ def test_results_older_than_a_day_are_not_in_the_sparkline_or_uptime():
     CheckResult.objects.create(
         health_check=check, checked_at=timezone.now() - timedelta(days=2), ok=False
     )
-    row = next(c for c in build_snapshot(None, Limits())["checks"] if c["name"] == "old")
+    row = next(c for c in checks_of(build_snapshot(None, Limits())) if c["name"] == "old")
     assert row["recent"] == [] and row["uptime_24h"] is None
 
 
 async def test_clients_asking_at_once_share_one_build():
     await sync_to_async(add_checks)(2)
     builds = SharedBuilds()
-    bodies = await asyncio.gather(*(builds.body(None, Limits()) for _ in range(10)))
+    bodies = await asyncio.gather(*(builds.bodies(None, Limits()) for _ in range(10)))
     assert len({id(body) for body in bodies}) == 1  # one build, one string for all
 
 
 async def test_a_client_asking_after_a_build_started_reading_gets_a_new_one():
     builds = SharedBuilds()
-    first = asyncio.ensure_future(builds.body(None, Limits()))
+    first = asyncio.ensure_future(builds.bodies(None, Limits()))
     await asyncio.sleep(0)  # the build has started reading the database
-    second = asyncio.ensure_future(builds.body(None, Limits()))
+    second = asyncio.ensure_future(builds.bodies(None, Limits()))
     await asyncio.gather(first, second)
     assert builds._builds == {}
+
+
+def add_many(count: int, results_each: int) -> None:
+    """``count`` checks, a tenth of them down, each with ``results_each`` recent results."""
+    now = timezone.now()
+    checks = HealthCheck.objects.bulk_create(
+        HealthCheck(
+            name=f"check-{n:05d}",
+            target=f"127.0.0.1:{1000 + n}",
+            kind="tcp",
+            status="down" if n % 10 == 0 else "up",
+        )
+        for n in range(count)
+    )
+    CheckResult.objects.bulk_create(
+        CheckResult(health_check=c, checked_at=now - timedelta(seconds=10 * i), ok=True)
+        for c in checks
+        for i in range(results_each)
+    )
+
+
+async def test_2000_checks_arrive_in_frames_under_the_bound_worst_first(staff_cookie, settings):
+    from tests.realtime.conftest import connected, receive
+
+    bound = 64 * 1024
+    settings.DASHBOARD_LIMITS = {"snapshot_frame_bytes": bound, "snapshot_first_checks": 100}
+    await sync_to_async(add_many)(2000, 5)
+    socket, snapshot = await connected(staff_cookie)
+    frames = [snapshot]
+    for _ in range(snapshot["data"]["parts"]):
+        frames.append(await receive(socket))
+    await socket.disconnect()
+    sizes = [len(json.dumps(f, separators=(",", ":")).encode()) for f in frames]
+    assert max(sizes) <= bound
+    assert [f["type"] for f in frames[1:]] == ["snapshot.part"] * (len(frames) - 1)
+    assert [f["data"]["part"] for f in frames[1:]] == list(range(1, len(frames)))
+    names = [c["name"] for f in frames for c in f["data"]["checks"]]
+    assert sorted(names) == sorted(f"check-{n:05d}" for n in range(2000))  # each once
+    head = snapshot["data"]
+    assert (head["total"], head["counts"], head["status"]) == (
+        2000,
+        {"down": 200, "up": 1800},
+        "down",
+    )
+    # Worst first: the first frame shows the checks that are down.
+    assert {c["status"] for c in head["checks"]} == {"down"} and len(head["checks"]) <= 100
+    assert all(len(c["recent"]) == 5 for f in frames for c in f["data"]["checks"])
+
+
+def test_a_snapshot_of_any_size_keeps_every_frame_under_the_default_bound():
+    add_many(400, 30)  # about 350 checks made one frame over daphne's 1 MiB before
+    snapshot = build_snapshot(None, Limits())
+    bodies = snapshot.bodies()
+    assert max(len(b.encode()) for b in bodies) <= Limits().snapshot_frame_bytes
+    assert len(checks_of(snapshot)) >= 400
