@@ -24,6 +24,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter
 from connections_app import access_log
 from realtime.origin import SameOriginValidator
 from realtime.routing import websocket_urlpatterns
+from realtime.session_guard import SessionGuard
 from realtime.transport import WriteBufferMiddleware
 
 # daphne's access lines through our logging (redaction, rotation), not straight to stdout.
@@ -34,7 +35,7 @@ application = ProtocolTypeRouter(
         "http": django_asgi_app,
         # Outermost: the write buffer's reader needs daphne's own send (realtime/transport.py).
         "websocket": WriteBufferMiddleware(
-            SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+            SameOriginValidator(SessionGuard(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))))
         ),
     }
 )
