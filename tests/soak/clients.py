@@ -1,8 +1,8 @@
 """Dashboard clients of the fault suite, each behaving as one kind of browser.
 
-- ``Reader``: a healthy page. Reads every frame, acks it, keeps the ``check.status`` events and
-  when each snapshot was built; when the server closes it (a resync, a restart) it reconnects
-  and starts from the new snapshot, as the page does.
+- ``Reader``: a healthy page. Reads every frame, acks it, keeps the ``check.status`` events
+  (inside ``updates`` frames) and when each snapshot was built; when the server closes it (a
+  resync, a restart) it reconnects and starts from the new snapshot, as the page does.
 - ``Silent``: a tab that never reads. The server must close it on missing acks, never grow.
 - ``Rapid``: a page that reconnects as fast as it can: snapshot, close, again.
 
@@ -17,6 +17,7 @@ import json
 from datetime import UTC, datetime
 
 from tests.realtime import servers
+from tests.realtime.helpers import events_of
 
 #: What a reader waits before reconnecting (the page backs off with jitter; this is its floor).
 RECONNECT_AFTER = 0.5
@@ -88,11 +89,10 @@ class Reader(Client):
                 frame = json.loads(text)
                 if frame["type"] == "snapshot":
                     self.snapshots.append(datetime.fromisoformat(frame["at"]))
-                elif frame["type"] == "check.status":
-                    data = frame["data"]
-                    self.changes.add(
-                        (data["name"], data["from"], data["to"], datetime.fromisoformat(data["at"]))
-                    )
+                for kind, data in events_of(frame):
+                    if kind == "check.status":
+                        at = datetime.fromisoformat(data["at"])
+                        self.changes.add((data["name"], data["from"], data["to"], at))
                 await client.send(json.dumps({"type": "ack", "seq": frame["seq"]}))
         finally:
             self.close_codes.append(client.close_code)
