@@ -20,6 +20,7 @@ from django.db import connection
 from django.db.models import F, Q
 from django.utils import timezone
 
+from connections_app import rollups
 from connections_app.alerts.sender import run_alert_sender
 from connections_app.connection_manager import ConnectionManager
 from connections_app.db.transactions import retry_transaction
@@ -34,13 +35,12 @@ from connections_app.models import (
     CheckResult,
     HealthCheck,
     StateChange,
-    uptimes,
 )
 from connections_app.probes import run_probe
 from connections_app.push import deadline, silence
 from connections_app.results import Outcome, Stored, close_stale_connection, store_outcomes
 from connections_app.state import apply_maintenance
-from connections_app.summary import check_summary
+from connections_app.summary import HistoryFigures, check_summary, history_figures
 
 logger = logging.getLogger(__name__)
 
@@ -56,17 +56,20 @@ ERROR_STATS_INTERVAL = 10.0
 PRUNE_INTERVAL = 3600.0
 
 
-def store_batch(batch: list[Outcome], want_uptime: bool) -> tuple[Stored, dict[int, float]]:
-    """Store a batch; with ``want_uptime``, read the 24 h uptime of its checks for the events.
+def store_batch(
+    batch: list[Outcome], want_uptime: bool
+) -> tuple[Stored, dict[int, HistoryFigures]]:
+    """Store a batch; with ``want_uptime``, read its checks' uptime and latency figures from
+    the rollups for the events.
 
-    The batch is committed before the uptime is read: a failed read costs the events their
+    The batch is committed before the figures are read: a failed read costs the events their
     uptime, never the batch (stored again, it would announce nothing).
     """
     stored = store_outcomes(batch)
     if not want_uptime or not stored.checks:
         return stored, {}
     try:
-        return stored, uptimes(stored.checks)
+        return stored, history_figures(list(stored.checks))
     except Exception as exc:
         report(exc, "results.uptime", connection.alias)
         return stored, {}
@@ -92,7 +95,7 @@ class ResultWriter:
         if not batch:
             return []
         try:
-            stored, uptimes = await sync_to_async(store_batch)(batch, listening())
+            stored, figures = await sync_to_async(store_batch)(batch, listening())
         except Exception as exc:
             report(exc, "results.store", connection.alias)
             self._keep_or_drop(batch, exc)
@@ -100,7 +103,7 @@ class ResultWriter:
         self.written += len(batch)
         failed = sum(not o.result.ok for o in batch)
         logger.debug("stored %d results (%d failed)", len(batch), failed)
-        await self._announce(batch, stored, uptimes)
+        await self._announce(batch, stored, figures)
         return batch
 
     def _keep_or_drop(self, batch: list[Outcome], error: BaseException) -> None:
@@ -116,7 +119,7 @@ class ResultWriter:
             self.dropped += overflow
 
     async def _announce(
-        self, batch: list[Outcome], stored: Stored, uptimes: dict[int, float]
+        self, batch: list[Outcome], stored: Stored, figures: dict[int, HistoryFigures]
     ) -> None:
         if listening():
             for outcome in batch:
@@ -126,7 +129,7 @@ class ResultWriter:
                 data = {
                     "check": check_summary(check),
                     "result": outcome.result_dict(),
-                    "uptime_24h": uptimes.get(check.pk),
+                    **figures.get(check.pk, {"uptime_24h": None}),
                 }
                 await announce("check.result", data)
         await announce_changes(stored.changes)
@@ -335,6 +338,7 @@ class Housekeeping:
         if now - self._last_prune >= PRUNE_INTERVAL:
             self._last_prune = now
             await _quietly(prune_results, "results.prune")
+            await _quietly(rollups.prune, "rollups.prune")
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:

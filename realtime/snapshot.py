@@ -25,9 +25,8 @@ from connections_app.models import (
     ErrorStat,
     HealthCheck,
     overall_status,
-    uptimes,
 )
-from connections_app.summary import SUMMARY_FIELDS, check_summary
+from connections_app.summary import NO_HISTORY, SUMMARY_FIELDS, check_summary, history_figures
 from realtime.client import Client
 from realtime.limits import Limits
 from realtime.protocol import CLOSE_RESYNC, encode_event, redact_strings
@@ -40,11 +39,11 @@ def build_snapshot(tags: frozenset[str] | None, limits: Limits) -> dict:
     checks = [c for c in checks if _matches(c, tags)]
     since = timezone.now() - UPTIME_WINDOW
     recent = recent_results([c.pk for c in checks], limits.sparkline_points, since)
-    uptime = uptimes(None if tags is None else [c.pk for c in checks], UPTIME_WINDOW)
+    figures = history_figures(None if tags is None else [c.pk for c in checks])
     rows = []
     for check in checks:
         row = dict(check_summary(check))
-        row["uptime_24h"] = uptime.get(check.pk)
+        row.update(figures.get(check.pk, NO_HISTORY))
         row["recent"] = recent.get(check.pk, [])
         rows.append(row)
     return {
