@@ -12,6 +12,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html
 
+from connections_app.check_page import page_data
 from connections_app.cli import counted
 from connections_app.events import announce_checks_changed
 from connections_app.http_options import parse_headers
@@ -451,6 +452,8 @@ class HealthCheckAdmin(admin.ModelAdmin):
             from connections_app.alerts.admin import channels_for
 
             extra_context["alert_channels"] = channels_for(check)
+            # Status, since, uptime and a week's latency, above the form.
+            extra_context["history"] = page_data(check, "7d")
         return super().change_view(request, object_id, form_url, extra_context)
 
 

@@ -27,6 +27,8 @@ from django.db.models import Count, Max, Min, Q, Sum
 from django.db.models.functions import Trunc
 from django.utils import timezone
 
+from connections_app.db.transactions import retry_transaction
+
 HOUR = "hour"
 DAY = "day"
 PERIOD_CHOICES = [(HOUR, "Hour"), (DAY, "Day")]
@@ -267,16 +269,22 @@ def rebuild(result_model=None, rollup_model=None, using: str = "default") -> Non
     db = connections[using]
     quote = db.ops.quote_name
     table = quote(rollup_model._meta.db_table)
-    rollup_model.objects.using(using).all().delete()
-    for period in PERIODS:
-        select = grouped_from_results(result_model.objects.using(using).all(), period)
-        sql, params = select.query.sql_with_params()
-        columns = ", ".join(quote(c) for c in ("period", *_COLUMNS_BUT_PERIOD))
-        with db.cursor() as cursor:
-            cursor.execute(
-                f"INSERT INTO {table} ({columns}) SELECT %s, grouped.* FROM ({sql}) grouped",
-                (period, *params),
-            )
+    columns = ", ".join(quote(c) for c in ("period", *_COLUMNS_BUT_PERIOD))
+
+    # One transaction: a runner's upsert must not land between the delete and the insert.
+    @retry_transaction(using=using)
+    def replace() -> None:
+        rollup_model.objects.using(using).all().delete()
+        for period in PERIODS:
+            select = grouped_from_results(result_model.objects.using(using).all(), period)
+            sql, params = select.query.sql_with_params()
+            with db.cursor() as cursor:
+                cursor.execute(
+                    f"INSERT INTO {table} ({columns}) SELECT %s, grouped.* FROM ({sql}) grouped",
+                    (period, *params),
+                )
+
+    replace()
 
 
 #: ``_COLUMNS`` in the order ``grouped_from_results`` gives them.

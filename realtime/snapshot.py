@@ -43,6 +43,7 @@ def build_snapshot(tags: frozenset[str] | None, limits: Limits) -> dict:
     rows = []
     for check in checks:
         row = dict(check_summary(check))
+        row["id"] = check.pk  # the card links to the check's page
         row.update(figures.get(check.pk, NO_HISTORY))
         row["recent"] = recent.get(check.pk, [])
         rows.append(row)

@@ -385,3 +385,21 @@ def test_the_list_sorts_by_uptime_and_status(staff, checks):
     assert [c.name for c in by_uptime] == ["api", "cache"]
     by_status = staff.get(f"{CHANGELIST}?o=2").context["cl"].result_list
     assert [c.name for c in by_status] == ["cache", "api"]  # DOWN first
+
+
+@pytest.mark.parametrize(("column", "first"), [(7, "cache"), (8, "api")])
+def test_the_list_sorts_by_30_day_uptime_and_p95(staff, checks, column, first):
+    # 7: uptime over 30 d (cache 50 %, api 100 %); 8: p95 over 24 h (both 5 ms: by name).
+    names = [c.name for c in staff.get(f"{CHANGELIST}?o={column}.1").context["cl"].result_list]
+    assert names[0] == first
+
+
+def test_the_change_page_shows_status_uptime_and_the_chart(staff, checks):
+    _up, down = checks
+    page = staff.get(reverse("admin:connections_app_healthcheck_change", args=[down.pk]))
+    history = page.context["history"]
+    assert history["uptime"]["24h"] == 50.0
+    html = page.content.decode()
+    assert 'id="check-history"' in html and "uPlot.iife.min.js" in html
+    assert f"/dashboard/checks/{down.pk}/" in html
+    assert "hunter2" not in html

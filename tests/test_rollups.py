@@ -145,7 +145,8 @@ def test_uptime_windows_count_whole_periods_back_from_now():
     )
     assert history.uptime_windows(None, now=NOW)[other.pk]["90d"] == 100.0
     # 25 h later the results of the last hours left the 24 h window.
-    assert history.uptime_windows([check.pk], now=NOW + timedelta(hours=25))[check.pk]["24h"] is None
+    later = NOW + timedelta(hours=25)
+    assert history.uptime_windows([check.pk], now=later)[check.pk]["24h"] is None
 
 
 def test_latency_percentiles_over_hours_and_days():
