@@ -12,6 +12,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html
 
+from connections_app.admin_lists import CappedPaginator, CategoryFilter, CheckedFilter
 from connections_app.check_page import page_data
 from connections_app.cli import counted
 from connections_app.events import announce_checks_changed
@@ -486,11 +487,12 @@ class CheckResultAdmin(ReadOnlyAdmin):
         "error_category",
         "error_message",
     )
-    list_filter = ("ok", "error_category", "health_check")
+    # Fixed choices and a capped count: no whole-table DISTINCT or COUNT (admin_lists).
+    list_filter = (CheckedFilter, "ok", CategoryFilter, "health_check")
     list_select_related = ("health_check",)
-    date_hierarchy = "checked_at"
     search_fields = ("health_check__name", "error_message")
     show_full_result_count = False
+    paginator = CappedPaginator
 
     @admin.display(description="latency", ordering="latency_ms")
     def latency_display(self, obj: CheckResult) -> str:

@@ -468,6 +468,16 @@ class CheckResult(models.Model):
         indexes = [
             # Retention pruning: "results older than N days".
             models.Index(fields=["checked_at"], name="result_age_idx"),
+            # The admin's results list filtered to failures, or to one error category, newest
+            # first: failures only, so small, and no scan past millions of successes.
+            models.Index(
+                fields=["-checked_at"], condition=models.Q(ok=False), name="result_failed_idx"
+            ),
+            models.Index(
+                fields=["error_category", "-checked_at"],
+                condition=models.Q(ok=False),
+                name="result_category_idx",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -403,3 +403,38 @@ def test_the_change_page_shows_status_uptime_and_the_chart(staff, checks):
     assert 'id="check-history"' in html and "uPlot.iife.min.js" in html
     assert f"/dashboard/checks/{down.pk}/" in html
     assert "hunter2" not in html
+
+
+RESULTS = reverse("admin:connections_app_checkresult_changelist")
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("", 4),
+        ("?checked=1h", 4),
+        ("?checked=1h&category=refused", 1),
+        ("?ok__exact=0", 1),
+        ("?category=timeout", 0),
+        ("?checked=1y", 4),  # hand-edited: filters nothing
+    ],
+)
+def test_the_results_list_never_scans_the_whole_table(staff, checks, query, expected):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        page = staff.get(RESULTS + query)
+    assert page.status_code == 200
+    assert len(page.context["cl"].result_list) == expected
+    sql = " ".join(q["sql"] for q in queries.captured_queries).upper()
+    assert "DISTINCT" not in sql  # no date hierarchy, no filter choices read from the rows
+    assert "LIMIT 10000" in sql  # the count stops at admin_lists.COUNT_CAP
+
+
+def test_the_results_count_stops_at_the_cap(staff, checks, monkeypatch):
+    from connections_app import admin_lists
+
+    monkeypatch.setattr(admin_lists, "COUNT_CAP", 2)
+    page = staff.get(RESULTS)
+    assert page.context["cl"].result_count == 2
