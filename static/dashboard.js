@@ -295,7 +295,8 @@
     "health": "answering /health/", "results.store": "storing results",
     "checks.claim": "picking due checks", "db.retry": "reaching its database",
     "error_stats.flush": "saving error counts", "maintenance.apply": "maintenance windows",
-    "results.prune": "pruning old results", "admin.run_now": "running checks from the admin",
+    "results.prune": "pruning old results", "rollups.prune": "pruning old hourly figures",
+    "results.uptime": "reading uptime figures", "admin.run_now": "running checks from the admin",
   };
 
   function serverWhere(e) {
