@@ -97,8 +97,14 @@ def make_checks(count: int) -> list[int]:
     from connections_app.models import HealthCheck
 
     HealthCheck.objects.bulk_create(
-        HealthCheck(name=f"check {n:05d}", kind="tcp", target=f"127.0.0.1:{1024 + n}",
-                    interval=60, timeout=5, tags="bench")  # fmt: skip
+        HealthCheck(
+            name=f"check {n:05d}",
+            kind="tcp",
+            target=f"127.0.0.1:{1024 + n}",
+            interval=60,
+            timeout=5,
+            tags="bench",
+        )  # fmt: skip
         for n in range(count)
     )
     return list(HealthCheck.objects.order_by("pk").values_list("pk", flat=True))
@@ -243,6 +249,37 @@ def raw_page(vendor: str, now: datetime, check_id: int, days: int) -> None:
         cursor.fetchall()
 
 
+def write_costs(ids: list[int], now: datetime) -> dict[str, float]:
+    """Microseconds per result: storing batches of 200 (``store_outcomes``, rollups included),
+    and the rollup upserts alone (``rollups.add`` on the same kind of rows)."""
+    from django.db import transaction
+
+    from connections_app import rollups
+    from connections_app.models import CheckResult, HealthCheck
+    from connections_app.probes import ProbeResult
+    from connections_app.results import Outcome, store_outcomes
+
+    checks = list(HealthCheck.objects.filter(pk__in=ids[:200]))
+    rounds, store_s, add_s = 10, [], []
+    for n in range(rounds):
+        at = now + timedelta(seconds=n + 1)
+        batch = [Outcome(c, ProbeResult.success(20.0 + n), checked_at=at) for c in checks]
+        began = time.perf_counter()
+        store_outcomes(batch)
+        store_s.append(time.perf_counter() - began)
+        rows = [CheckResult(health_check_id=c.pk, checked_at=at + timedelta(hours=1), ok=True,
+                            latency_ms=30.0) for c in checks]  # fmt: skip
+        began = time.perf_counter()
+        with transaction.atomic():
+            rollups.add(rows)
+        add_s.append(time.perf_counter() - began)
+    per = len(checks)
+    return {
+        "store_outcomes": round(statistics.median(store_s) / per * 1e6, 1),
+        "rollups_add": round(statistics.median(add_s) / per * 1e6, 1),
+    }
+
+
 def old_list_queries(vendor: str) -> None:
     """What the results list ran before: the date hierarchy's years, the category filter's
     choices, and a full count."""
@@ -335,6 +372,7 @@ def main() -> int:
             lambda: old_list_queries(args.vendor), 1
         )
         figures["ms"] = timings
+        figures["write_us_per_result"] = write_costs(ids, now)
     finally:
         if not args.keep:
             drop()
@@ -371,6 +409,9 @@ def report(figures: dict) -> int:
         "page_30d": round(ms["page_raw_30d"] / max(ms["page_data_30d"], 0.1), 1),
     }
     figures["raw_over_rollups"] = ratio
+    write = figures["write_us_per_result"]
+    print(f"storing a result: {write['store_outcomes']} us, of which the rollup upserts about "
+          f"{write['rollups_add']} us")  # fmt: skip
     print(f"raw / rollups: {ratio}")
     size = figures["size"]
     print(f"size per check-month: raw {size['raw_mib_per_check_month']} MiB "

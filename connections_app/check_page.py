@@ -59,8 +59,12 @@ def page_data(check: HealthCheck, span: str = DEFAULT_RANGE, now: datetime | Non
 def _empty_bars(now: datetime) -> list[dict]:
     today = now.astimezone(UTC).date()
     return [
-        {"day": (today - timedelta(days=BAR_DAYS - 1 - n)).isoformat(), "results": 0,
-         "failures": 0, "uptime": None}  # fmt: skip
+        {
+            "day": (today - timedelta(days=BAR_DAYS - 1 - n)).isoformat(),
+            "results": 0,
+            "failures": 0,
+            "uptime": None,
+        }  # fmt: skip
         for n in range(BAR_DAYS)
     ]
 

@@ -116,9 +116,10 @@ def test_percentiles_are_read_back_within_a_bucket(latencies, p50, p95):
     low, high = min(latencies), max(latencies)
     for q, exact in ((0.5, p50), (0.95, p95)):
         got = rollups.percentile(counts, q, low, high)
-        width = rollups.BOUNDS_MS[rollups.bucket_of(exact)] - rollups.BOUNDS_MS[
-            rollups.bucket_of(exact) - 1
-        ]
+        width = (
+            rollups.BOUNDS_MS[rollups.bucket_of(exact)]
+            - rollups.BOUNDS_MS[rollups.bucket_of(exact) - 1]
+        )
         assert abs(got - exact) <= width
 
 

@@ -91,6 +91,13 @@ def test_the_check_page_shows_history_and_follows_the_check_live(browser, site):
     page.wait_for_function("document.querySelector('#changes li .badge').textContent === 'DOWN'")
     assert "cannot connect" in page.locator("#changes li").first.inner_text()
     shot(page, "check-page-down")
+
+    # The admin's change page: status, since, uptime and the same chart over 7 days.
+    page.click("text=Edit in admin")
+    page.wait_for_selector("#check-history #admin-latency-chart canvas")
+    history = page.locator("#check-history").inner_text()
+    assert "DOWN since" in history and "uptime 30d" in history
+    shot(page, "check-admin-change")
     page.close()
 
 
