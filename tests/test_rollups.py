@@ -208,3 +208,11 @@ def test_pruning_reads_the_retention_setting(settings):
     store(check, (timedelta(days=3), True, 5.0))
     settings.ROLLUP_RETENTION_DAYS = 2
     assert rollups.prune(now=NOW) == 1
+
+
+def test_a_batch_larger_than_one_statement_is_upserted_in_several(monkeypatch):
+    monkeypatch.setattr(rollups, "UPSERT_CHUNK", 3)
+    checks = [make_check(f"c{n}") for n in range(4)]  # 8 rows: 3 + 3 + 2
+    store_outcomes([outcome(c, NOW) for c in checks])
+    store_outcomes([outcome(c, NOW + timedelta(seconds=1)) for c in checks])
+    assert sorted(ResultRollup.objects.values_list("results", flat=True)) == [2] * 8
