@@ -347,8 +347,8 @@ class HealthCheckAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request)
-        # Only a list sorted by a history column pays for every check's figures (two grouped
-        # queries on the rollups); the page's own rows get theirs in changelist_view.
+        # Only a list sorted by a history column pays for every check's figures (one grouped
+        # query on the rollups); the page's own rows get theirs in changelist_view.
         ordered = request.GET.get("o", "").replace("-", "").split(".")
         sorted_by = [c for c in HISTORY_COLUMNS if str(self.list_display.index(c) + 1) in ordered]
         if sorted_by:

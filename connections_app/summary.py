@@ -161,7 +161,7 @@ def check_summary(check: HealthCheck, now: datetime | None = None) -> CheckSumma
 def health_summary(tag: str | None = None) -> HealthSummary:
     """The document staff get from /health/: every check's summary (only those with ``tag``
     when given) with its uptime and latency (``history_figures``), and the overall status.
-    Three queries, whatever the number of checks."""
+    Two queries, whatever the number of checks."""
     now = timezone.now()
     rows = list(_checks(tag).order_by("name").only(*SUMMARY_FIELDS))
     figures = history_figures([c.pk for c in rows] if tag else None, now)
@@ -190,7 +190,7 @@ def history_figures(
     check_ids: list[int] | None, now: datetime | None = None
 ) -> dict[int, HistoryFigures]:
     """Each check's uptime over 24 h / 7 d / 30 d / 90 d and its latency percentiles over 24 h,
-    from the rollups (``history``), in two queries; a check without history is left out
+    from the rollups (``history``), in one query; a check without history is left out
     (``NO_HISTORY`` stands for it). ``check_ids`` None: every check."""
     figures = {}
     for check_id, found in summary_figures(check_ids, now).items():
