@@ -7,13 +7,14 @@ from urllib.parse import urlsplit
 from django import forms
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
-from django.db.models import Count, FloatField, OuterRef, QuerySet, Subquery
-from django.db.models.functions import Cast, Coalesce, NullIf
+from django.db.models import Case, FloatField, QuerySet, Value, When
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html
 
+from connections_app.admin_lists import CappedPaginator, CategoryFilter, CheckedFilter
 from connections_app.admin_lookups import DeclaredLookupsOnly
+from connections_app.check_page import page_data
 from connections_app.cli import counted
 from connections_app.events import announce_checks_changed
 from connections_app.http_options import parse_headers
@@ -21,7 +22,6 @@ from connections_app.masking import masked, masked_headers
 from connections_app.models import (
     KIND_PUSH,
     STATUS_CHOICES,
-    UPTIME_WINDOW,
     CheckResult,
     ErrorStat,
     HealthCheck,
@@ -29,13 +29,13 @@ from connections_app.models import (
     StateChange,
     split_tags,
     status_rank,
-    uptimes,
 )
 from connections_app.permissions import RUN_CHECKS
 from connections_app.push_help import badge_lines, ping_url, push_lines
 from connections_app.redaction import REDACTED
 from connections_app.run_now import run_in_background
 from connections_app.state import switch
+from connections_app.summary import NO_HISTORY, HistoryFigures, history_figures
 
 STATUS_COLOURS = {
     "up": "#1a7f37",
@@ -68,19 +68,26 @@ def ago(moment) -> str:
     return f"{seconds} s ago"
 
 
-def uptime_share():
-    """Each check's share of successful results over the uptime window, in SQL (NULL without
-    results), for sorting the list by uptime."""
-    results = (
-        CheckResult.objects.filter(
-            health_check=OuterRef("pk"), checked_at__gte=timezone.now() - UPTIME_WINDOW
-        )
-        .order_by()
-        .values("health_check")
-    )
-    ok = results.filter(ok=True).annotate(n=Count("pk")).values("n")
-    total = results.annotate(n=Count("pk")).values("n")
-    return Cast(Coalesce(Subquery(ok), 0), FloatField()) / NullIf(Subquery(total), 0)
+#: The list's history columns: the column, and how to read its figure from
+#: ``summary.history_figures``.
+HISTORY_COLUMNS = {
+    "uptime_24h_display": lambda f: f["uptime"]["24h"],
+    "uptime_30d_display": lambda f: f["uptime"]["30d"],
+    "p95_display": lambda f: f["latency_24h"]["p95"],
+}
+
+
+def sort_key(figures: dict[int, HistoryFigures], column: str) -> Case:
+    """A column's figure for every check as a SQL value, for sorting the list by it (NULL
+    without history). The figures come from the rollups, so the list sorts by exactly what
+    it shows; one WHEN per check with history."""
+    read = HISTORY_COLUMNS[column]
+    whens = [
+        When(pk=check_id, then=Value(read(found)))
+        for check_id, found in figures.items()
+        if read(found) is not None
+    ]
+    return Case(*whens, default=Value(None), output_field=FloatField())
 
 
 class StatusFilter(admin.SimpleListFilter):
@@ -266,7 +273,9 @@ class HealthCheckAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
         "kind_display",
         "latency_display",
         "last_checked_display",
-        "uptime_display",
+        "uptime_24h_display",
+        "uptime_30d_display",
+        "p95_display",
         "last_error_display",
         "enabled",
     )
@@ -349,22 +358,26 @@ class HealthCheckAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request)
-        # The uptime is read from the results: only a list sorted by it pays for reading it
-        # for every check (the page's own rows get theirs in changelist_view).
-        column = str(self.list_display.index("uptime_display") + 1)  # after the checkbox
-        if column in request.GET.get("o", "").replace("-", "").split("."):
-            queryset = queryset.annotate(uptime_share=uptime_share())
+        # Only a list sorted by a history column pays for every check's figures (one grouped
+        # query on the rollups); the page's own rows get theirs in changelist_view.
+        ordered = request.GET.get("o", "").replace("-", "").split(".")
+        sorted_by = [c for c in HISTORY_COLUMNS if str(self.list_display.index(c) + 1) in ordered]
+        if sorted_by:
+            figures = history_figures(None)
+            queryset = queryset.annotate(
+                **{f"{column}_key": sort_key(figures, column) for column in sorted_by}
+            )
         return queryset
 
     def changelist_view(self, request, extra_context=None):
         response = super().changelist_view(request, extra_context)
         changelist = getattr(response, "context_data", {}).get("cl")
         if changelist is not None:
-            # The page's rows only, in one query: the response renders after this returns.
+            # The page's rows only: the response renders after this returns.
             page = changelist.result_list
-            uptime = uptimes(check.pk for check in page)
+            figures = history_figures([check.pk for check in page])
             for check in page:
-                check.uptime_24h = uptime.get(check.pk)
+                check.history = figures.get(check.pk, NO_HISTORY)
         return response
 
     @admin.display(description="status", ordering=status_rank())
@@ -390,10 +403,18 @@ class HealthCheckAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
             return "never"
         return ago(obj.last_checked_at)
 
-    @admin.display(description="uptime", ordering="uptime_share")
-    def uptime_display(self, obj: HealthCheck) -> str:
-        uptime = getattr(obj, "uptime_24h", None)
-        return "-" if uptime is None else f"{uptime * 100:.2f} %"
+    @admin.display(description="uptime 24 h", ordering="uptime_24h_display_key")
+    def uptime_24h_display(self, obj: HealthCheck) -> str:
+        return _percent(HISTORY_COLUMNS["uptime_24h_display"](_history(obj)))
+
+    @admin.display(description="30 d", ordering="uptime_30d_display_key")
+    def uptime_30d_display(self, obj: HealthCheck) -> str:
+        return _percent(HISTORY_COLUMNS["uptime_30d_display"](_history(obj)))
+
+    @admin.display(description="p95 24 h", ordering="p95_display_key")
+    def p95_display(self, obj: HealthCheck) -> str:
+        p95 = HISTORY_COLUMNS["p95_display"](_history(obj))
+        return "-" if p95 is None else f"{p95:.0f} ms"
 
     @admin.display(description="last error", ordering="last_error_category")
     def last_error_display(self, obj: HealthCheck):
@@ -449,7 +470,17 @@ class HealthCheckAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
             from connections_app.alerts.admin import channels_for
 
             extra_context["alert_channels"] = channels_for(check)
+            # Status, since, uptime and a week's latency, above the form.
+            extra_context["history"] = page_data(check, "7d")
         return super().change_view(request, object_id, form_url, extra_context)
+
+
+def _history(check: HealthCheck) -> HistoryFigures:
+    return getattr(check, "history", NO_HISTORY)
+
+
+def _percent(uptime: float | None) -> str:
+    return "-" if uptime is None else f"{uptime:.2f} %"
 
 
 class ReadOnlyAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
@@ -496,11 +527,12 @@ class CheckResultAdmin(ReadOnlyAdmin):
         "error_category",
         "error_message",
     )
-    list_filter = ("ok", "error_category", "health_check")
+    # Fixed choices and a capped count: no whole-table DISTINCT or COUNT (admin_lists).
+    list_filter = (CheckedFilter, "ok", CategoryFilter, "health_check")
     list_select_related = ("health_check",)
-    date_hierarchy = "checked_at"
     search_fields = ("health_check__name", "error_message")
     show_full_result_count = False
+    paginator = CappedPaginator
 
     @admin.display(description="latency", ordering="latency_ms")
     def latency_display(self, obj: CheckResult) -> str:

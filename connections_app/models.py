@@ -14,7 +14,7 @@ from datetime import timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import models, router
-from django.db.models import Case, Count, Q, Value, When
+from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
 from connections_app.db.transactions import retry_transaction
@@ -118,28 +118,8 @@ def tag_q(tag: str) -> Q:
     )
 
 
+#: How far back the dashboard's sparkline reaches.
 UPTIME_WINDOW = timedelta(hours=24)
-
-
-def uptimes(
-    check_ids: Iterable[int] | None = None, since: timedelta = UPTIME_WINDOW
-) -> dict[int, float]:
-    """The share of successful results (0..1) of each check over the last ``since``, by id;
-    checks with no result in the window are left out. ``check_ids`` None: every check.
-
-    One grouped query over the window's results (the ``checked_at`` index), however many
-    checks: a correlated count per check cost two index scans per row of a list.
-    """
-    results = CheckResult.objects.filter(checked_at__gte=timezone.now() - since)
-    if check_ids is not None:
-        results = results.filter(health_check_id__in=list(check_ids))
-    counts = (
-        results.order_by()
-        .values("health_check_id")
-        .annotate(total=Count("pk"), ok=Count("pk", filter=Q(ok=True)))
-        .values_list("health_check_id", "total", "ok")
-    )
-    return {check_id: ok / total for check_id, total, ok in counts}
 
 
 def status_rank() -> Case:
@@ -517,6 +497,16 @@ class CheckResult(models.Model):
         indexes = [
             # Retention pruning: "results older than N days".
             models.Index(fields=["checked_at"], name="result_age_idx"),
+            # The admin's results list filtered to failures, or to one error category, newest
+            # first: failures only, so small, and no scan past millions of successes.
+            models.Index(
+                fields=["-checked_at"], condition=models.Q(ok=False), name="result_failed_idx"
+            ),
+            models.Index(
+                fields=["error_category", "-checked_at"],
+                condition=models.Q(ok=False),
+                name="result_category_idx",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -627,3 +617,4 @@ class Runner(models.Model):
 # Imported here so Django registers the models defined in their own modules.
 from connections_app.alerts.models import Alert, NotificationChannel  # noqa: E402,F401
 from connections_app.maintenance import MaintenanceWindow  # noqa: E402,F401
+from connections_app.rollups import ResultRollup  # noqa: E402,F401

@@ -21,6 +21,7 @@ from django.db import connection, connections
 from django.db.models import F, Q
 from django.utils import timezone
 
+from connections_app import rollups
 from connections_app.alerts.sender import run_alert_sender
 from connections_app.cli import counted
 from connections_app.connection_manager import ConnectionManager
@@ -37,7 +38,6 @@ from connections_app.models import (
     CheckResult,
     HealthCheck,
     StateChange,
-    uptimes,
 )
 from connections_app.probe_slots import ProbeSlots, default_total, target_key
 from connections_app.probes import run_probe
@@ -53,7 +53,7 @@ from connections_app.results import (
 from connections_app.runners import RunnerStats
 from connections_app.runners import report as report_runner
 from connections_app.state import apply_maintenance
-from connections_app.summary import check_summary
+from connections_app.summary import HistoryFigures, check_summary, history_figures
 
 logger = logging.getLogger(__name__)
 
@@ -81,10 +81,11 @@ TASKS_PER_SLOT = 2
 
 def store_batch(
     batch: list[Outcome], want_uptime: bool, patient: bool = True
-) -> tuple[Stored, dict[int, float]]:
-    """Store a batch; with ``want_uptime``, read the 24 h uptime of its checks for the events.
+) -> tuple[Stored, dict[int, HistoryFigures]]:
+    """Store a batch; with ``want_uptime``, read its checks' uptime and latency figures from
+    the rollups for the events.
 
-    The batch is committed before the uptime is read: a failed read costs the events their
+    The batch is committed before the figures are read: a failed read costs the events their
     uptime, never the batch (stored again, it would announce nothing). Not ``patient``: no
     back-off and retry (the runner's flush loop: a batch the database cannot take now waits in
     the writer for the next flush, a second away, instead of holding the database thread and
@@ -95,7 +96,7 @@ def store_batch(
     if not want_uptime or not stored.checks:
         return stored, {}
     try:
-        return stored, uptimes(stored.checks)
+        return stored, history_figures(list(stored.checks))
     except Exception as exc:
         report(exc, "results.uptime", connection.alias)
         return stored, {}
@@ -123,7 +124,7 @@ class ResultWriter:
         if not batch:
             return []
         try:
-            stored, uptimes = await sync_to_async(store_batch)(batch, listening(), patient)
+            stored, figures = await sync_to_async(store_batch)(batch, listening(), patient)
         except Exception as exc:
             report(exc, "results.store", connection.alias)
             self._keep_or_drop(batch, exc)
@@ -131,7 +132,7 @@ class ResultWriter:
         self.written += len(batch)
         failed = sum(not o.result.ok for o in batch)
         logger.debug("stored %d results (%d failed)", len(batch), failed)
-        await self._announce(batch, stored, uptimes)
+        await self._announce(batch, stored, figures)
         return batch
 
     def _keep_or_drop(self, batch: list[Outcome], error: BaseException) -> None:
@@ -155,7 +156,7 @@ class ResultWriter:
             )
 
     async def _announce(
-        self, batch: list[Outcome], stored: Stored, uptimes: dict[int, float]
+        self, batch: list[Outcome], stored: Stored, figures: dict[int, HistoryFigures]
     ) -> None:
         """Log the changes; announce the batch as one ``check.results`` event (the dashboard
         coalesces it into one frame per browser per flush)."""
@@ -172,7 +173,7 @@ class ResultWriter:
                 {
                     "check": check_summary(check),
                     "result": outcome.result_dict(),
-                    "uptime_24h": uptimes.get(check.pk),
+                    **figures.get(check.pk, {"uptime_24h": None}),
                 }
             )
         changes = [change_event(change) for change in stored.changes]
@@ -466,6 +467,7 @@ class Housekeeping:
         if now - self._last_prune >= PRUNE_INTERVAL:
             self._last_prune = now
             await self._chore(prune_results, "results.prune")
+            await self._chore(rollups.prune, "rollups.prune")
         if self._monitor is not None and now - self._last_report >= RUNNER_REPORT_INTERVAL:
             self._last_report = now
             await self._report(stopped=False)

@@ -17,6 +17,7 @@ from datetime import datetime
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
+from connections_app import rollups
 from connections_app.alerts.enqueue import enqueue_for_changes
 from connections_app.db.bulk_update import update_many
 from connections_app.db.transactions import retry_transaction
@@ -102,7 +103,9 @@ def _store(outcomes: list[Outcome], rule: FlapRule) -> Stored:
         )
     }
     rows = [o.row() for o in outcomes if o.check.pk in checks]
-    CheckResult.objects.bulk_create(rows, ignore_conflicts=True)
+    new = _not_yet_stored(rows)
+    CheckResult.objects.bulk_create(new, ignore_conflicts=True)
+    rollups.add(new)
     at = max((row.checked_at for row in rows), default=timezone.now())
     inside = checks_in_maintenance(((c.pk, c.tags) for c in checks.values()), at)
     transitions = Transitions()
@@ -134,6 +137,27 @@ def save_fields(checks: list[HealthCheck], names: list[str]) -> None:
         for check in checks
     ]
     update_many(connection, meta.db_table, meta.pk.column, columns, rows)
+
+
+def _not_yet_stored(rows: list[CheckResult]) -> list[CheckResult]:
+    """The rows whose (check, checked_at) is neither stored nor earlier in the batch: what
+    the insert will really add, so the rollups count a batch stored twice once. Exact because
+    the checks' rows are locked: no other writer adds results for them meanwhile."""
+    if not rows:
+        return []
+    stored = set(
+        CheckResult.objects.filter(
+            health_check_id__in={r.health_check_id for r in rows},
+            checked_at__in={r.checked_at for r in rows},
+        ).values_list("health_check_id", "checked_at")
+    )
+    new = []
+    for row in rows:
+        key = (row.health_check_id, row.checked_at)
+        if key not in stored:
+            stored.add(key)
+            new.append(row)
+    return new
 
 
 def _newer_by_check(

@@ -34,13 +34,26 @@ def _row(outcome) -> dict:
     }
 
 
-def render_json(outcomes: list) -> str:
+def render_json(outcomes: list, figures: dict[int, dict] | None = None) -> str:
+    """The document for scripts; ``figures`` (``summary.history_figures``) adds each check's
+    uptime over 24 h / 7 d / 30 d / 90 d and its latency percentiles."""
+    figures = figures or {}
     document = {
         "status": overall_status([o.status for o in outcomes]),
         "exit_code": exit_code(outcomes),
-        "checks": [_row(o) | _rounded(o.result_dict()) for o in outcomes],
+        "checks": [
+            _row(o) | _rounded(o.result_dict()) | _history(figures.get(o.check.pk))
+            for o in outcomes
+        ],
     }
     return json.dumps(document, indent=2)
+
+
+def _history(found: dict | None) -> dict:
+    if found is None:
+        return {"uptime": dict.fromkeys(("24h", "7d", "30d", "90d")),
+                "latency_24h": dict.fromkeys(("p50", "p95", "p99"))}  # fmt: skip
+    return {"uptime": found["uptime"], "latency_24h": found["latency_24h"]}
 
 
 def _rounded(result: dict) -> dict:

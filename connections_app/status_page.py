@@ -15,6 +15,7 @@ from typing import TypedDict
 
 from django.utils import timezone
 
+from connections_app.history import daily_bars, uptime_windows
 from connections_app.models import (
     DEGRADED,
     DOWN,
@@ -26,9 +27,6 @@ from connections_app.models import (
     StateChange,
     overall_status,
 )
-
-# The stand-in for the rollups (connections_app.history): one import to change when they land.
-from connections_app.public_history import daily_bars, uptime_windows
 
 BAR_DAYS = 90
 CHANGES_DAYS = 7
@@ -121,7 +119,7 @@ def badge_check(token: str) -> dict | None:
 
 
 def uptime_30d(check_id: int, now: datetime | None = None) -> float | None:
-    return uptime_windows([check_id], now=now)[check_id]["30d"]
+    return uptime_windows([check_id], now=now).get(check_id, {}).get("30d")
 
 
 def uptime_text(percent: float | None) -> str:
@@ -147,7 +145,7 @@ def _public_check(row: dict, days: list[dict], changes: list[Change]) -> PublicC
 
 
 def _segment(day: dict) -> Segment:
-    label = day["day"].isoformat()
+    label = str(day["day"])  # an ISO date
     if not day["results"]:
         return {"day": label, "level": "none", "title": f"{label}: no data"}
     level = "up" if not day["failures"] else "partial" if day["uptime"] >= 95 else "down"

@@ -9,7 +9,8 @@ from typing import TypedDict
 
 from django.utils import timezone
 
-from connections_app.models import DOWN, HealthCheck, overall_status, uptimes
+from connections_app.history import summary_figures
+from connections_app.models import DOWN, HealthCheck, overall_status
 from connections_app.runners import live_runners, runner_summary
 
 #: A check's latest result older than this many intervals (plus its timeout and a grace) is
@@ -36,9 +37,17 @@ class CheckSummary(TypedDict):
     stale_after_s: float
 
 
-class HealthSummaryCheck(CheckSummary):
+class HistoryFigures(TypedDict):
     #: Share of successful results in the last 24 h, 0..1; None without results.
     uptime_24h: float | None
+    #: Uptime in percent over "24h", "7d", "30d", "90d" (None: no result in the window).
+    uptime: dict[str, float | None]
+    #: Latency of the successes of the last 24 h, ms: "p50", "p95", "p99".
+    latency_24h: dict[str, float | None]
+
+
+class HealthSummaryCheck(CheckSummary, HistoryFigures):
+    pass
 
 
 class HealthSummary(TypedDict):
@@ -154,13 +163,13 @@ def check_summary(check: HealthCheck, now: datetime | None = None) -> CheckSumma
 
 def health_summary(tag: str | None = None) -> HealthSummary:
     """The document staff get from /health/: every check's summary (only those with ``tag``
-    when given) with its 24 h uptime, and the overall status. Two queries, whatever the number
-    of checks (and one for the runners)."""
+    when given) with its uptime and latency (``history_figures``), and the overall status.
+    Two queries, whatever the number of checks (and one for the runners)."""
     now = timezone.now()
     rows = list(_checks(tag).order_by("name").only(*SUMMARY_FIELDS))
-    uptime = uptimes([c.pk for c in rows] if tag else None)
+    figures = history_figures([c.pk for c in rows] if tag else None, now)
     checks: list[HealthSummaryCheck] = [
-        {**check_summary(c, now), "uptime_24h": uptime.get(c.pk)} for c in rows
+        {**check_summary(c, now), **figures.get(c.pk, NO_HISTORY)} for c in rows
     ]
     statuses = [c["status"] for c in checks]
     return {
@@ -172,3 +181,27 @@ def health_summary(tag: str | None = None) -> HealthSummary:
         "checks": checks,
         "runners": [runner_summary(r) for r in live_runners(now)],
     }
+
+
+NO_HISTORY: HistoryFigures = {
+    "uptime_24h": None,
+    "uptime": {"24h": None, "7d": None, "30d": None, "90d": None},
+    "latency_24h": {"p50": None, "p95": None, "p99": None},
+}
+
+
+def history_figures(
+    check_ids: list[int] | None, now: datetime | None = None
+) -> dict[int, HistoryFigures]:
+    """Each check's uptime over 24 h / 7 d / 30 d / 90 d and its latency percentiles over 24 h,
+    from the rollups (``history``), in one query; a check without history is left out
+    (``NO_HISTORY`` stands for it). ``check_ids`` None: every check."""
+    figures = {}
+    for check_id, found in summary_figures(check_ids, now).items():
+        day = found["uptime"]["24h"]
+        figures[check_id] = {
+            "uptime_24h": None if day is None else round(day / 100, 6),
+            "uptime": found["uptime"],
+            "latency_24h": found["latency"],
+        }
+    return figures

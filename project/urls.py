@@ -25,5 +25,7 @@ urlpatterns = [
     path("ping/<str:token>", ping.ping, name="ping"),
     path("ping/<str:token>/<str:signal>", ping.ping, name="ping-signal"),
     path("dashboard/", realtime_views.dashboard, name="dashboard"),
+    path("dashboard/checks/<int:pk>/", realtime_views.check, name="check-page"),
+    path("dashboard/checks/<int:pk>/data/", realtime_views.check_data, name="check-data"),
     path("", RedirectView.as_view(pattern_name="dashboard", permanent=False)),
 ]

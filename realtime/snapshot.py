@@ -36,9 +36,14 @@ from connections_app.models import (
     ErrorStat,
     HealthCheck,
     overall_status,
-    uptimes,
 )
-from connections_app.summary import SUMMARY_FIELDS, check_summary
+from connections_app.summary import (
+    NO_HISTORY,
+    SUMMARY_FIELDS,
+    HistoryFigures,
+    check_summary,
+    history_figures,
+)
 from realtime.client import Client
 from realtime.limits import Limits
 from realtime.protocol import CLOSE_RESYNC, encode_event, now_iso, redact_strings
@@ -80,8 +85,8 @@ def build_snapshot(tags: frozenset[str] | None, limits: Limits) -> Snapshot:
     checks = [c for c in HealthCheck.objects.only(*SUMMARY_FIELDS) if _matches(c, tags)]
     rank = {status: i for i, status in enumerate(STATUS_ORDER)}
     checks.sort(key=lambda c: (rank.get(c.status, len(rank)), c.name))
-    uptime = uptimes(None if tags is None else [c.pk for c in checks], UPTIME_WINDOW)
-    texts = list(_check_texts(checks, uptime, limits))
+    figures = history_figures(None if tags is None else [c.pk for c in checks])
+    texts = list(_check_texts(checks, figures, limits))
     first, rest = _first_page(texts, limits)
     counts = Counter(c.status for c in checks)
     head = {
@@ -102,7 +107,7 @@ def build_snapshot(tags: frozenset[str] | None, limits: Limits) -> Snapshot:
 
 
 def _check_texts(
-    checks: list[HealthCheck], uptime: dict[int, float], limits: Limits
+    checks: list[HealthCheck], figures: dict[int, HistoryFigures], limits: Limits
 ) -> Iterator[str]:
     """Each check's snapshot entry as JSON text, its recent results read a group at a time."""
     since = timezone.now() - UPTIME_WINDOW
@@ -111,7 +116,8 @@ def _check_texts(
         recent = recent_results([c.pk for c in group], limits.sparkline_points, since)
         for check in group:
             row = dict(check_summary(check))
-            row["uptime_24h"] = uptime.get(check.pk)
+            row["id"] = check.pk  # the card links to the check's page
+            row.update(figures.get(check.pk, NO_HISTORY))
             row["recent"] = recent.get(check.pk, [])
             yield json.dumps(row, separators=(",", ":"), default=str, allow_nan=False)
 

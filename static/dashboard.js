@@ -5,8 +5,6 @@
 (function () {
   const config = window.CH_CONFIG;
   const SPARK_POINTS = 30;
-  const BACKOFF = { base: 500, factor: 2, cap: 30000 };
-  const PING_EVERY = 20000;
   const STATUS_ORDER = ["down", "degraded", "unknown", "up", "maintenance", "paused"];
 
   const state = {
@@ -15,154 +13,12 @@
     clients: null,
     failedAlerts: 0,
     filter: { status: "", tag: "", text: "" },
-    lastSeq: 0,
   };
   const $ = (id) => document.getElementById(id);
 
-  // ---- connection -------------------------------------------------------------------------
-  let socket = null;
-  let attempt = 0;
-  let reconnectTimer = null;
-  let pingTimer = null;
-  let everConnected = false;
-  let outOfDate = false;
-
-  function wsUrl() {
-    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    return `${scheme}//${location.host}${config.wsPath}`;
-  }
-
-  function connect() {
-    if (outOfDate) return;  // only a reload helps: the server speaks another version
-    clearTimeout(reconnectTimer);
-    setConnection(everConnected ? "reconnecting" : "connecting");
-    socket = new WebSocket(wsUrl());
-    socket.addEventListener("open", onOpen);
-    socket.addEventListener("message", onMessage);
-    socket.addEventListener("close", onClose);
-  }
-
-  function onOpen() {
-    // attempt is reset by the first snapshot, not here: a server that accepts and closes at
-    // once (database down, 4000) must still see the backoff grow.
-    state.lastSeq = 0;
-    state.layerPaused = null;  // a new connection hears again from the server it reaches
-    lastFrameAt = Date.now();
-    acked = { seq: 0, at: 0 };
-    everConnected = true;
-    setConnection("connected");
-    clearInterval(pingTimer);
-    pingTimer = setInterval(keepAlive, PING_EVERY);
-  }
-
-  function onClose(event) {
-    clearInterval(pingTimer);
-    socket = null;
-    if (event.code === 4401) {
-      setConnection("offline", "signed out");
-      showBanner("Your session has ended. Log in to the admin again, then reload this page.");
-      return;
-    }
-    if (event.code === 4403) {
-      setConnection("offline", "not allowed");
-      showBanner(
-        "This account may not view checks: the dashboard is for active staff with the " +
-        "permission to view health checks."
-      );
-      return;
-    }
-    // The server says what is wrong when it knows (a database never migrated): show it, and
-    // keep trying (someone may be running migrate right now).
-    if (event.reason && event.reason.includes("manage.py migrate")) showBanner(event.reason);
-    scheduleReconnect();
-  }
-
-  // A half-open connection (laptop sleep, a dropped NAT entry) looks open for minutes: when
-  // not even a pong came back for two ping periods, close it and reconnect.
-  let lastFrameAt = 0;
-  function keepAlive() {
-    if (Date.now() - lastFrameAt > 2 * PING_EVERY + 5000 && socket) {
-      // Its close event may never come on a dead link: detach it and reconnect now.
-      const dead = socket;
-      socket = null;
-      dead.removeEventListener("message", onMessage);
-      dead.removeEventListener("close", onClose);
-      dead.close(4000, "no answer");
-      clearInterval(pingTimer);
-      scheduleReconnect();
-      return;
-    }
-    send({ type: "ping" });
-  }
-
-  // The server was updated while this page stayed open and now speaks another schema version:
-  // its frames would be misread, and a reconnect reaches the same server. Stop; ask for a reload.
-  function outdated(version) {
-    outOfDate = true;
-    const old = socket;
-    socket = null;
-    if (old) {
-      old.removeEventListener("message", onMessage);
-      old.removeEventListener("close", onClose);
-      old.close(1000, "page out of date");
-    }
-    clearInterval(pingTimer);
-    clearTimeout(reconnectTimer);
-    setConnection("offline", "page out of date");
-    showBanner(
-      `The server was updated (it sends version ${version} of the dashboard's frames; this page ` +
-      `reads version ${config.schemaVersion}). Reload the page to continue.`
-    );
-  }
-
-  function scheduleReconnect() {
-    // Full jitter: many browsers that lost the same server do not come back in lockstep.
-    const ceiling = Math.min(BACKOFF.cap, BACKOFF.base * BACKOFF.factor ** attempt);
-    const wait = Math.round(Math.random() * ceiling);
-    attempt += 1;
-    setConnection("reconnecting", `reconnecting in ${Math.ceil(wait / 1000)} s (attempt ${attempt})`);
-    reconnectTimer = setTimeout(connect, wait);
-  }
-
-  function send(message) {
-    if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message));
-  }
-
-  function onMessage(event) {
-    lastFrameAt = Date.now();
-    let frame;
-    try { frame = JSON.parse(event.data); } catch (e) { return; }
-    if (frame.v !== config.schemaVersion) return outdated(frame.v);
-    const sentAt = Date.parse(frame.at);
-    if (!Number.isNaN(sentAt)) clockOffset = sentAt - Date.now();
-    if (typeof frame.seq === "number") {
-      state.lastSeq = frame.seq;
-      maybeAck(frame.type === "pong");
-    }
-    handle(frame);
-  }
-
-  // Ages ("3 s ago", stale) are measured on the server's clock: a browser whose clock is a
-  // few minutes off would otherwise mark every check stale, or none. Each frame's "at" resets
-  // the offset (its delivery delay, milliseconds, is noise here).
-  let clockOffset = 0;
-  function serverNow() { return Date.now() + clockOffset; }
-
-  // Acks go from the message handler itself (timers are throttled in background tabs): after
-  // ACK_EVERY frames, 5 s after the last ack, or with a pong (docs/EVENTS.md, "Acks"). With
-  // one updates frame a second, acking each would cost the server a read per frame written.
-  const ACK_EVERY = 20;
-  const ACK_AFTER_MS = 5000;
-  let acked = { seq: 0, at: 0 };
-
-  function maybeAck(force) {
-    const now = Date.now();
-    const behind = state.lastSeq - acked.seq;
-    if (behind > 0 && (force || behind >= ACK_EVERY || now - acked.at >= ACK_AFTER_MS)) {
-      send({ type: "ack", seq: state.lastSeq });
-      acked = { seq: state.lastSeq, at: now };
-    }
-  }
+  // ---- connection: the shared one (live.js) ------------------------------------------------
+  let live = null;
+  function serverNow() { return live ? live.serverNow() : Date.now(); }
 
   // ---- frames -----------------------------------------------------------------------------
   function handle(frame) {
@@ -180,7 +36,6 @@
   }
 
   function applySnapshot(data) {
-    attempt = 0;  // the server is really back: the next loss starts the backoff afresh
     state.checks = new Map((data.checks || []).map((c) => [c.name, normaliseCheck(c)]));
     // The rest of the checks follow in snapshot.part frames (docs/EVENTS.md).
     state.loading = data.parts ? { total: data.total, parts: data.parts } : null;
@@ -376,8 +231,17 @@
     const flapping = li.querySelector(".flapping");
     flapping.hidden = !c.flapping;
     li.setAttribute("aria-label", `${c.name}: ${c.status}${c.flapping ? ", flapping" : ""}`);
-    li.querySelector(".name").textContent = c.name;
-    li.querySelector(".name").title = c.name;
+    // The name opens the check's page (history, changes, results) when its id is known.
+    const heading = li.querySelector(".name");
+    heading.title = c.name;
+    if (c.id != null) {
+      const link = document.createElement("a");
+      link.href = `${config.checkPath}${c.id}/`;
+      link.textContent = c.name;
+      heading.replaceChildren(link);
+    } else {
+      heading.textContent = c.name;
+    }
     li.querySelector(".kind").textContent = c.kind;
     li.querySelector(".latency").textContent = formatMs(c.latency_ms);
     li.querySelector(".uptime").textContent = formatUptime(c.uptime);
@@ -464,7 +328,8 @@
     "health": "answering /health/", "results.store": "storing results",
     "checks.claim": "picking due checks", "db.retry": "reaching its database",
     "error_stats.flush": "saving error counts", "maintenance.apply": "maintenance windows",
-    "results.prune": "pruning old results", "admin.run_now": "running checks from the admin",
+    "results.prune": "pruning old results", "rollups.prune": "pruning old hourly figures",
+    "results.uptime": "reading uptime figures", "admin.run_now": "running checks from the admin",
   };
 
   function serverWhere(e) {
@@ -553,11 +418,10 @@
     el.classList.toggle("stale", stale);
     el.closest("li.check")?.classList.toggle("is-stale", stale);
   }
-  // A tab that comes back from the background reconnects at once instead of waiting out a
-  // long backoff.
-  document.addEventListener("visibilitychange", () => {
-    if (document.visibilityState === "visible" && !socket) { attempt = 0; connect(); }
+  live = window.CHLive.start(config, {
+    frame: handle,
+    opened() { state.layerPaused = null; },  // a new connection hears again from its server
+    connection: setConnection,
+    banner: showBanner,
   });
-
-  connect();
 })();

@@ -385,3 +385,56 @@ def test_the_list_sorts_by_uptime_and_status(staff, checks):
     assert [c.name for c in by_uptime] == ["api", "cache"]
     by_status = staff.get(f"{CHANGELIST}?o=2").context["cl"].result_list
     assert [c.name for c in by_status] == ["cache", "api"]  # DOWN first
+
+
+@pytest.mark.parametrize(("column", "first"), [(7, "cache"), (8, "api")])
+def test_the_list_sorts_by_30_day_uptime_and_p95(staff, checks, column, first):
+    # 7: uptime over 30 d (cache 50 %, api 100 %); 8: p95 over 24 h (both 5 ms: by name).
+    names = [c.name for c in staff.get(f"{CHANGELIST}?o={column}.1").context["cl"].result_list]
+    assert names[0] == first
+
+
+def test_the_change_page_shows_status_uptime_and_the_chart(staff, checks):
+    _up, down = checks
+    page = staff.get(reverse("admin:connections_app_healthcheck_change", args=[down.pk]))
+    history = page.context["history"]
+    assert history["uptime"]["24h"] == 50.0
+    html = page.content.decode()
+    assert 'id="check-history"' in html and "uPlot.iife.min.js" in html
+    assert f"/dashboard/checks/{down.pk}/" in html
+    assert "hunter2" not in html
+
+
+RESULTS = reverse("admin:connections_app_checkresult_changelist")
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("", 4),
+        ("?checked=1h", 4),
+        ("?checked=1h&category=refused", 1),
+        ("?ok__exact=0", 1),
+        ("?category=timeout", 0),
+        ("?checked=1y", 4),  # hand-edited: filters nothing
+    ],
+)
+def test_the_results_list_never_scans_the_whole_table(staff, checks, query, expected):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        page = staff.get(RESULTS + query)
+    assert page.status_code == 200
+    assert len(page.context["cl"].result_list) == expected
+    sql = " ".join(q["sql"] for q in queries.captured_queries).upper()
+    assert "DISTINCT" not in sql  # no date hierarchy, no filter choices read from the rows
+    assert "LIMIT 10000" in sql  # the count stops at admin_lists.COUNT_CAP
+
+
+def test_the_results_count_stops_at_the_cap(staff, checks, monkeypatch):
+    from connections_app import admin_lists
+
+    monkeypatch.setattr(admin_lists, "COUNT_CAP", 2)
+    page = staff.get(RESULTS)
+    assert page.context["cl"].result_count == 2

@@ -89,11 +89,15 @@ def test_it_gives_each_checks_uptime_over_24_hours_in_a_fixed_number_of_queries(
     make("cache", [True, True, True, False])
     make("db", [False], critical=False)
     HealthCheck.objects.create(name="fresh", kind="tcp", target="127.0.0.1:1")
-    # The session and its user, the checks, one grouped count of their results, the runners.
+    # The session and its user, the checks, one grouped read of their rollups, the runners.
     with django_assert_num_queries(5):
         summary = client.get("/health/").json()
     uptime = {c["name"]: c["uptime_24h"] for c in summary["checks"]}
     assert uptime == {"cache": 0.75, "db": 0.0, "fresh": None}
+    cache, fresh = summary["checks"][0], summary["checks"][2]
+    assert set(cache["uptime"]) == {"24h", "7d", "30d", "90d"} and cache["uptime"]["30d"] == 75.0
+    assert cache["latency_24h"] == {"p50": 5.0, "p95": 5.0, "p99": 5.0}
+    assert fresh["uptime"]["90d"] is None and fresh["latency_24h"]["p95"] is None
 
 
 def test_it_never_shows_targets_or_their_secrets(client, only_our_checks):

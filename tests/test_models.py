@@ -11,10 +11,8 @@ from connections_app.models import (
     PAUSED,
     UNKNOWN,
     UP,
-    CheckResult,
     HealthCheck,
     overall_status,
-    uptimes,
 )
 from connections_app.probes import ProbeResult
 from connections_app.results import Outcome, store_outcomes
@@ -190,17 +188,6 @@ def test_with_tag_matches_whole_tags_only():
     assert names("db") == ["a"]
     assert names("prod") == ["a", "c"]
     assert names("PROD") == ["a", "c"]
-
-
-def test_uptime_counts_the_last_24_hours_only():
-    check = make_check()
-    add_results(check, [True, True, True, False])
-    CheckResult.objects.create(
-        health_check=check, ok=False, checked_at=timezone.now() - timedelta(days=2)
-    )
-    fresh = make_check(name="fresh")
-    assert uptimes([check.pk, fresh.pk]) == {check.pk: pytest.approx(0.75)}
-    assert uptimes()[check.pk] == pytest.approx(0.75)
 
 
 def test_overall_status_is_the_worst():

@@ -12,12 +12,15 @@ import socket
 from datetime import timedelta
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.utils import timezone
 
+from connections_app import rollups
 from connections_app.connection_manager import ConnectionManager
 from connections_app.error_handler import report
 from connections_app.models import DEGRADED, UP, CheckResult, ErrorStat, HealthCheck
 from connections_app.monitor import ERROR_STATS_INTERVAL, PRUNE_INTERVAL, Housekeeping, Monitor
+from connections_app.rollups import ResultRollup
 from tests.conftest import FakeClock, free_port
 from tests.http_targets import HttpTarget
 from tests.realtime.helpers import wait_until
@@ -119,9 +122,11 @@ async def test_run_forever_checks_at_intervals_until_stopped(only, http_target):
 
 async def test_housekeeping_runs_each_chore_on_its_own_period(only, settings):
     settings.RESULT_RETENTION_DAYS = 1
+    settings.ROLLUP_RETENTION_DAYS = 1
     api = await add("api", "http://127.0.0.1:9/")
     old = timezone.now() - timedelta(days=2)
     await CheckResult.objects.acreate(health_check=api, ok=True, checked_at=old)
+    await sync_to_async(rollups.rebuild)()  # an hour and a day of 2 days ago
     report(ConnectionRefusedError("refused"), "housekeeping.test", "here")
     clock = FakeClock()
     chores = Housekeeping(clock)
@@ -134,6 +139,9 @@ async def test_housekeeping_runs_each_chore_on_its_own_period(only, settings):
     clock.now += PRUNE_INTERVAL
     await chores.run_due()
     assert await CheckResult.objects.acount() == 0
+    # The hourly rollup goes with the retention of rollups; the daily one stays forever.
+    periods = [p async for p in ResultRollup.objects.values_list("period", flat=True)]
+    assert periods == ["day"]
 
 
 async def test_a_window_that_begins_is_stored_logged_and_announced(only, caplog):

@@ -59,6 +59,9 @@ def test_exit_0_when_all_selected_checks_are_up(sqlite_file_env, target):
     assert {c["name"]: c["status"] for c in report["checks"]} == {"api": "up", "body": "up"}
     assert all(c["latency_ms"] > 0 for c in report["checks"])
     assert all(c["latency_ms"] == round(c["latency_ms"], 2) for c in report["checks"])
+    # History from the rollups written with this run's results.
+    assert all(c["uptime"]["24h"] == 100.0 == c["uptime"]["90d"] for c in report["checks"])
+    assert all(c["latency_24h"]["p95"] > 0 for c in report["checks"])
 
 
 def test_exit_1_when_a_check_is_degraded(sqlite_file_env, target):

@@ -8,6 +8,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.utils import timezone
 
+from connections_app import rollups
 from connections_app.models import CheckResult, ErrorStat, HealthCheck
 from connections_app.state import rebuild_from_results
 from realtime.publish import publish_event
@@ -74,6 +75,7 @@ def make_checks() -> None:
         )
     CheckResult.objects.create(health_check=db, checked_at=now, ok=False, error_category="refused")
     rebuild_from_results()  # results written in bulk: the stored state follows them
+    rollups.rebuild()  # ... and their rollups
     ErrorStat.objects.create(
         fingerprint="f1",
         category="refused",

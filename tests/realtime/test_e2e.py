@@ -278,6 +278,7 @@ async def test_on_postgresql_a_snapshot_has_recent_results_and_uptime(postgres_e
         "CheckResult.objects.bulk_create(CheckResult(health_check=check, ok=i % 2 == 0,\n"
         "    checked_at=now - timedelta(minutes=i), latency_ms=i) for i in range(40))\n"
         "from connections_app.state import rebuild_from_results; rebuild_from_results()\n"
+        "from connections_app.rollups import rebuild; rebuild()\n"  # bulk: rollups too
     )
     setup = postgres_env | {"DJANGO_SETTINGS_MODULE": "project.settings"}
     options = {"cwd": servers.REPO, "env": setup, "check": True, "timeout": 60}

@@ -30,8 +30,8 @@ def checks_of(snapshot: Snapshot) -> list[dict]:
 
 
 def test_it_costs_the_same_queries_for_two_checks_or_twenty(django_assert_num_queries):
-    # The checks, their recent results, their uptime, the error stats, the failed alerts,
-    # the other clients.
+    # The checks, their recent results, their uptime and latency (one read of the rollups),
+    # the error stats, the failed alerts, the other clients.
     add_checks(2)
     with django_assert_num_queries(6):
         assert len(checks_of(build_snapshot(None, Limits()))) >= 2

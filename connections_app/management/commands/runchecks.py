@@ -39,6 +39,7 @@ from connections_app.monitor import Monitor, Outcome
 from connections_app.probe_slots import default_total, runner_connections
 from connections_app.redaction import redact
 from connections_app.runchecks_output import exit_code, render_json, render_table
+from connections_app.summary import history_figures
 
 #: --verbosity 0 logs only problems; 2 and 3 add a line per stored batch and per retry.
 VERBOSITY_LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG, 3: logging.DEBUG}
@@ -141,8 +142,11 @@ class Command(UsageExitMixin, BaseCommand):
         if stop.signal is not None:
             return 0  # as documented: the running checks finished and every result is stored
         judge_as_enabled(outcomes)
-        render = render_json if options["format"] == "json" else render_table
-        self.stdout.write(render(outcomes))
+        if options["format"] == "json":
+            figures = await sync_to_async(history_figures)([o.check.pk for o in outcomes])
+            self.stdout.write(render_json(outcomes, figures))
+        else:
+            self.stdout.write(render_table(outcomes))
         return exit_code(outcomes)
 
     async def _forever(self, options: dict) -> None:
