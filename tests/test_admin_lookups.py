@@ -130,9 +130,9 @@ def declared(rows: dict[str, int]) -> dict[str, list[str]]:
         "notificationchannel": ["kind__exact=slack", "enabled__exact=1", "q=ops"],
         "checkresult": [
             "ok__exact=0",
-            "error_category__exact=refused",
+            "category=refused",
             f"health_check__id__exact={rows['check']}",
-            f"checked_at__year={year}",
+            "checked=24h",
             "q=db",
         ],
         "statechange": [
