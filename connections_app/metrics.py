@@ -12,16 +12,23 @@ every scrape.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from django.db.models import Count, Min, Sum
 from django.utils import timezone
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from connections_app.alerts.models import FAILED, PENDING, SENDING, SENT, Alert
+from connections_app.history import latency_histogram
 from connections_app.models import DEGRADED, STATUS_CHOICES, UP, ErrorStat, HealthCheck
 from connections_app.runners import live_runners
 
@@ -51,6 +58,7 @@ class StoredStateCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         yield from check_metrics()
+        yield latency_histograms()
         yield scheduling_lag(self.now())
         yield from runner_metrics(self.now())
         yield from error_metrics()
@@ -70,8 +78,11 @@ def render() -> bytes:
 def check_metrics() -> Iterable[Metric]:
     """Per check: up, status (one series per status, 1 for the current one), last latency,
     last checked time, flapping and the certificate's days left."""
-    up = _gauge("check_up", "1 when the check's last results say its target works (up or "
-                "degraded), whatever a pause or a maintenance window shows; else 0.")
+    up = _gauge(
+        "check_up",
+        "1 when the check's last results say its target works (up or "
+        "degraded), whatever a pause or a maintenance window shows; else 0.",
+    )
     status = GaugeMetricFamily(
         f"{PREFIX}_check_status",
         "1 for the check's current status, 0 for the others.",
@@ -85,8 +96,14 @@ def check_metrics() -> Iterable[Metric]:
         "Whole days the certificate had left at the last https result (negative: expired).",
     )
     rows = HealthCheck.objects.order_by("name").values_list(
-        "name", "kind", "status", "health", "flapping", "last_latency_ms",
-        "last_checked_at", "tls_days_left",
+        "name",
+        "kind",
+        "status",
+        "health",
+        "flapping",
+        "last_latency_ms",
+        "last_checked_at",
+        "tls_days_left",
     )
     for name, kind, current, health, is_flapping, latency_ms, last, days in rows.iterator():
         labels = [name, kind]
@@ -101,6 +118,26 @@ def check_metrics() -> Iterable[Metric]:
         if days is not None:
             tls.add_metric(labels, days)
     return [up, status, latency, checked, flapping, tls]
+
+
+def latency_histograms() -> Metric:
+    """Per check, the latency of its successful results over all its history, from the daily
+    rollups (kept forever, so the counts only grow), in seconds; one grouped query."""
+    labels = {
+        pk: [name, kind] for pk, name, kind in HealthCheck.objects.values_list("pk", "name", "kind")
+    }
+    family = HistogramMetricFamily(
+        f"{PREFIX}_check_latency_histogram_seconds",
+        "Latency of the check's successful results (all its history, from the daily rollups).",
+        labels=CHECK_LABELS,
+    )
+    for check_id, histogram in latency_histogram(list(labels)).items():
+        buckets = [
+            ("+Inf" if math.isinf(bound) else f"{bound / 1000:g}", count)
+            for bound, count in histogram["buckets"]
+        ]
+        family.add_metric(labels[check_id], buckets, histogram["sum_ms"] / 1000)
+    return family
 
 
 def scheduling_lag(now: datetime) -> Metric:
@@ -173,9 +210,7 @@ def alert_metrics() -> Iterable[Metric]:
     """Alerts sent and failed (finished, so counters while their rows are kept) and those
     still waiting or being sent (gauges)."""
     counts = dict(
-        Alert.objects.order_by().values("status").annotate(n=Count("pk")).values_list(
-            "status", "n"
-        )
+        Alert.objects.order_by().values("status").annotate(n=Count("pk")).values_list("status", "n")
     )
     done = CounterMetricFamily(
         f"{PREFIX}_alerts", "Alerts finished, by outcome: sent or failed.", labels=["status"]

@@ -148,6 +148,20 @@ def test_each_check_has_up_status_latency_time_and_flapping(prometheus, only_our
     assert value(found, "connection_health_check_flapping", **cache_labels) == 0
 
 
+def test_each_check_has_a_latency_histogram_of_its_successes(prometheus, only_our_checks):
+    cache = HealthCheck.objects.create(name="cache", kind="redis", target="redis://127.0.0.1/0")
+    add_results(cache, [True, True, False])  # each success took 5 ms; a failure has none
+    found = scrape(prometheus)
+    labels = {"check": "cache", "kind": "redis"}
+    name = "connection_health_check_latency_histogram_seconds"
+    assert value(found, f"{name}_count", **labels) == 2
+    assert value(found, f"{name}_sum", **labels) == pytest.approx(0.010)
+    assert value(found, f"{name}_bucket", le="+Inf", **labels) == 2
+    buckets = {dict(k[1])["le"]: v for k, v in found.items() if k[0] == f"{name}_bucket"}
+    below = [v for le, v in buckets.items() if le != "+Inf" and float(le) < 0.005]
+    assert set(below) == {0.0} and max(buckets.values()) == 2
+
+
 def test_a_check_never_run_has_no_latency_nor_time(prometheus, only_our_checks):
     HealthCheck.objects.create(name="new", kind="tcp", target="127.0.0.1:1")
     found = scrape(prometheus)
