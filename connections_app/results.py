@@ -103,7 +103,7 @@ def _store(outcomes: list[Outcome], rule: FlapRule) -> Stored:
         )
     }
     rows = [o.row() for o in outcomes if o.check.pk in checks]
-    new = _not_yet_stored(rows)
+    new = _not_yet_stored(rows, checks)
     CheckResult.objects.bulk_create(new, ignore_conflicts=True)
     rollups.add(new)
     at = max((row.checked_at for row in rows), default=timezone.now())
@@ -139,18 +139,29 @@ def save_fields(checks: list[HealthCheck], names: list[str]) -> None:
     update_many(connection, meta.db_table, meta.pk.column, columns, rows)
 
 
-def _not_yet_stored(rows: list[CheckResult]) -> list[CheckResult]:
+def _not_yet_stored(
+    rows: list[CheckResult], checks: dict[int, HealthCheck]
+) -> list[CheckResult]:
     """The rows whose (check, checked_at) is neither stored nor earlier in the batch: what
     the insert will really add, so the rollups count a batch stored twice once. Exact because
-    the checks' rows are locked: no other writer adds results for them meanwhile."""
-    if not rows:
-        return []
-    stored = set(
-        CheckResult.objects.filter(
-            health_check_id__in={r.health_check_id for r in rows},
-            checked_at__in={r.checked_at for r in rows},
-        ).values_list("health_check_id", "checked_at")
-    )
+    the checks' rows are locked: no other writer adds results for them meanwhile.
+
+    Only a row no newer than its check's ``last_checked_at`` can be stored already (every
+    stored result moved it at least that far): the runner's batches, all newer, cost no query.
+    """
+    def maybe_stored(row: CheckResult) -> bool:
+        last = checks[row.health_check_id].last_checked_at
+        return last is not None and row.checked_at <= last
+
+    doubtful = [row for row in rows if maybe_stored(row)]
+    stored = set()
+    if doubtful:
+        stored = set(
+            CheckResult.objects.filter(
+                health_check_id__in={r.health_check_id for r in doubtful},
+                checked_at__in={r.checked_at for r in doubtful},
+            ).values_list("health_check_id", "checked_at")
+        )
     new = []
     for row in rows:
         key = (row.health_check_id, row.checked_at)

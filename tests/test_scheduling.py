@@ -190,6 +190,10 @@ async def test_a_stopped_runner_is_no_longer_live(db):
     assert await asyncio.to_thread(live_runners) == []
 
 
+@pytest.mark.skipif(
+    not settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"),
+    reason="holds the write lock of the SQLite test database (the suite's default)",
+)
 async def test_results_beyond_the_buffer_are_dropped_counted_and_reported(
     only, http_target, monkeypatch, caplog
 ):

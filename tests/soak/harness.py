@@ -67,6 +67,8 @@ for fields in spec["checks"]:
     check = HealthCheck(**fields)
     check.full_clean()
     check.save()
+# The self-check of the app's own database at the soak's pace, so a 10 s outage is seen.
+HealthCheck.objects.filter(name="self: database").update(interval=2, timeout=1)
 channel = NotificationChannel(name="soak receiver", kind="webhook", target=spec["hook"],
                               tags="soak", on_down=True, on_recovered=True)
 channel.full_clean()

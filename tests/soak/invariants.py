@@ -83,6 +83,21 @@ def _longest_gaps(query: Query, names: list[str]) -> dict[str, float]:
     }
 
 
+def outage_recorded(query: Query, check: str = "self: database") -> Invariant:
+    """The database's own outage is in the history: the runner kept checking while it was
+    away, and the self-check's failures (taken then, stored after) moved it to DOWN."""
+    failed = query(
+        "SELECT count(*) FROM connections_app_checkresult r JOIN connections_app_healthcheck c "
+        f"ON c.id = r.health_check_id WHERE c.name = '{check}' AND NOT r.ok"
+    )[0][0]
+    down = query(
+        "SELECT count(*) FROM connections_app_statechange s JOIN connections_app_healthcheck c "
+        f"ON c.id = s.health_check_id WHERE c.name = '{check}' AND s.to_status = 'down'"
+    )[0][0]
+    figures = f"{check!r}: {failed} failed results, {down} changes to DOWN"
+    return Invariant("the database outage is recorded", failed > 0 and down > 0, figures)
+
+
 def state_changes(query: Query) -> list[tuple[str, str, str, datetime]]:
     rows = query(
         "SELECT c.name, s.from_status, s.to_status, s.at FROM connections_app_statechange s "

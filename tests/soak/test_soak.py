@@ -31,7 +31,7 @@ import pytest
 from tests.conftest import IN_CI
 from tests.http_targets import HttpTarget
 from tests.realtime import servers
-from tests.soak import harness
+from tests.soak import harness, invariants
 from tests.soak.harness import ALERT_ENV, SOAK_SECONDS, Fault, Processes, Run
 from tests.soak.servers import postgres_bin, private_postgres, private_redis
 
@@ -116,7 +116,7 @@ async def test_postgres_and_redis_faults_keep_every_invariant(tmp_path):
         finally:
             await run.stop_clients()
         runner_exit = processes.terminate("runner")
-        verdict = run.verdict(query)
+        verdict = [*run.verdict(query), invariants.outage_recorded(query)]
     assert runner_exit == 0, f"runchecks exited with {runner_exit}"
     judge(run, verdict, KNOWN["postgres"])
 
