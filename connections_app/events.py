@@ -13,7 +13,8 @@ from django.db import transaction
 from django.dispatch import Signal
 
 #: ``await listener(event, data)`` for every event announced. The runner announces one
-#: ``check.results`` event per flush: ``{"results": [{"check", "result", "uptime_24h"}, ...],
+#: ``check.results`` event per flush: ``{"results": [{"check", "result", "uptime_24h", "uptime",
+#: "latency_24h"}, ...],
 #: "changes": [check.status data, ...]}``; ``check.result`` and ``check.status`` one at a time
 #: work too (docs/EVENTS.md).
 Listener = Callable[[str, dict], Awaitable[None]]

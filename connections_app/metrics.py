@@ -131,12 +131,14 @@ def latency_histograms() -> Metric:
         "Latency of the check's successful results (all its history, from the daily rollups).",
         labels=CHECK_LABELS,
     )
-    for check_id, histogram in latency_histogram(list(labels)).items():
+    # Every rollup's check exists (they go with it), so no list of ids to send.
+    for check_id, histogram in latency_histogram(None).items():
         buckets = [
             ("+Inf" if math.isinf(bound) else f"{bound / 1000:g}", count)
             for bound, count in histogram["buckets"]
         ]
-        family.add_metric(labels[check_id], buckets, histogram["sum_ms"] / 1000)
+        if check_id in labels:  # not deleted between the two reads
+            family.add_metric(labels[check_id], buckets, histogram["sum_ms"] / 1000)
     return family
 
 

@@ -80,9 +80,9 @@ TASKS_PER_SLOT = 2
 
 
 def store_batch(
-    batch: list[Outcome], want_uptime: bool, patient: bool = True
+    batch: list[Outcome], want_figures: bool, patient: bool = True
 ) -> tuple[Stored, dict[int, HistoryFigures]]:
-    """Store a batch; with ``want_uptime``, read its checks' uptime and latency figures from
+    """Store a batch; with ``want_figures``, read its checks' uptime and latency figures from
     the rollups for the events.
 
     The batch is committed before the figures are read: a failed read costs the events their
@@ -93,7 +93,7 @@ def store_batch(
     """
     with fail_fast() if not patient else contextlib.nullcontext():
         stored = store_outcomes(batch)
-    if not want_uptime or not stored.checks:
+    if not want_figures or not stored.checks:
         return stored, {}
     try:
         return stored, history_figures(list(stored.checks))
@@ -124,7 +124,8 @@ class ResultWriter:
         if not batch:
             return []
         try:
-            stored, figures = await sync_to_async(store_batch)(batch, listening(), patient)
+            watched = listening()
+            stored, figures = await sync_to_async(store_batch)(batch, watched, patient)
         except Exception as exc:
             report(exc, "results.store", connection.alias)
             self._keep_or_drop(batch, exc)
@@ -132,7 +133,7 @@ class ResultWriter:
         self.written += len(batch)
         failed = sum(not o.result.ok for o in batch)
         logger.debug("stored %d results (%d failed)", len(batch), failed)
-        await self._announce(batch, stored, figures)
+        await self._announce(batch, stored, figures, watched)
         return batch
 
     def _keep_or_drop(self, batch: list[Outcome], error: BaseException) -> None:
@@ -156,13 +157,18 @@ class ResultWriter:
             )
 
     async def _announce(
-        self, batch: list[Outcome], stored: Stored, figures: dict[int, HistoryFigures]
+        self,
+        batch: list[Outcome],
+        stored: Stored,
+        figures: dict[int, HistoryFigures],
+        watched: bool,
     ) -> None:
-        """Log the changes; announce the batch as one ``check.results`` event (the dashboard
-        coalesces it into one frame per browser per flush)."""
+        """Log the changes; while a dashboard is ``watched`` (asked once, before the batch was
+        stored with or without its figures), announce the batch as one ``check.results``
+        event (the dashboard coalesces it into one frame per browser per flush)."""
         for change in stored.changes:
             _log_change(change)
-        if not listening():
+        if not watched:
             return
         results = []
         for outcome in batch:
@@ -253,6 +259,8 @@ class Monitor:
         #: running while the database cannot be asked (``start_offline``).
         self._claimed: dict[int, HealthCheck] = {}
         self._forget_at = timezone.now()
+        #: Set while claims fail: the next good claim finds checks this runner ran meanwhile.
+        self._offline = False
 
     async def run_check(
         self, check: HealthCheck, stop: asyncio.Event | None = None
@@ -347,7 +355,7 @@ class Monitor:
             await flusher
             await self.writer.flush()
             await chores
-            await housekeeping.close(self)
+            await housekeeping.close()
             if alerts is not None:
                 await alerts
             await _quietly(flush_error_stats, "error_stats.flush")
@@ -366,9 +374,10 @@ class Monitor:
             report(exc, "checks.claim", connection.alias)
             if not is_retryable(exc, DATABASE_TRANSIENT):
                 return 0
-            due = self._due_offline(timezone.now())
+            self._offline = True
+            due = self._due_offline(timezone.now())[: min(CLAIM_LIMIT, room)]
         else:
-            self._remember(due, timezone.now())
+            due = self._back_online(due, timezone.now())
         for check in due:
             self.stats.runs_missed += check.missed_runs
             self._start(check, stop)
@@ -378,6 +387,18 @@ class Monitor:
         task = asyncio.create_task(self.run_check(check, stop))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _back_online(self, claimed: list[HealthCheck], now: datetime) -> list[HealthCheck]:
+        """The claimed checks to start. Right after an outage, a check this runner kept running
+        meanwhile comes back with its due time from before: it ran already, so it waits for the
+        next due time the claim just wrote, missing nothing."""
+        if self._offline:
+            self._offline = False
+            ran = {pk for pk, check in self._claimed.items() if check.next_due_at > now}
+            self._remember(claimed, now)
+            return [check for check in claimed if check.pk not in ran]
+        self._remember(claimed, now)
+        return claimed
 
     def _remember(self, claimed: list[HealthCheck], now: datetime) -> None:
         for check in claimed:
@@ -472,7 +493,7 @@ class Housekeeping:
             self._last_report = now
             await self._report(stopped=False)
 
-    async def close(self, monitor: Monitor) -> None:
+    async def close(self) -> None:
         """Say the runner stopped, and close the thread's database connection."""
         await self._report(stopped=True)
         await asyncio.get_running_loop().run_in_executor(self._thread, connections.close_all)
@@ -480,6 +501,8 @@ class Housekeeping:
 
     async def _report(self, stopped: bool) -> None:
         monitor = self._monitor
+        if monitor is None:
+            return
         figures = {**monitor.stats.take_lags(), **monitor.figures()}
         await self._chore(lambda: report_runner(monitor.stats, figures, stopped), "runner.report")
 

@@ -194,8 +194,8 @@ def history_figures(
     check_ids: list[int] | None, now: datetime | None = None
 ) -> dict[int, HistoryFigures]:
     """Each check's uptime over 24 h / 7 d / 30 d / 90 d and its latency percentiles over 24 h,
-    from the rollups (``history``), in one query; a check without history is left out
-    (``NO_HISTORY`` stands for it). ``check_ids`` None: every check."""
+    from the rollups (``history``), in one query. With ``check_ids`` every asked check has an
+    entry; with None, every check with history (``NO_HISTORY`` stands for the others)."""
     figures = {}
     for check_id, found in summary_figures(check_ids, now).items():
         day = found["uptime"]["24h"]

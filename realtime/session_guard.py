@@ -40,6 +40,8 @@ class SessionGuard:
             if "websocket.accept" in seen:
                 raise  # a consumer's own error, once it was serving: not the handshake's
             report(exc, "websocket.connect", scope.get("path", ""))
+            if seen & {"websocket.close", "websocket.disconnect"}:
+                return None  # already closed: a second close is an error to daphne
             if "websocket.connect" in seen:
                 await send({"type": "websocket.close", "code": 1011})  # refused: HTTP 403
                 return None

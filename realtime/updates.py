@@ -59,7 +59,8 @@ def entry(data: dict, name: str, tags: Any) -> Entry:
 
 
 def result_entry(data: dict) -> Entry:
-    """A ``check.result`` event (``{"check", "result", "uptime_24h"}``) as an entry."""
+    """A result (``{"check", "result", "uptime_24h", "uptime", "latency_24h"}``, from a
+    ``check.results`` event or a single ``check.result``) as an entry."""
     check = data.get("check") if isinstance(data.get("check"), dict) else {}
     return entry(data, check.get("name", ""), check.get("tags"))
 

@@ -150,9 +150,11 @@
   let lastFetch = Date.now();
   let fetching = false;
   let again = null;  // a refresh asked for while one runs: run after it, with the latest range
+  let chosen = null;  // the range last clicked: a live refresh keeps it, even mid-fetch
 
   async function refresh(range) {
-    const wanted = range || (again && again.range) || data.range;
+    if (range) chosen = range;
+    const wanted = range || (again && again.range) || chosen || data.range;
     if (fetching) { again = { range: wanted }; return; }
     fetching = true;
     again = null;

@@ -229,3 +229,35 @@ async def test_runs_an_overdue_check_never_made_up_for_are_counted(only, http_ta
     assert monitor.stats.runs_missed == 3
     await asyncio.to_thread(report, monitor.stats, monitor.figures())
     assert (await Runner.objects.aget()).runs_missed == 3
+
+
+@pytest.mark.skipif(
+    not settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"),
+    reason="holds the write lock of the SQLite test database (the suite's default)",
+)
+async def test_a_check_run_while_claims_failed_is_not_run_again_when_they_work(
+    only, http_target
+):
+    check = await add("api", http_target.url("/ok"), interval=60)
+    async with ConnectionManager() as manager:
+        monitor = Monitor(manager, send_alerts=False)
+        assert await monitor.start_due() == 1
+        await monitor.drain()
+        holder = sqlite3.connect(
+            settings.DATABASES["default"]["NAME"], uri=True, isolation_level=None
+        )
+        try:
+            holder.execute("begin immediate")
+            holder.execute("delete from connections_app_runner")
+            assert await monitor.start_due() == 0  # the claim fails: the runner goes on alone
+        finally:
+            holder.execute("rollback")
+            holder.close()
+        # As after an outage: the stored due time is from before it, the runner's is ahead.
+        stale = timezone.now() - timedelta(seconds=1)
+        await HealthCheck.objects.filter(pk=check.pk).aupdate(next_due_at=stale)
+        assert await monitor.start_due() == 0
+        assert monitor.stats.runs_missed == 0
+        await check.arefresh_from_db()
+        assert check.next_due_at > timezone.now()  # due again later, from the claim
+    assert http_target.hits["/ok"] == 1
