@@ -74,14 +74,15 @@ class ToErrorHandler(logging.Filter):
 class RequestErrors(logging.Filter):
     """On ``django.request``: a view's unhandled exception goes to the error handler (the
     first in a window logged with its traceback, repeats counted), not a traceback per request;
-    ``/health/`` answering 503 is its answer, not an error to log each time it is probed; a 404
-    is in the access log already (a scanner's 200 probes are not 200 more warnings)."""
+    ``/health/`` answering 503 is its answer, not an error to log each time it is probed; a 404,
+    and a 401 (``/metrics`` scraped without its token), are in the access log already (a
+    scanner's 200 probes are not 200 more warnings)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         request = getattr(record, "request", None)
         path = getattr(request, "path", "")
         status = getattr(record, "status_code", None)
-        if status == 404 or (status == 503 and path == HEALTH_PATH):
+        if status in (401, 404) or (status == 503 and path == HEALTH_PATH):
             return False
         if not record.exc_info or record.exc_info[1] is None:
             return True

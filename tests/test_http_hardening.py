@@ -89,6 +89,13 @@ def test_a_404_is_not_a_warning_per_request(log_file, db):  # noqa: F811
     assert "Not Found" not in log_file.read_text()
 
 
+def test_metrics_scraped_without_its_token_is_not_a_warning_per_request(log_file, db):  # noqa: F811
+    for _ in range(5):
+        assert Client().get("/metrics").status_code == 401
+    get_logger("test").info("the end")
+    assert "Unauthorized" not in log_file.read_text()
+
+
 def test_a_tag_gives_one_services_health_to_anyone(db):
     HealthCheck.objects.all().delete()
     make("cache", [True])
