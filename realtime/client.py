@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from realtime.limits import Limits
 from realtime.outbox import Outbox
+from realtime.protocol import shown
 
 SendText = Callable[[str], Awaitable[None]]
 Close = Callable[[int, str], Awaitable[None]]
@@ -91,7 +92,7 @@ class Client:
 
     def wants(self, tags: frozenset[str] | None) -> bool:
         """Whether an event about ``tags`` passes this client's filter (untagged events do)."""
-        return self.tags is None or tags is None or not self.tags.isdisjoint(tags)
+        return shown(self.tags, tags)
 
     def next_seq(self) -> int:
         self.seq += 1

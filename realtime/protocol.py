@@ -7,6 +7,7 @@ frame only adds the schema version and that connection's sequence number (``fram
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,3 +125,10 @@ def _tags(value: object, limits: Limits) -> frozenset[str] | None:
             raise BadFrame("bad_field", f"a tag is 1 to {limits.max_tag_length} characters")
         tags.add(tag.strip().lower())
     return frozenset(tags) or None
+
+
+def shown(tags_wanted: frozenset[str] | None, tags: Iterable[str] | None) -> bool:
+    """Whether something about ``tags`` reaches a client whose filter wants ``tags_wanted``:
+    every thing when it has no filter (None), and every thing about no check (``tags`` None);
+    a check when one of its tags is wanted (an untagged check is not)."""
+    return tags_wanted is None or tags is None or not tags_wanted.isdisjoint(tags)

@@ -46,7 +46,7 @@ from connections_app.summary import (
 )
 from realtime.client import Client
 from realtime.limits import Limits
-from realtime.protocol import CLOSE_RESYNC, encode_event, now_iso, redact_strings
+from realtime.protocol import CLOSE_RESYNC, encode_event, now_iso, redact_strings, shown
 from realtime.registry import clients_elsewhere, registry, server_id
 
 #: Checks whose recent results are read in one query.
@@ -82,7 +82,7 @@ def _with_checks(body: str, checks: list[str]) -> str:
 
 def build_snapshot(tags: frozenset[str] | None, limits: Limits) -> Snapshot:
     """The snapshot for a client filtering on ``tags`` (None: every check), worst first."""
-    checks = [c for c in HealthCheck.objects.only(*SUMMARY_FIELDS) if _matches(c, tags)]
+    checks = [c for c in HealthCheck.objects.only(*SUMMARY_FIELDS) if shown(tags, c.tag_list)]
     rank = {status: i for i, status in enumerate(STATUS_ORDER)}
     checks.sort(key=lambda c: (rank.get(c.status, len(rank)), c.name))
     figures = history_figures(None if tags is None else [c.pk for c in checks])
@@ -151,10 +151,6 @@ def _parts(texts: list[str], max_bytes: int) -> Iterator[list[str]]:
         size += len(text) + 1
     if part:
         yield part
-
-
-def _matches(check: HealthCheck, tags: frozenset[str] | None) -> bool:
-    return tags is None or not tags.isdisjoint(check.tag_list)
 
 
 def recent_results(ids: list[int], points: int, since) -> dict[int, list[dict]]:

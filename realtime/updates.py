@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from realtime.protocol import now_iso
+from realtime.protocol import now_iso, shown
 
 #: The frame type of a batch of results and status changes (docs/EVENTS.md).
 UPDATES = "updates"
@@ -121,7 +121,7 @@ def newest_per_check(results: list[Entry], keep: int) -> list[Entry]:
 
 def passes(item: Entry, tags: frozenset[str] | None) -> bool:
     """Whether an entry passes a client filter on ``tags`` (None: no filter)."""
-    return tags is None or item.tags is None or not tags.isdisjoint(item.tags)
+    return shown(tags, item.tags)
 
 
 def bodies(
