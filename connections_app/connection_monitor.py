@@ -32,7 +32,6 @@ from typing import TypeVar
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import IntegrityError, connections, transaction
 
-from connections_app.connection_manager import ConnectionManager
 from connections_app.models import (
     KIND_HTTP,
     KIND_REDIS,
@@ -42,7 +41,7 @@ from connections_app.models import (
     split_tags,
 )
 from connections_app.monitor import Monitor
-from connections_app.probe_slots import default_total, runner_connections
+from connections_app.probe_slots import runner_manager
 from connections_app.redaction import redact, redact_url
 from connections_app.summary import HealthSummary, health_summary
 
@@ -382,9 +381,9 @@ class ConnectionMonitor:
     async def start(self, concurrency: int | None = None) -> None:
         """Run the checks in the running loop until ``stop()``; nothing when already running.
         ``concurrency``: checks running at once in all (None: as ``runchecks`` sizes it)."""
-        if concurrency is None:
-            concurrency = default_total()
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        if concurrency is not None and (
+            isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1
+        ):
             raise ValueError(
                 f"concurrency: expected a whole number, 1 or more; got {concurrency!r}"
             )
@@ -414,11 +413,12 @@ class ConnectionMonitor:
         if self._task is task:
             self._task = self._stop = None
 
-    async def _run(self, stop: asyncio.Event, concurrency: int) -> None:
+    async def _run(self, stop: asyncio.Event, concurrency: int | None) -> None:
         # The manager is entered here, in the task: its sessions belong to this loop, and
         # leaving the block after the runner's final flush closes every socket it opened.
-        async with ConnectionManager(runner_connections(concurrency)) as manager:
-            await Monitor(manager, concurrency=concurrency).run_forever(stop)
+        total, manager = runner_manager(concurrency)
+        async with manager:
+            await Monitor(manager, concurrency=total).run_forever(stop)
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 
-from connections_app.connection_manager import ConnectionConfig
+from connections_app.connection_manager import ConnectionConfig, ConnectionManager
 
 #: Probes of one target (host and port) at once, unless the runner is told otherwise.
 PER_TARGET = 10
@@ -43,11 +43,14 @@ def default_total() -> int:
     return max(MIN_TOTAL, min(MAX_TOTAL, (raise_nofile_limit() - RESERVED_FDS) // 2))
 
 
-def runner_connections(total: int) -> ConnectionConfig:
-    """The HTTP pool of a runner with ``total`` probe slots: a connection for every slot, and
-    as many per host as a target has slots."""
+def runner_manager(concurrency: int | None) -> tuple[int, ConnectionManager]:
+    """A runner's probe slots in all (``concurrency``, or ``default_total``) and the
+    ConnectionManager for them: a connection for every slot, and as many per host as a target
+    has slots. Every command that runs checks sizes itself here."""
+    total = concurrency or default_total()
     per_target = settings.PROBES_PER_TARGET
-    return ConnectionConfig(pool_total=max(total, per_target), pool_per_host=per_target)
+    config = ConnectionConfig(pool_total=max(total, per_target), pool_per_host=per_target)
+    return total, ConnectionManager(config)
 
 
 def target_key(kind: str, target: str) -> str:

@@ -31,12 +31,11 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
 from connections_app.cli import EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE, counted
-from connections_app.connection_manager import ConnectionManager
 from connections_app.errors import missing_tables_message
 from connections_app.management.usage import UsageExitMixin, add_concurrency_argument
 from connections_app.models import PAUSED, HealthCheck
 from connections_app.monitor import Monitor, Outcome
-from connections_app.probe_slots import default_total, runner_connections
+from connections_app.probe_slots import runner_manager
 from connections_app.redaction import redact
 from connections_app.runchecks_output import exit_code, render_json, render_table
 from connections_app.summary import history_figures
@@ -120,8 +119,8 @@ class Command(UsageExitMixin, BaseCommand):
     async def _once(self, options: dict) -> int:
         stop = _stop_on_signals(abandonable=True)
         checks = await sync_to_async(select_checks)(options["check"], options["tag"])
-        total = options["concurrency"] or default_total()
-        async with ConnectionManager(runner_connections(total)) as manager:
+        total, manager = runner_manager(options["concurrency"])
+        async with manager:
             monitor = Monitor(manager, concurrency=total)
             outcomes = await monitor.run_once(checks, stop, stop.abandoned)
         unstored = monitor.writer.pending + monitor.writer.dropped
@@ -153,8 +152,8 @@ class Command(UsageExitMixin, BaseCommand):
         stop = _stop_on_signals()
         if options["verbosity"] >= 1:
             self.stderr.write("runchecks: running until SIGINT or SIGTERM")
-        total = options["concurrency"] or default_total()
-        async with ConnectionManager(runner_connections(total)) as manager:
+        total, manager = runner_manager(options["concurrency"])
+        async with manager:
             monitor = Monitor(manager, concurrency=total, tags=options["tag"])
             await monitor.run_forever(stop, stop_timeout=settings.STOP_TIMEOUT)
         if monitor.cancelled:

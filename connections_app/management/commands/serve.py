@@ -25,7 +25,6 @@ from twisted.internet.error import CannotListenError
 from twisted.python.failure import Failure
 
 from connections_app.access_log import access_logger
-from connections_app.connection_manager import ConnectionManager
 from connections_app.db.fail_fast import fail_fast
 from connections_app.management.usage import (
     UsageExitMixin,
@@ -34,7 +33,7 @@ from connections_app.management.usage import (
     positive_int,
 )
 from connections_app.monitor import Monitor
-from connections_app.probe_slots import default_total, raise_nofile_limit, runner_connections
+from connections_app.probe_slots import raise_nofile_limit, runner_manager
 
 #: The address is taken or not ours to take: the server cannot start, the command line was fine.
 EXIT_CANNOT_LISTEN = 1
@@ -203,8 +202,8 @@ def _run_checks_alongside(concurrency: int | None) -> None:
     state: dict[str, asyncio.Task] = {}
 
     async def monitor_main() -> None:
-        total = concurrency or default_total()
-        async with ConnectionManager(runner_connections(total)) as manager:
+        total, manager = runner_manager(concurrency)
+        async with manager:
             await Monitor(manager, concurrency=total).run_forever(stop)
 
     def start() -> None:
