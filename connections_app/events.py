@@ -56,7 +56,7 @@ def _always() -> bool:
 
 
 async def announce(event: str, data: dict) -> None:
-    """Hand one event (``check.result``, ``check.status``...) to every listener, after the
+    """Hand one event (``check.results``, ``check.status``...) to every listener, after the
     commit that stored what it tells."""
     for listener in _listeners:
         await listener(event, data)
