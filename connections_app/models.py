@@ -298,6 +298,8 @@ class HealthCheck(OneMessagePerField):
     last_error_message = models.CharField(max_length=500, blank=True, editable=False)
     #: Whole days the last https result's certificate had left (negative: expired).
     tls_days_left = models.IntegerField(null=True, blank=True, editable=False)
+    #: The newest results as the dashboard's sparkline draws them (``recent_points``).
+    recent = models.TextField(default="[]", editable=False)
     #: Push: the last ping of any kind, and the /start of the run under way (if any).
     last_ping_at = models.DateTimeField(null=True, blank=True, editable=False)
     push_started_at = models.DateTimeField(null=True, blank=True, editable=False)
