@@ -618,5 +618,6 @@ class Runner(models.Model):
 
 # Imported here so Django registers the models defined in their own modules.
 from connections_app.alerts.models import Alert, NotificationChannel  # noqa: E402,F401
+from connections_app.closed_totals import ClosedTotals  # noqa: E402,F401
 from connections_app.maintenance import MaintenanceWindow  # noqa: E402,F401
 from connections_app.rollups import ResultRollup  # noqa: E402,F401
