@@ -315,6 +315,9 @@ class HealthCheck(OneMessagePerField):
             models.Index(fields=["enabled", "next_due_at"], name="check_due_idx"),
             # /health/, the admin's status filter: "which checks are down?"
             models.Index(fields=["status"], name="check_status_idx"),
+            # The admin sorted by status, the snapshot worst first: the first page of 10,000
+            # checks is read from the index instead of sorting every row.
+            models.Index(status_rank(), "name", name="check_status_rank_idx"),
         ]
 
     def __str__(self) -> str:
