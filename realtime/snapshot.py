@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from channels.db import database_sync_to_async
+from django.utils import timezone
 
 from connections_app import recent_points
 from connections_app.alerts.models import failed_count
@@ -35,8 +36,9 @@ from connections_app.models import (
 )
 from connections_app.summary import (
     NO_HISTORY,
-    SUMMARY_FIELDS,
+    CheckRow,
     HistoryFigures,
+    check_rows,
     check_summary,
     history_figures,
 )
@@ -75,14 +77,14 @@ def _with_checks(body: str, checks: list[str]) -> str:
 
 def build_snapshot(tags: frozenset[str] | None, limits: Limits) -> Snapshot:
     """The snapshot for a client filtering on ``tags`` (None: every check), worst first."""
-    every = HealthCheck.objects.only(*SUMMARY_FIELDS, "recent")
-    checks = [c for c in every if shown(tags, c.tag_list)]
+    every = check_rows(HealthCheck.objects.order_by(), "recent")
+    checks = [(c, recent) for c, recent in every if shown(tags, c.tag_list)]
     rank = {status: i for i, status in enumerate(STATUS_ORDER)}
-    checks.sort(key=lambda c: (rank.get(c.status, len(rank)), c.name))
-    figures = history_figures(None if tags is None else [c.pk for c in checks])
+    checks.sort(key=lambda pair: (rank.get(pair[0].status, len(rank)), pair[0].name))
+    figures = history_figures(None if tags is None else [c.pk for c, _ in checks])
     texts = list(_check_texts(checks, figures, limits))
     first, rest = _first_page(texts, limits)
-    counts = Counter(c.status for c in checks)
+    counts = Counter(c.status for c, _ in checks)
     head = {
         "status": overall_status(list(counts)),
         "total": len(checks),
@@ -101,16 +103,17 @@ def build_snapshot(tags: frozenset[str] | None, limits: Limits) -> Snapshot:
 
 
 def _check_texts(
-    checks: list[HealthCheck], figures: dict[int, HistoryFigures], limits: Limits
+    checks: list[tuple[CheckRow, str]], figures: dict[int, HistoryFigures], limits: Limits
 ) -> Iterator[str]:
     """Each check's snapshot entry as JSON text. Its ``recent`` points are the stored text
     (``recent_points``), spliced in unparsed."""
-    for check in checks:
-        row = dict(check_summary(check))
+    now = timezone.now()
+    for check, stored in checks:
+        row = dict(check_summary(check, now))
         row["id"] = check.pk  # the card links to the check's page
         row.update(figures.get(check.pk, NO_HISTORY))
         text = json.dumps(row, separators=(",", ":"), default=str, allow_nan=False)
-        recent = recent_points.newest(check.recent, limits.sparkline_points)
+        recent = recent_points.newest(stored, limits.sparkline_points)
         yield f'{text[:-1]},"recent":{recent}}}'
 
 
