@@ -27,6 +27,7 @@ from django.db.models import Count, Max, Min, Q, Sum
 from django.db.models.functions import Trunc
 from django.utils import timezone
 
+from connections_app.db.bound_cursor import server_bound_cursor
 from connections_app.db.transactions import retry_transaction
 
 HOUR = "hour"
@@ -175,10 +176,11 @@ def add(rows: Iterable) -> int:
     rows = [_values(key, d) for key, d in sorted(deltas.items())]
     # Many rows a statement: one round trip for a whole batch, not one per check and period
     # (on PostgreSQL that was most of the time it took to store a result).
-    with connection.cursor() as cursor:
+    with server_bound_cursor(connection) as cursor:
         if connection.vendor == "postgresql":
             # One array a column: the statement's text and plan are the same for any number of
-            # rows, where a VALUES list of 36 parameters a row cost most of its time planning.
+            # rows, where a VALUES list of 36 parameters a row cost most of its time planning;
+            # bound by the server, not quoted element by element into the text.
             columns = [list(column) for column in zip(*rows, strict=True)]
             cursor.execute(_upsert_sql(source=_unnest_source()), columns)
             return len(deltas)

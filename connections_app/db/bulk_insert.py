@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from connections_app.db.bound_cursor import server_bound_cursor
+
 
 def insert_many(
     connection,
@@ -32,7 +34,7 @@ def insert_many(
     quote = connection.ops.quote_name
     names = ", ".join(quote(name) for name, _type in columns)
     head = f"INSERT INTO {quote(table)} ({names}) "
-    with connection.cursor() as cursor:
+    with server_bound_cursor(connection) as cursor:
         if connection.vendor == "postgresql":
             arrays = ", ".join(f"%s::{db_type}[]" for _name, db_type in columns)
             values = [list(column) for column in zip(*rows, strict=True)]

@@ -47,3 +47,21 @@ def test_rows_are_stored_with_their_values_and_a_stored_key_is_skipped(database)
 def test_nothing_to_insert_runs_no_statement(database, django_assert_num_queries):
     with django_assert_num_queries(0, connection=database):
         result_rows.insert([], database.alias)
+
+
+def test_a_server_bound_cursor_takes_typed_arrays_nulls_only_included(database):
+    # What rollups.add and insert_many send on PostgreSQL: one typed array per column, a
+    # column of NULLs only among them.
+    from connections_app.db.bound_cursor import server_bound_cursor
+
+    params = [[1, 2], [None, None]] if database.vendor == "postgresql" else []
+    sql = ("SELECT * FROM unnest(%s::bigint[], %s::double precision[])"
+           if database.vendor == "postgresql" else "SELECT 1, NULL")  # fmt: skip
+    with server_bound_cursor(database) as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+        bound = type(cursor.cursor).__name__
+    if database.vendor == "postgresql":
+        assert (rows, bound) == ([(1, None), (2, None)], "Cursor")
+    else:
+        assert rows == [(1, None)]
