@@ -20,7 +20,7 @@ from django.db import close_old_connections, connection, connections
 from django.db.models import DateTimeField, Field
 from django.utils import timezone
 
-from connections_app import result_rows, rollups
+from connections_app import closed_totals, result_rows, rollups
 from connections_app.alerts.enqueue import enqueue_for_changes
 from connections_app.db.bulk_update import update_many
 from connections_app.db.transactions import retry_transaction
@@ -111,6 +111,7 @@ def _store(outcomes: list[Outcome], rule: FlapRule) -> Stored:
     new = _not_yet_stored(rows, checks)
     result_rows.insert(new, connection.alias)
     rollups.add(new)
+    closed_totals.forget_late(new)
     at = max((row.checked_at for row in rows), default=timezone.now())
     inside = checks_in_maintenance(((c.pk, c.tags) for c in checks.values()), at)
     transitions = Transitions()

@@ -34,6 +34,14 @@ HOUR = "hour"
 DAY = "day"
 PERIOD_CHOICES = [(HOUR, "Hour"), (DAY, "Day")]
 PERIODS = {HOUR: timedelta(hours=1), DAY: timedelta(days=1)}
+#: Uptime windows: key -> (the period whose rows make it, its length). "24h" is the hour
+#: ``now - 24 h`` falls in and every hour after it; the others the same in days.
+WINDOWS = {
+    "24h": (HOUR, timedelta(hours=24)),
+    "7d": (DAY, timedelta(days=7)),
+    "30d": (DAY, timedelta(days=30)),
+    "90d": (DAY, timedelta(days=90)),
+}
 
 #: Upper bounds (milliseconds) of the latency buckets, about 1.5x apart from 1 ms to 60 s;
 #: one more bucket takes everything slower. Fixed forever: stored counts depend on them.
@@ -102,13 +110,23 @@ def period_start(moment: datetime, period: str) -> datetime:
 def percentile(counts: list[int], q: float, low: float | None, high: float | None) -> float | None:
     """The ``q`` quantile (0..1) of latencies counted in ``counts`` (per bucket), interpolated
     linearly inside its bucket and kept within the least and greatest latency seen."""
+    return percentiles(counts, (q,), low, high)[0]
+
+
+def percentiles(
+    counts: list[int], qs: tuple[float, ...], low: float | None, high: float | None
+) -> list[float | None]:
+    """``percentile`` of each of ``qs`` (ascending), in one pass over the buckets: a list of
+    every check's figures asks for three of them per check."""
     total = sum(counts)
     if total == 0:
-        return None
-    rank = q * total
+        return [None] * len(qs)
+    found: list[float | None] = []
+    ranks = iter(q * total for q in qs)
+    rank = next(ranks)
     seen = 0
     for index, count in enumerate(counts):
-        if count and seen + count >= rank:
+        while count and seen + count >= rank:
             lower = BOUNDS_MS[index - 1] if index else 0.0
             upper = BOUNDS_MS[index] if index < len(BOUNDS_MS) else (high or lower)
             value = lower + (upper - lower) * max(rank - seen, 0) / count
@@ -116,9 +134,12 @@ def percentile(counts: list[int], q: float, low: float | None, high: float | Non
                 value = max(value, low)
             if high is not None:
                 value = min(value, high)
-            return round(value, 2)
+            found.append(round(value, 2))
+            rank = next(ranks, None)
+            if rank is None:
+                return found
         seen += count
-    return high
+    return found + [high] * (len(qs) - len(found))
 
 
 @dataclass
@@ -301,9 +322,9 @@ def rebuild(result_model=None, rollup_model=None, using: str = "default") -> Non
         for period in PERIODS:
             # In time order, as the runner writes them: a summary of every check reads one
             # period's rows, and they then sit on a few pages instead of one page each.
-            select = grouped_from_results(
-                result_model.objects.using(using).all(), period
-            ).order_by("bucket_start", "health_check_id")
+            select = grouped_from_results(result_model.objects.using(using).all(), period).order_by(
+                "bucket_start", "health_check_id"
+            )
             sql, params = select.query.sql_with_params()
             with db.cursor() as cursor:
                 cursor.execute(

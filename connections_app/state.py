@@ -27,6 +27,7 @@ from django.db import DEFAULT_DB_ALIAS
 from django.db.models import Count, Max, Min
 from django.utils import timezone
 
+from connections_app import recent_points
 from connections_app.alerts.enqueue import enqueue_for_changes
 from connections_app.db.transactions import retry_transaction
 from connections_app.maintenance import MaintenanceWindow, checks_in_maintenance
@@ -57,6 +58,7 @@ STATE_FIELDS = [
     "last_error_category",
     "last_error_message",
     "tls_days_left",
+    "recent",
 ]
 
 
@@ -179,6 +181,9 @@ def apply_result(
     check.last_error_category = result.error_category
     check.last_error_message = result.error_message
     check.tls_days_left = result.tls_days_left
+    check.recent = recent_points.add(
+        check.recent, [recent_points.point(result.checked_at, result.ok, result.latency_ms)]
+    )
     status = shown_status(check.enabled, in_maintenance, health)
     at = result.checked_at
     if in_maintenance and check.enabled and health != old_health:
@@ -314,8 +319,10 @@ def rebuild_from_results(
         updated.append(check)
     # A migration passes the models as they were then: only the fields they had.
     names = {f.name for f in checks_model._meta.concrete_fields}
-    fields = [name for name in STATE_FIELDS if name in names]
+    fields = [name for name in STATE_FIELDS if name in names and name != "recent"]
     checks_model.objects.using(using).bulk_update(updated, fields, batch_size=500)
+    if "recent" in names:
+        recent_points.fill(checks_model, results_model, using)
     return len(updated)
 
 
