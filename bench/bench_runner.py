@@ -28,7 +28,7 @@ every check has a result newer than the kill.
 Prints a table, writes its scenario's keys into bench/results/runner.json.
 
 Run:  .venv/bin/python bench/bench_runner.py --db sqlite --db postgres --checks 1000 --checks 5000
-      .venv/bin/python bench/bench_runner.py --db sqlite --checks 10000 --baseline ../main
+      .venv/bin/python bench/bench_runner.py --db sqlite --checks 10000 --baseline ../before-cpu
       .venv/bin/python bench/bench_runner.py --blackhole
       .venv/bin/python bench/bench_runner.py --workers 2 --db postgres --checks 5000
 """
