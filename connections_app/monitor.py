@@ -134,8 +134,9 @@ class ResultWriter:
             self._keep_or_drop(batch, exc)
             return []
         self.written += len(batch)
-        failed = sum(not o.result.ok for o in batch)
-        logger.debug("stored %d results (%d failed)", len(batch), failed)
+        if logger.isEnabledFor(logging.DEBUG):  # the count costs a pass over the batch
+            failed = sum(not o.result.ok for o in batch)
+            logger.debug("stored %d results (%d failed)", len(batch), failed)
         await self._announce(batch, stored, figures, watched)
         return batch
 

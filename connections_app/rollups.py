@@ -27,6 +27,7 @@ from django.db.models import Count, Max, Min, Q, Sum
 from django.db.models.functions import Trunc
 from django.utils import timezone
 
+from connections_app.db.bound_cursor import server_bound_cursor
 from connections_app.db.transactions import retry_transaction
 
 HOUR = "hour"
@@ -51,9 +52,6 @@ BOUNDS_MS = (
 #: One column per bucket: ``le_00`` .. ``le_26`` (the last one unbounded).
 BUCKET_COLUMNS = tuple(f"le_{i:02d}" for i in range(len(BOUNDS_MS) + 1))
 DEFAULT_ROLLUP_RETENTION_DAYS = 400
-#: Rows per upsert statement: 36 values each, well under SQLite's 32,766 and PostgreSQL's
-#: 65,535 parameters.
-UPSERT_CHUNK = 500
 #: Hourly rows deleted per statement when pruning: short statements, short locks.
 PRUNE_CHUNK = 5000
 
@@ -199,16 +197,17 @@ def add(rows: Iterable) -> int:
     rows = [_values(key, d) for key, d in sorted(deltas.items())]
     # Many rows a statement: one round trip for a whole batch, not one per check and period
     # (on PostgreSQL that was most of the time it took to store a result).
-    with connection.cursor() as cursor:
+    with server_bound_cursor(connection) as cursor:
         if connection.vendor == "postgresql":
             # One array a column: the statement's text and plan are the same for any number of
-            # rows, where a VALUES list of 36 parameters a row cost most of its time planning.
+            # rows, where a VALUES list of 36 parameters a row cost most of its time planning;
+            # bound by the server, not quoted element by element into the text.
             columns = [list(column) for column in zip(*rows, strict=True)]
             cursor.execute(_upsert_sql(source=_unnest_source()), columns)
             return len(deltas)
-        for first in range(0, len(rows), UPSERT_CHUNK):
-            chunk = rows[first : first + UPSERT_CHUNK]
-            cursor.execute(_upsert_sql(len(chunk)), [value for row in chunk for value in row])
+        # SQLite, in-process: one row's upsert prepared once and run for every row; a VALUES
+        # list of 36 parameters a row cost more to build and translate than to run.
+        cursor.executemany(_upsert_sql(1), rows)
     return len(deltas)
 
 

@@ -17,7 +17,7 @@ nothing is kept in memory between two calls.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -43,6 +43,7 @@ from connections_app.models import (
     HealthCheck,
     StateChange,
 )
+from connections_app.result_rows import ResultRow
 
 #: The stored state: what ``apply_result`` moves, what ``save_state`` writes.
 STATE_FIELDS = [
@@ -110,6 +111,10 @@ class Transitions:
 
     def __init__(self) -> None:
         self.rows: list[StateChange] = []
+        #: Per check (by id): how many of ``rows`` its results caused. Counted as they are
+        #: recorded: counting by scanning ``rows`` for every check was quadratic, a second of
+        #: the database thread for a batch in which a thousand checks changed.
+        self._by_results: Counter[int] = Counter()
 
     def record(
         self,
@@ -118,11 +123,13 @@ class Transitions:
         new: str,
         at: datetime,
         *,
-        result: CheckResult | None = None,
+        result: ResultRow | None = None,
         during_maintenance: bool = False,
     ) -> None:
         # A failure says why; so does a success that carries a warning (tls_expiring).
         failed = result is not None and bool(result.error_category)
+        if result is not None:
+            self._by_results[check.pk] += 1
         self.rows.append(
             StateChange(
                 health_check=check,
@@ -142,7 +149,7 @@ class Transitions:
         new: str,
         at: datetime,
         *,
-        result: CheckResult | None = None,
+        result: ResultRow | None = None,
         during_maintenance: bool = False,
     ) -> None:
         """Change the check's shown status to ``new`` and record it (``status_since`` is when
@@ -154,16 +161,14 @@ class Transitions:
         )
 
     def caused_by_results(self, check: HealthCheck) -> int:
-        return sum(
-            1 for r in self.rows if r.health_check is check and r.result_checked_at is not None
-        )
+        return self._by_results[check.pk]
 
     def save(self, using: str = DEFAULT_DB_ALIAS) -> list[StateChange]:
         return StateChange.objects.using(using).bulk_create(self.rows)
 
 
 def apply_result(
-    check: HealthCheck, result: CheckResult, in_maintenance: bool, transitions: Transitions
+    check: HealthCheck, result: ResultRow, in_maintenance: bool, transitions: Transitions
 ) -> None:
     """Move ``check``'s state (in memory; the caller saves it) by one result, newer than any
     it has seen: the caller skips the ones that are not, so a batch stored twice counts once."""
