@@ -14,6 +14,7 @@ from django.utils.html import format_html
 
 from connections_app.admin_lists import CappedPaginator, CategoryFilter, CheckedFilter
 from connections_app.admin_lookups import DeclaredLookupsOnly
+from connections_app.alerts.enqueue import channels_for
 from connections_app.check_page import page_data
 from connections_app.cli import counted
 from connections_app.events import announce_checks_changed
@@ -467,8 +468,6 @@ class HealthCheckAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
         if check is not None and check.public:
             extra_context["badge_lines"] = badge_lines(request, check)
         if check is not None:
-            from connections_app.alerts.admin import channels_for
-
             extra_context["alert_channels"] = channels_for(check)
             # Status, since, uptime and a week's latency, above the form.
             extra_context["history"] = page_data(check, "7d")
