@@ -50,7 +50,7 @@ from connections_app.results import (
     save_fields,
     store_outcomes,
 )
-from connections_app.runners import RunnerStats
+from connections_app.runners import REPORT_INTERVAL, RunnerStats
 from connections_app.runners import report as report_runner
 from connections_app.state import apply_maintenance
 from connections_app.summary import HistoryFigures, check_summary, history_figures
@@ -68,8 +68,6 @@ FLUSH_INTERVAL = 1.0
 MAX_PENDING = 10_000
 ERROR_STATS_INTERVAL = 10.0
 PRUNE_INTERVAL = 3600.0
-#: How often a runner writes its ``Runner`` row (lag, counts).
-RUNNER_REPORT_INTERVAL = 5.0
 #: How often the checks claimed lately are looked over for ones this runner no longer has.
 FORGET_EVERY = timedelta(seconds=10)
 #: Checks claimed in one go, at most.
@@ -489,7 +487,7 @@ class Housekeeping:
             self._last_prune = now
             await self._chore(prune_results, "results.prune")
             await self._chore(rollups.prune, "rollups.prune")
-        if self._monitor is not None and now - self._last_report >= RUNNER_REPORT_INTERVAL:
+        if self._monitor is not None and now - self._last_report >= REPORT_INTERVAL:
             self._last_report = now
             await self._report(stopped=False)
 
