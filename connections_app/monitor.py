@@ -175,7 +175,8 @@ class ResultWriter:
                 continue  # deleted while it ran
             results.append(
                 {
-                    "check": check_summary(check),
+                    # The id lets a check's page get its own results only (realtime).
+                    "check": {**check_summary(check), "id": check.pk},
                     "result": outcome.result_dict(),
                     **figures.get(check.pk, {"uptime_24h": None}),
                 }
@@ -207,6 +208,7 @@ def change_event(change: StateChange) -> dict:
     """A ``check.status`` event, from the stored row."""
     check = change.health_check
     return {
+        "id": check.pk,  # lets a check's page get its own changes only
         "name": check.name,
         "tags": check.tag_list,  # lets a tag-filtered dashboard skip what it does not show
         "from": change.from_status,
