@@ -308,9 +308,10 @@ for start in range(0, count, 500):
 _MEASURE = """
 import json, time
 from realtime.limits import limits
+from realtime.protocol import EVERY
 from realtime.snapshot import build_snapshot
 started = time.perf_counter()
-bodies = build_snapshot(None, limits()).bodies()
+bodies = build_snapshot(EVERY, limits()).bodies()
 took = time.perf_counter() - started
 sizes = [len(b.encode()) for b in bodies]
 print(json.dumps({"build_s": round(took, 3), "frames": len(bodies),

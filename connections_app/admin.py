@@ -11,9 +11,11 @@ from django.db.models import Case, FloatField, QuerySet, Value, When
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.timesince import timesince
 
 from connections_app.admin_lists import CappedPaginator, CategoryFilter, CheckedFilter
 from connections_app.admin_lookups import DeclaredLookupsOnly
+from connections_app.alerts.enqueue import channels_for
 from connections_app.check_page import page_data
 from connections_app.cli import counted
 from connections_app.events import announce_checks_changed
@@ -34,6 +36,7 @@ from connections_app.permissions import RUN_CHECKS
 from connections_app.push_help import badge_lines, ping_url, push_lines
 from connections_app.redaction import REDACTED
 from connections_app.run_now import run_in_background
+from connections_app.runners import GONE, runner_state
 from connections_app.state import switch
 from connections_app.summary import NO_HISTORY, HistoryFigures, history_figures
 
@@ -468,8 +471,6 @@ class HealthCheckAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
         if check is not None and check.public:
             extra_context["badge_lines"] = badge_lines(request, check)
         if check is not None:
-            from connections_app.alerts.admin import channels_for
-
             extra_context["alert_channels"] = channels_for(check)
             # Status, since, uptime and a week's latency, above the form.
             extra_context["history"] = page_data(check, "7d")
@@ -496,10 +497,12 @@ class ReadOnlyAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
 
 @admin.register(Runner)
 class RunnerAdmin(ReadOnlyAdmin):
-    """Whether the runners keep up: each one's scheduling lag over its last few seconds."""
+    """Whether the runners keep up: each one's scheduling lag over its last few seconds; and
+    which ones died (gone: no report for ``runners.GONE_AFTER``, with when last seen)."""
 
     list_display = (
         "name",
+        "state_display",
         "tags",
         "seen_at",
         "stopped_at",
@@ -515,6 +518,13 @@ class RunnerAdmin(ReadOnlyAdmin):
         "results_dropped",
     )
     ordering = ("-seen_at",)
+
+    @admin.display(description="state")
+    def state_display(self, obj: Runner) -> str:
+        state = runner_state(obj)
+        if state == GONE:
+            return f"gone: last seen {timesince(obj.seen_at)} ago"
+        return state
 
 
 @admin.register(CheckResult)

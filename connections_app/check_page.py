@@ -107,9 +107,3 @@ def maintenance_windows(check: HealthCheck) -> list[MaintenanceWindow]:
     windows = MaintenanceWindow.objects.prefetch_related("checks").order_by("name")
     return [w for w in windows if w.applies_to(check.pk, check.tag_list)]
 
-
-def alert_channels(check: HealthCheck) -> list:
-    """The enabled channels that would alert about the check (the admin's own list)."""
-    from connections_app.alerts.admin import channels_for
-
-    return channels_for(check)

@@ -50,7 +50,7 @@ from connections_app.results import (
     save_fields,
     store_outcomes,
 )
-from connections_app.runners import RunnerStats
+from connections_app.runners import REPORT_INTERVAL, RunnerStats
 from connections_app.runners import report as report_runner
 from connections_app.state import apply_maintenance
 from connections_app.summary import HistoryFigures, check_summary, history_figures
@@ -71,8 +71,6 @@ PRUNE_INTERVAL = 3600.0
 #: How often the checks without totals for the current hour get them (``closed_totals``): new
 #: checks, a new hour, a result stored late. A round with none to make costs two id lists.
 TOTALS_INTERVAL = 30.0
-#: How often a runner writes its ``Runner`` row (lag, counts).
-RUNNER_REPORT_INTERVAL = 5.0
 #: How often the checks claimed lately are looked over for ones this runner no longer has.
 FORGET_EVERY = timedelta(seconds=10)
 #: Checks claimed in one go, at most.
@@ -181,7 +179,8 @@ class ResultWriter:
                 continue  # deleted while it ran
             results.append(
                 {
-                    "check": check_summary(check),
+                    # The id lets a check's page get its own results only (realtime).
+                    "check": {**check_summary(check), "id": check.pk},
                     "result": outcome.result_dict(),
                     **figures.get(check.pk, {"uptime_24h": None}),
                 }
@@ -213,6 +212,7 @@ def change_event(change: StateChange) -> dict:
     """A ``check.status`` event, from the stored row."""
     check = change.health_check
     return {
+        "id": check.pk,  # lets a check's page get its own changes only
         "name": check.name,
         "tags": check.tag_list,  # lets a tag-filtered dashboard skip what it does not show
         "from": change.from_status,
@@ -497,7 +497,7 @@ class Housekeeping:
             self._last_prune = now
             await self._chore(prune_results, "results.prune")
             await self._chore(rollups.prune, "rollups.prune")
-        if self._monitor is not None and now - self._last_report >= RUNNER_REPORT_INTERVAL:
+        if self._monitor is not None and now - self._last_report >= REPORT_INTERVAL:
             self._last_report = now
             await self._report(stopped=False)
 

@@ -3,6 +3,12 @@
 The lag of a run is when its probe started minus when it was due. A runner that cannot keep up
 shows it here first (the admin's runners list, staff ``/health/``, ``/metrics``), long before
 results go stale.
+
+A runner is *live* while it reports (every ``REPORT_INTERVAL``), *stopped* once it said so on a
+clean stop, and *gone* when it missed ``MISSED_REPORTS`` reports without saying it stopped
+(killed, or its host is): ``/health/`` and ``/metrics`` show live runners only; the admin
+lists every row with its state and when it was last seen. Rows not seen for ``FORGET_AFTER``
+are deleted by the reports of the runners still running.
 """
 
 from __future__ import annotations
@@ -19,10 +25,18 @@ from connections_app.models import Runner
 
 #: Lags kept between two reports: enough for a p99 at 1,000 runs a second over 10 s.
 MAX_LAGS = 10_000
-#: A runner not seen for this long is gone (killed, or its host is).
-GONE_AFTER = timedelta(seconds=60)
-#: Rows of runners gone this long are deleted.
+#: How often a runner writes its row (seconds; ``monitor.Housekeeping``).
+REPORT_INTERVAL = 5.0
+#: A runner that missed this many reports in a row is gone.
+MISSED_REPORTS = 3
+#: Seen at t, its reports were due at t + 5, t + 10 and t + 15 s; one interval more for the
+#: housekeeping's own period (a report comes 5 to 6 s after the last): 20 s.
+GONE_AFTER = timedelta(seconds=REPORT_INTERVAL * (MISSED_REPORTS + 1))
+#: Rows of runners not seen for this long (gone or stopped) are deleted: a day of evidence of
+#: a runner that died, then no row per restart forever.
 FORGET_AFTER = timedelta(days=1)
+
+LIVE, STOPPED, GONE = "live", "stopped", "gone"
 
 
 def runner_name() -> str:
@@ -67,10 +81,12 @@ class RunnerStats:
         }
 
 
-def report(stats: RunnerStats, figures: dict, stopped: bool = False) -> None:
+def report(
+    stats: RunnerStats, figures: dict, stopped: bool = False, now: datetime | None = None
+) -> None:
     """Write the runner's row (``figures``: the counts the monitor holds) and forget runners
-    gone long ago."""
-    now = timezone.now()
+    not seen for ``FORGET_AFTER``."""
+    now = now or timezone.now()
     Runner.objects.update_or_create(
         name=stats.name,
         defaults={
@@ -91,6 +107,15 @@ def live_runners(now: datetime | None = None) -> list[Runner]:
     """Runners seen within ``GONE_AFTER`` that have not stopped."""
     now = now or timezone.now()
     return list(Runner.objects.filter(seen_at__gte=now - GONE_AFTER, stopped_at=None))
+
+
+def runner_state(runner: Runner, now: datetime | None = None) -> str:
+    """``LIVE``, ``STOPPED`` (a clean stop) or ``GONE`` (no report for ``GONE_AFTER``): the
+    same rule as ``live_runners``, for one row."""
+    if runner.stopped_at is not None:
+        return STOPPED
+    now = now or timezone.now()
+    return LIVE if runner.seen_at >= now - GONE_AFTER else GONE
 
 
 def runner_summary(runner: Runner) -> dict:

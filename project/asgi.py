@@ -22,6 +22,7 @@ from channels.auth import AuthMiddlewareStack
 from channels.routing import ProtocolTypeRouter, URLRouter
 
 from connections_app import access_log
+from connections_app.probe_slots import raise_nofile_limit
 from realtime.origin import SameOriginValidator
 from realtime.routing import websocket_urlpatterns
 from realtime.session_guard import SessionGuard
@@ -29,6 +30,18 @@ from realtime.transport import WriteBufferMiddleware
 
 # daphne's access lines through our logging (redaction, rotation), not straight to stdout.
 access_log.install()
+
+# Before any server listens (the daphne command and serve import this module first): systemd's
+# default soft limit of 1,024 descriptors lets about 1,000 idle connections lock out /health/
+# and the admin while the hard limit allows far more. Harmless under any ASGI server.
+raise_nofile_limit()
+
+# Under the daphne command, the idle timeout serve has (connections_app/daphne_server.py). Only
+# then: importing daphne.server installs Twisted's reactor, of no use to another ASGI server.
+if (daphne_cli := sys.modules.get("daphne.cli")) is not None:
+    from connections_app.daphne_server import install_in_daphne_command
+
+    install_in_daphne_command(daphne_cli)
 
 application = ProtocolTypeRouter(
     {

@@ -196,6 +196,9 @@ PROBES_PER_TARGET = _at_least_one("PROBES_PER_TARGET", 10)
 STOP_TIMEOUT = _read("STOP_TIMEOUT", float, 10.0)
 if not 0 <= STOP_TIMEOUT <= 3600:
     raise ImproperlyConfigured(f"STOP_TIMEOUT: seconds from 0 to 3600, got {STOP_TIMEOUT:g}")
+#: Seconds a connection to the web server (``serve``, or the ``daphne`` command) may send
+#: nothing while no request is in progress before it is closed (connections_app/daphne_server.py).
+IDLE_TIMEOUT = _at_least_one("IDLE_TIMEOUT", 20)
 #: Checks may not connect to private addresses (10/8, 172.16/12, 192.168/16, fc00::/7) or to
 #: loopback when these are true; link-local and metadata addresses are refused always
 #: (connections_app/guard.py, docs/SECURITY.md).

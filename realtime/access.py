@@ -23,23 +23,34 @@ from django.contrib.auth import (
 )
 from django.utils.crypto import constant_time_compare
 
+from connections_app.models import HealthCheck
 from connections_app.permissions import may_watch
 from realtime.client import Client
-from realtime.protocol import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED
+from realtime.protocol import (
+    CLOSE_FORBIDDEN,
+    CLOSE_NOT_FOUND,
+    CLOSE_UNAUTHENTICATED,
+    EVERY,
+    Watch,
+)
 
 REASONS = {
     CLOSE_UNAUTHENTICATED: "session ended: log in again",
     CLOSE_FORBIDDEN: "not allowed to view checks",
+    CLOSE_NOT_FOUND: "no such check",
 }
 
 
-def refusal(user) -> int | None:
-    """The close code for a user who may not watch (``permissions.may_watch``), None for one
-    who may. Reads the user's permissions: call it from a thread, not the event loop."""
+def refusal(user, watch: Watch = EVERY) -> int | None:
+    """The close code for a user who may not watch (``permissions.may_watch``, as the
+    dashboard's and a check's pages ask), or for a check's page whose check does not exist;
+    None when the connection may go on. Reads the database: call it from a thread."""
     if user is None or not user.is_authenticated:
         return CLOSE_UNAUTHENTICATED
     if not may_watch(user):
         return CLOSE_FORBIDDEN
+    if watch.check is not None and not HealthCheck.objects.filter(pk=watch.check).exists():
+        return CLOSE_NOT_FOUND
     return None
 
 

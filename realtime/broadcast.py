@@ -94,8 +94,13 @@ async def notify_clients(
     body: str,
     tags: frozenset[str] | None = None,
     delivery: Delivery = DELIVERY,
+    check: int | None = None,
+    chosen: bool = False,
 ) -> BroadcastCounts:
-    """Offer one event (``body`` from ``protocol.encode_event``) to every client, at once.
+    """Offer one event (``body`` from ``protocol.encode_event``) to every client it is shown
+    to (about ``check`` with ``tags``, or about no check: ``protocol.shown``), at once; to
+    every one of ``clients`` when the caller ``chosen`` them (an ``updates`` body built for
+    their watch).
 
     Never waits for a socket: a client past its outbox capacity gets ``catch_up`` in the
     background, one past twice the capacity (or already closing) is dropped.
@@ -104,7 +109,7 @@ async def notify_clients(
     refused = []
     for client in clients:
         counts.clients += 1
-        if not client.wants(tags):
+        if not chosen and not client.wants(check, tags, event):
             counts.filtered += 1
             continue
         offer = client.outbox.offer(body)

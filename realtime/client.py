@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from realtime.limits import Limits
 from realtime.outbox import Outbox
-from realtime.protocol import shown
+from realtime.protocol import EVERY, Watch, shown
 
 SendText = Callable[[str], Awaitable[None]]
 Close = Callable[[int, str], Awaitable[None]]
@@ -48,6 +48,7 @@ class Client:
         close: Close,
         limits: Limits,
         session_key: str | None = None,
+        watch: Watch = EVERY,
     ) -> None:
         self.id = uuid.uuid4().hex[:12]
         self.user = user
@@ -59,7 +60,8 @@ class Client:
         self.outbox.hold()  # nothing goes out before the first snapshot
         self._send = send
         self._close = close
-        self.tags: frozenset[str] | None = None
+        #: What it watches: the dashboard (a tag filter changes it) or one check's page.
+        self.watch = watch
         self.seq = 0
         self.acked = 0
         self._unacked: deque[tuple[int, float]] = deque()
@@ -90,9 +92,12 @@ class Client:
     def closed(self) -> bool:
         return self.closed_reason is not None
 
-    def wants(self, tags: frozenset[str] | None) -> bool:
-        """Whether an event about ``tags`` passes this client's filter (untagged events do)."""
-        return shown(self.tags, tags)
+    def wants(
+        self, check: int | None = None, tags: frozenset[str] | None = None, event: str = ""
+    ) -> bool:
+        """Whether a frame about ``check`` (with ``tags``; both None: about no check, of type
+        ``event``) reaches this client (``protocol.shown``)."""
+        return shown(self.watch, check, tags, event)
 
     def next_seq(self) -> int:
         self.seq += 1

@@ -1,5 +1,7 @@
 """The dashboard's WebSocket: staff with ``view_healthcheck`` only, a snapshot on connect,
-then live events. The hub's heartbeat judges the session again (``realtime.access``).
+then live events. ``/ws/health/?check=<id>`` watches one check (its page): its snapshot and
+its events only (``protocol.Watch``, ``protocol.shown``). The hub's heartbeat judges the
+session again (``realtime.access``).
 
 Thin: it checks who connects, turns frames into ``protocol.ClientMessage`` and hands the work
 to the hub, the client's outbox and the snapshot. The wire format is in docs/EVENTS.md.
@@ -7,22 +9,26 @@ to the hub, the client's outbox and the snapshot. The wire format is in docs/EVE
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from connections_app.error_handler import report
-from realtime.access import refusal
+from realtime.access import REASONS, refusal
 from realtime.client import Client
 from realtime.hub import get_hub
 from realtime.limits import limits
 from realtime.protocol import (
+    CLOSE_BAD_REQUEST,
     CLOSE_POLICY,
     BadFrame,
     ClientMessage,
     encode_event,
     error_body,
     parse_client_frame,
+    parse_watch,
 )
 from realtime.registry import server_id
 from realtime.snapshot import send_snapshot
@@ -45,13 +51,19 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         await handler(message)
 
     async def connect(self) -> None:
-        # Permissions are read from the database: in a thread, not on the event loop.
-        code = await database_sync_to_async(refusal)(self.scope.get("user"))
         # Accept first: a close before the handshake is a bare HTTP 403 and the page could not
-        # tell "log in" (4401) from "not allowed" (4403).
+        # tell "log in" (4401) from "not allowed" (4403) or "no such check" (4404).
+        try:
+            watch = parse_watch(self.scope.get("query_string", b""))
+        except BadFrame as bad:
+            await self.accept()
+            await self.close(code=CLOSE_BAD_REQUEST, reason=bad.message)
+            return
+        # Permissions (and the check) are read from the database: in a thread.
+        code = await database_sync_to_async(refusal)(self.scope.get("user"), watch)
         await self.accept()
         if code is not None:
-            await self.close(code=code)
+            await self.close(code=code, reason=REASONS[code])
             return
         user = self.scope["user"].get_username()
         session = self.scope.get("session")
@@ -61,6 +73,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
             close=self._close,
             limits=limits(),
             session_key=session.session_key if session is not None else None,
+            watch=watch,
         )
         try:
             await get_hub().join(self.client)
@@ -98,7 +111,9 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         else:
             self._check_snapshot_rate(client)
             if content.type == "filter":
-                client.tags = content.tags
+                if client.watch.check is not None:
+                    raise BadFrame("bad_field", "a check's connection watches that check only")
+                client.watch = replace(client.watch, tags=content.tags)
             await send_snapshot(client)
 
     def _check_snapshot_rate(self, client: Client) -> None:

@@ -40,7 +40,7 @@ from realtime.access import REASONS, recheck
 from realtime.broadcast import notify_clients, run_sender
 from realtime.client import Client
 from realtime.limits import limits
-from realtime.protocol import GROUP, encode_event
+from realtime.protocol import GROUP, Watch, encode_event
 from realtime.registry import clients_elsewhere, registry, server_id, sync_rows
 from realtime.snapshot import recent_errors, send_snapshot
 from realtime.updates import UPDATES, Entry, Pending, bodies, newest_per_check
@@ -189,12 +189,13 @@ class Hub:
         kind = message.get("type")
         if kind == "dashboard.event":
             self._check_sequence(message.get("publisher"), message.get("n"))
-            tags = message.get("tags")
+            tags, check = message.get("tags"), message.get("check")
             await notify_clients(
                 registry.clients(),
                 message["event"],
                 message["body"],
                 frozenset(tags) if tags is not None else None,
+                check=check if isinstance(check, int) else None,
             )
         elif kind == "dashboard.updates":
             self._check_sequence(message.get("publisher"), message.get("n"))
@@ -234,12 +235,12 @@ class Hub:
             return
         settings = limits()
         results = newest_per_check(results, settings.sparkline_points)
-        by_filter: dict[frozenset[str] | None, list[Client]] = {}
+        by_watch: dict[Watch, list[Client]] = {}
         for client in registry.clients():
-            by_filter.setdefault(client.tags, []).append(client)
-        for tags, clients in by_filter.items():
-            for body in bodies(results, statuses, tags, settings.updates_frame_bytes):
-                await notify_clients(clients, UPDATES, body)
+            by_watch.setdefault(client.watch, []).append(client)
+        for watch, clients in by_watch.items():
+            for body in bodies(results, statuses, watch, settings.updates_frame_bytes):
+                await notify_clients(clients, UPDATES, body, chosen=True)
 
     def _check_sequence(self, publisher: object, n: object) -> None:
         """A publisher's events are numbered 1, 2, 3...: a gap means lost events.

@@ -7,9 +7,11 @@ frame only adds the schema version and that connection's sequence number (``fram
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs
 
 from django.utils import timezone
 
@@ -27,6 +29,10 @@ CLOSE_FORBIDDEN = 4403
 #: Too many bad frames. Not 1008: daphne (autobahn) sends only 1000 or 3000-4999, for any other
 #: code it logs a traceback and closes with 1011; 4008 is 1008 in the application range.
 CLOSE_POLICY = 4008
+#: The connect's query string asks for something malformed (``?check=abc``) / for a check
+#: that does not exist: the page stops and says so, a reconnect would get the same answer.
+CLOSE_BAD_REQUEST = 4400
+CLOSE_NOT_FOUND = 4404
 
 CLIENT_TYPES = frozenset({"ping", "ack", "filter", "resync"})
 
@@ -61,6 +67,24 @@ def redact_strings(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [redact_strings(item) for item in value]
     return value
+
+
+@dataclass(frozen=True)
+class Watch:
+    """What one connection watches: every check, or those with one of ``tags`` (the
+    dashboard's filter), or only the check whose id is ``check`` (that check's page)."""
+
+    tags: frozenset[str] | None = None
+    check: int | None = None
+
+
+#: The dashboard's connection before any filter.
+EVERY = Watch()
+#: Of the frames about no check in particular, those a check's page shows (it has no header
+#: counts, error panel or client count: ``clients``, ``errors.updated`` and ``alerts.failed``
+#: would only cost it frames).
+PAGE_EVENTS = frozenset({"layer.status"})
+_CHECK_ID = re.compile(r"[1-9][0-9]{0,17}")
 
 
 @dataclass(frozen=True)
@@ -127,8 +151,30 @@ def _tags(value: object, limits: Limits) -> frozenset[str] | None:
     return frozenset(tags) or None
 
 
-def shown(tags_wanted: frozenset[str] | None, tags: Iterable[str] | None) -> bool:
-    """Whether something about ``tags`` reaches a client whose filter wants ``tags_wanted``:
-    every thing when it has no filter (None), and every thing about no check (``tags`` None);
-    a check when one of its tags is wanted (an untagged check is not)."""
-    return tags_wanted is None or tags is None or not tags_wanted.isdisjoint(tags)
+def parse_watch(query_string: bytes) -> Watch:
+    """What a connection watches, from its URL's query string: ``check=<id>`` for one check's
+    page, nothing for the dashboard (other parameters are ignored). Raises ``BadFrame`` for a
+    malformed or repeated ``check``."""
+    values = parse_qs(query_string.decode("latin-1"), keep_blank_values=True).get("check")
+    if values is None:
+        return EVERY
+    if len(values) != 1 or not _CHECK_ID.fullmatch(values[0]):
+        raise BadFrame("bad_field", "check: one check id, a whole number from 1")
+    return Watch(check=int(values[0]))
+
+
+def shown(
+    watch: Watch, check: int | None = None, tags: Iterable[str] | None = None, event: str = ""
+) -> bool:
+    """Whether a frame reaches a connection watching ``watch``: the one rule for snapshots,
+    ``updates`` and every other frame. A frame is about one check (its id ``check`` and its
+    ``tags``) or, both None, about no check in particular (``event``: its type).
+
+    A dashboard gets every frame about no check, and a check when it has no tag filter or the
+    check has one of the wanted tags (an untagged check has none). A check's page gets only
+    what is about its check, and of the rest only ``PAGE_EVENTS``."""
+    if check is None and tags is None:
+        return watch.check is None or event in PAGE_EVENTS
+    if watch.check is not None:
+        return check == watch.check
+    return watch.tags is None or not watch.tags.isdisjoint(tags or ())

@@ -112,6 +112,7 @@ def event_message(event_type: str, data: dict) -> dict:
         "n": n,
         "event": event_type,
         "tags": _tags(data),
+        "check": _check_id(data),
         "body": encode_event(event_type, redact_strings(data)),
     }
 
@@ -121,6 +122,13 @@ def _tags(data: dict) -> list[str] | None:
     check = data.get("check")
     tags = check.get("tags") if isinstance(check, dict) else data.get("tags")
     return list(tags) if isinstance(tags, list) else None
+
+
+def _check_id(data: dict) -> int | None:
+    """The id of the check an event is about (a check's page gets only its own); None."""
+    check = data.get("check")
+    found = check.get("id") if isinstance(check, dict) else data.get("id")
+    return found if isinstance(found, int) and not isinstance(found, bool) else None
 
 
 async def publish_event(event_type: str, data: dict) -> None:

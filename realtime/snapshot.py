@@ -44,7 +44,15 @@ from connections_app.summary import (
 )
 from realtime.client import Client
 from realtime.limits import Limits
-from realtime.protocol import CLOSE_RESYNC, encode_event, now_iso, redact_strings, shown
+from realtime.protocol import (
+    CLOSE_RESYNC,
+    EVERY,
+    Watch,
+    encode_event,
+    now_iso,
+    redact_strings,
+    shown,
+)
 from realtime.registry import clients_elsewhere, registry, server_id
 
 
@@ -75,13 +83,18 @@ def _with_checks(body: str, checks: list[str]) -> str:
     return f'{body[: -len(tail)]}"checks":[{",".join(checks)}]}}}}'
 
 
-def build_snapshot(tags: frozenset[str] | None, limits: Limits) -> Snapshot:
-    """The snapshot for a client filtering on ``tags`` (None: every check), worst first."""
-    every = check_rows(HealthCheck.objects.order_by(), "recent")
-    checks = [(c, recent) for c, recent in every if shown(tags, c.tag_list)]
+def build_snapshot(watch: Watch, limits: Limits) -> Snapshot:
+    """The snapshot for a client watching ``watch``, worst first: the checks it is shown
+    (``protocol.shown``); a check's page gets its check alone (none once it is deleted) and no
+    error statistics, which it does not show."""
+    rows = HealthCheck.objects.order_by()
+    if watch.check is not None:
+        rows = rows.filter(pk=watch.check)
+    every = check_rows(rows, "recent")
+    checks = [(c, recent) for c, recent in every if shown(watch, c.pk, c.tag_list)]
     rank = {status: i for i, status in enumerate(STATUS_ORDER)}
     checks.sort(key=lambda pair: (rank.get(pair[0].status, len(rank)), pair[0].name))
-    figures = history_figures(None if tags is None else [c.pk for c, _ in checks])
+    figures = history_figures(None if watch == EVERY else [c.pk for c, _ in checks])
     texts = list(_check_texts(checks, figures, limits))
     first, rest = _first_page(texts, limits)
     counts = Counter(c.status for c, _ in checks)
@@ -89,10 +102,11 @@ def build_snapshot(tags: frozenset[str] | None, limits: Limits) -> Snapshot:
         "status": overall_status(list(counts)),
         "total": len(checks),
         "counts": dict(counts),
-        "errors": recent_errors(limits.error_stats),
+        "errors": recent_errors(limits.error_stats) if watch.check is None else [],
         "clients": clients_elsewhere(server_id(), limits.registry_expiry),
         "failed_alerts": failed_count(),
-        "filter": sorted(tags) if tags else None,
+        "filter": sorted(watch.tags) if watch.tags else None,
+        "check": watch.check,
         "limits": {
             "max_unacked": limits.max_unacked,
             "max_ack_delay": limits.max_ack_delay,
@@ -183,32 +197,32 @@ class SharedBuilds:
 
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._builds: dict[frozenset[str] | None, _Build] = {}
+        self._builds: dict[Watch, _Build] = {}
 
-    async def bodies(self, tags: frozenset[str] | None, limits: Limits) -> list[str]:
-        """The serialized snapshot frames (``Snapshot.bodies``) for ``tags``."""
+    async def bodies(self, watch: Watch, limits: Limits) -> list[str]:
+        """The serialized snapshot frames (``Snapshot.bodies``) for ``watch``."""
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             self._loop, self._builds = loop, {}
-        build = self._builds.get(tags)
+        build = self._builds.get(watch)
         if build is None or build.reading:
-            build = self._builds[tags] = _Build()
-            build.future = asyncio.ensure_future(self._build(tags, limits, build))
-            build.future.add_done_callback(lambda _: self._forget(tags, build))
+            build = self._builds[watch] = _Build()
+            build.future = asyncio.ensure_future(self._build(watch, limits, build))
+            build.future.add_done_callback(lambda _: self._forget(watch, build))
         return await asyncio.shield(build.future)
 
-    def _forget(self, tags: frozenset[str] | None, build: _Build) -> None:
-        if self._builds.get(tags) is build:
-            del self._builds[tags]
+    def _forget(self, watch: Watch, build: _Build) -> None:
+        if self._builds.get(watch) is build:
+            del self._builds[watch]
         if not build.future.cancelled():
             build.future.exception()  # retrieved: waiters that left must not leave a warning
 
-    async def _build(self, tags: frozenset[str] | None, limits: Limits, build: _Build) -> list[str]:
+    async def _build(self, watch: Watch, limits: Limits, build: _Build) -> list[str]:
         def read() -> Snapshot:
             # Set in the database thread as the read begins, not when the build is queued
             # for that thread: under a reconnect storm, clients keep joining queued builds.
             build.reading = True
-            return build_snapshot(tags, limits)
+            return build_snapshot(watch, limits)
 
         snapshot = await database_sync_to_async(read)()
         snapshot.head["clients"] += len(registry)
@@ -243,7 +257,7 @@ async def send_snapshot(client: Client) -> None:
     async with client.refresh_lock:
         client.outbox.hold()
         try:
-            bodies = await shared_builds.bodies(client.tags, client.limits)
+            bodies = await shared_builds.bodies(client.watch, client.limits)
         except Exception as exc:
             missing = missing_tables_message(exc)
             if missing:  # what to do, for the log and the page, in one line

@@ -8,7 +8,8 @@ arrived since its last flush (``Pending``) and writes one frame per client per f
 
 An entry travels pre-encoded: the publisher serializes each result and each status change once
 (``entry``), the layer carries the texts, and a frame is the texts joined. A client with a
-tag filter gets only the entries that pass it; one frame body is built per distinct filter.
+tag filter, or a check's page, gets only the entries that pass it (``protocol.shown``); one
+frame body is built per distinct ``Watch``.
 
 Bounds: a check with more pending results than the sparkline shows keeps its newest; a frame
 over ``Limits.frame_bytes`` is cut into several (all sent in the same flush, in order); more
@@ -24,7 +25,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from realtime.protocol import now_iso, shown
+from realtime.protocol import Watch, now_iso, shown
 
 #: The frame type of a batch of results and status changes (docs/EVENTS.md).
 UPDATES = "updates"
@@ -35,39 +36,53 @@ COALESCED = frozenset({RESULT, STATUS, RESULTS})
 
 @dataclass(frozen=True)
 class Entry:
-    """One result or status change: whose (``name``, ``tags`` for filters; None passes every
-    filter) and its JSON text, encoded once by the publisher."""
+    """One result or status change: whose (``name``; ``check``, its id, and ``tags`` for the
+    filters, ``protocol.shown``: both None pass every dashboard's) and its JSON text, encoded
+    once by the publisher."""
 
     name: str
     tags: frozenset[str] | None
     text: str
+    check: int | None = None
 
     def wire(self) -> list:
         """The entry as the layer carries it (msgpack has no sets)."""
-        return [self.name, sorted(self.tags) if self.tags is not None else None, self.text]
+        tags = sorted(self.tags) if self.tags is not None else None
+        return [self.name, tags, self.text, self.check]
 
     @classmethod
     def from_wire(cls, value: list) -> Entry:
-        name, tags, text = value
-        return cls(str(name), frozenset(tags) if tags is not None else None, str(text))
+        # Three items from a publisher older than the check id (a rolling upgrade).
+        name, tags, text, check = (*value, None) if len(value) == 3 else value
+        return cls(
+            str(name),
+            frozenset(tags) if tags is not None else None,
+            str(text),
+            check if isinstance(check, int) else None,
+        )
 
 
-def entry(data: dict, name: str, tags: Any) -> Entry:
+def entry(data: dict, name: str, tags: Any, check: Any = None) -> Entry:
     """An entry for ``data`` (already redacted), serialized as the frame will carry it."""
     text = json.dumps(data, separators=(",", ":"), default=str, allow_nan=False)
-    return Entry(str(name), frozenset(tags) if isinstance(tags, list) else None, text)
+    return Entry(
+        str(name),
+        frozenset(tags) if isinstance(tags, list) else None,
+        text,
+        check if isinstance(check, int) and not isinstance(check, bool) else None,
+    )
 
 
 def result_entry(data: dict) -> Entry:
     """A result (``{"check", "result", "uptime_24h", "uptime", "latency_24h"}``, from a
     ``check.results`` event or a single ``check.result``) as an entry."""
     check = data.get("check") if isinstance(data.get("check"), dict) else {}
-    return entry(data, check.get("name", ""), check.get("tags"))
+    return entry(data, check.get("name", ""), check.get("tags"), check.get("id"))
 
 
 def status_entry(data: dict) -> Entry:
-    """A ``check.status`` event (``{"name", "tags", "from", "to", ...}``) as an entry."""
-    return entry(data, data.get("name", ""), data.get("tags"))
+    """A ``check.status`` event (``{"id", "name", "tags", "from", "to", ...}``) as an entry."""
+    return entry(data, data.get("name", ""), data.get("tags"), data.get("id"))
 
 
 @dataclass
@@ -119,18 +134,16 @@ def newest_per_check(results: list[Entry], keep: int) -> list[Entry]:
     return kept
 
 
-def passes(item: Entry, tags: frozenset[str] | None) -> bool:
-    """Whether an entry passes a client filter on ``tags`` (None: no filter)."""
-    return shown(tags, item.tags)
+def passes(item: Entry, watch: Watch) -> bool:
+    """Whether an entry reaches a client watching ``watch``."""
+    return shown(watch, item.check, item.tags)
 
 
-def bodies(
-    results: list[Entry], statuses: list[Entry], tags: frozenset[str] | None, max_bytes: int
-) -> list[str]:
-    """The ``updates`` frame bodies for a client filtering on ``tags``: one, or several when
-    one would pass ``max_bytes``; none when nothing passes the filter."""
-    results = [e for e in results if passes(e, tags)]
-    statuses = [e for e in statuses if passes(e, tags)]
+def bodies(results: list[Entry], statuses: list[Entry], watch: Watch, max_bytes: int) -> list[str]:
+    """The ``updates`` frame bodies for a client watching ``watch``: one, or several when one
+    would pass ``max_bytes``; none when nothing passes its filter."""
+    results = [e for e in results if passes(e, watch)]
+    statuses = [e for e in statuses if passes(e, watch)]
     if not results and not statuses:
         return []
     at = now_iso()

@@ -8,6 +8,7 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
 from connections_app import check_page as page
+from connections_app.alerts.enqueue import channels_for
 from connections_app.models import HealthCheck
 from connections_app.permissions import may_watch
 from realtime.protocol import SCHEMA_VERSION
@@ -34,7 +35,7 @@ def check(request, pk: int):
         "check": found,
         "data": page.page_data(found),
         "windows": page.maintenance_windows(found),
-        "channels": page.alert_channels(found),
+        "channels": channels_for(found),
         "ranges": list(page.RANGES),
         "schema_version": SCHEMA_VERSION,
     }

@@ -5,7 +5,10 @@
 (function () {
   const config = window.CH_CONFIG;
   let data = JSON.parse(document.getElementById("check-data").textContent);
-  const name = data.check.name;
+  // The server sends this page its own check only (its socket asks for ?check=<id>); the ids
+  // are compared anyway, as a rename keeps the id.
+  const id = data.id;
+  let name = data.check.name;
   const RESULTS_SHOWN = 30;
   // The chart's hourly figures change slowly: fetched again at most this often while open.
   const REFRESH_MS = 60000;
@@ -171,7 +174,8 @@
   }
 
   function onResult(event) {
-    if (!event.check || event.check.name !== name) return;
+    if (!event.check || event.check.id !== id) return;
+    name = event.check.name;
     data.check = { ...data.check, ...event.check };
     if (event.uptime) data.uptime = event.uptime;
     if (event.latency_24h) data.latency["24h"] = event.latency_24h;
@@ -191,7 +195,7 @@
   }
 
   function onStatus(event) {
-    if (event.name !== name) return;
+    if (event.id !== id) return;
     data.check.flapping = Boolean(event.flapping);
     if (!(event.during_maintenance && event.to !== "maintenance")) data.check.status = event.to;
     // The change's reason and time are stored: read them back rather than guess.
@@ -208,7 +212,7 @@
     if (looking) lookFor(part.checks, part.part);
   }
   function lookFor(checks, part) {
-    if ((checks || []).some((c) => c.name === name)) {
+    if ((checks || []).some((c) => c.id === id)) {
       looking = null;
       // After a reconnect events may have been missed: read the page's figures again.
       if (live && Date.now() - lastFetch > 1000) refresh();

@@ -72,6 +72,13 @@ window.CHLive = (function () {
         );
         return;
       }
+      // A check's page asked for a check that does not exist (any more), or asked wrongly: a
+      // reconnect would get the same answer.
+      if (event.code === 4404 || event.code === 4400) {
+        page.connection("offline", event.code === 4404 ? "no such check" : "bad request");
+        page.banner(event.code === 4404 ? "This check no longer exists." : `The server refused this page's request: ${event.reason}`);
+        return;
+      }
       // The server says what is wrong when it knows (a database never migrated): show it,
       // and keep trying (someone may be running migrate right now).
       if (event.reason && event.reason.includes("manage.py migrate")) page.banner(event.reason);

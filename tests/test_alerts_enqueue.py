@@ -11,7 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from connections_app.alerts.enqueue import enqueue_reminders, enqueue_tests
+from connections_app.alerts.enqueue import channels_for, enqueue_reminders, enqueue_tests
 from connections_app.alerts.models import (
     ALERT_DEGRADED,
     ALERT_DOWN,
@@ -159,3 +159,18 @@ def test_a_test_alert_is_one_per_channel():
     assert enqueue_tests([a.pk, b.pk]) == 2
     assert sorted(sent()) == [("a", ALERT_TEST), ("b", ALERT_TEST)]
     assert not Alert.objects.filter(health_check__isnull=False).exists()
+
+
+def test_the_channels_a_check_s_pages_list_are_those_its_changes_alert():
+    """One rule for "which channels apply": ``channels_for`` (the admin's and the dashboard's
+    check pages) names exactly the channels a change to DOWN alerts."""
+    check = make_check(tags="db,prod", failures_before_down=1)
+    channel("everything", "http://127.0.0.1:9/a")
+    channel("chosen", "http://127.0.0.1:9/b", all_checks=False).checks.add(check)
+    channel("tagged", "http://127.0.0.1:9/c", all_checks=False, tags="DB web")
+    channel("other tags", "http://127.0.0.1:9/d", all_checks=False, tags="web")
+    channel("switched off", "http://127.0.0.1:9/e", enabled=False)
+    listed = [c.name for c in channels_for(check)]
+    feed(check, [True, False])  # UNKNOWN -> UP, UP -> DOWN
+    assert listed == ["chosen", "everything", "tagged"]
+    assert sorted(name for name, _kind in sent(kind=ALERT_DOWN)) == listed

@@ -58,6 +58,8 @@ def test_redis_url_switches_to_channels_redis():
         ("STOP_TIMEOUT", "soon", "STOP_TIMEOUT"),
         ("STOP_TIMEOUT", "-1", "STOP_TIMEOUT: seconds from 0 to 3600, got -1"),
         ("LOG_THIRD_PARTY_LEVEL", "quiet", "not one of DEBUG"),
+        ("IDLE_TIMEOUT", "soon", "IDLE_TIMEOUT"),
+        ("IDLE_TIMEOUT", "0", "IDLE_TIMEOUT: must be 1 or more, got 0"),
         # One start-up per alert variable; their other mistakes are judged in-process below.
         ("ALERT_RETRY_BASE_DELAY", "soon", "ALERT_RETRY_BASE_DELAY"),
         ("ALERT_RETRY_MAX_DELAY", "10", "at least ALERT_RETRY_BASE_DELAY"),

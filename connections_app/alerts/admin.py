@@ -15,10 +15,9 @@ from django.utils import timezone
 
 from connections_app.admin import ReadOnlyAdmin
 from connections_app.admin_lookups import DeclaredLookupsOnly
-from connections_app.alerts.enqueue import enabled_channels, enqueue_tests
+from connections_app.alerts.enqueue import enqueue_tests
 from connections_app.alerts.models import FAILED, PENDING, SENDING, Alert, NotificationChannel
 from connections_app.cli import counted
-from connections_app.models import HealthCheck
 from connections_app.scope import scope_text
 
 TRANSITIONS = (
@@ -147,12 +146,3 @@ class AlertAdmin(ReadOnlyAdmin):
         )
         self.message_user(request, f"Queued {counted(again, 'alert')} to send again.")
 
-
-def channels_for(check: HealthCheck) -> list[NotificationChannel]:
-    """The enabled channels that apply to ``check`` (its admin page lists them)."""
-    applying = [
-        entry.channel
-        for entry in enabled_channels({check.pk})
-        if entry.channel.applies_to(check.pk, check.tag_list, entry.chosen)
-    ]
-    return sorted(applying, key=lambda channel: channel.name)

@@ -59,6 +59,11 @@ class _Channel:
     channel: NotificationChannel
     chosen: set[int] = field(default_factory=set)
 
+    def covers(self, check_id: int, tags: Iterable[str]) -> bool:
+        """Whether the channel applies to the check: the one rule enqueueing, reminders, the
+        admin's check page and the dashboard's check page all use."""
+        return self.channel.applies_to(check_id, tags, self.chosen)
+
 
 def enqueue_for_changes(
     changes: list[StateChange], began_flapping: Iterable[HealthCheck] = ()
@@ -89,8 +94,7 @@ def enqueue_for_changes(
         )
         for check, change, kind in wanted
         for entry in channels
-        if entry.channel.wants(kind)
-        and entry.channel.applies_to(check.pk, check.tag_list, entry.chosen)
+        if entry.channel.wants(kind) and entry.covers(check.pk, check.tag_list)
     ]
     return Alert.objects.bulk_create(alerts)
 
@@ -111,6 +115,15 @@ def enabled_channels(check_ids: set[int], **filters) -> list[_Channel]:
         if channel.chosen_id is not None:
             entry.chosen.add(channel.chosen_id)
     return list(by_pk.values())
+
+
+def channels_for(check: HealthCheck) -> list[NotificationChannel]:
+    """The enabled channels that apply to ``check``, by name (whatever changes they send):
+    what its pages list as "alert channels". One query."""
+    covering = [
+        e.channel for e in enabled_channels({check.pk}) if e.covers(check.pk, check.tag_list)
+    ]
+    return sorted(covering, key=lambda channel: channel.name)
 
 
 def enqueue_tests(channel_ids: Iterable[int]) -> int:
@@ -171,7 +184,7 @@ def _reminders_due(
     every = timedelta(minutes=entry.channel.remind_every)
     due = []
     for check_id, (tags, since) in down.items():
-        if not entry.channel.applies_to(check_id, tags, entry.chosen):
+        if not entry.covers(check_id, tags):
             continue
         known = [t for t in (last.get((entry.channel.pk, check_id)), since) if t is not None]
         if not known or now - max(known) >= every:

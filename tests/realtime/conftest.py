@@ -46,12 +46,15 @@ async def clean_hub():
 
 
 def communicator(
-    cookie: str | None, origin: str = ORIGIN, host: str = HOST
+    cookie: str | None, origin: str = ORIGIN, host: str = HOST, query: str = ""
 ) -> WebsocketCommunicator:
+    """A socket to ``/ws/health/`` (``query``: its query string, ``check=7`` for a check's
+    page)."""
     headers = [(b"origin", origin.encode()), (b"host", host.encode())]
     if cookie:
         headers.append((b"cookie", f"sessionid={cookie}".encode()))
-    return WebsocketCommunicator(application, "/ws/health/", headers=headers)
+    path = f"/ws/health/?{query}" if query else "/ws/health/"
+    return WebsocketCommunicator(application, path, headers=headers)
 
 
 async def receive(socket: WebsocketCommunicator) -> dict:
@@ -69,9 +72,10 @@ async def receive_type(socket: WebsocketCommunicator, kind: str) -> dict:
     raise AssertionError(f"no {kind} frame in 50")
 
 
-async def connected(cookie: str) -> tuple[WebsocketCommunicator, dict]:
-    """An open dashboard socket and its first frame (the snapshot)."""
-    socket = communicator(cookie)
+async def connected(cookie: str, query: str = "") -> tuple[WebsocketCommunicator, dict]:
+    """An open dashboard socket (a check's page's with ``query``) and its first frame (the
+    snapshot)."""
+    socket = communicator(cookie, query=query)
     ok, _ = await socket.connect(timeout=TIMEOUT)
     assert ok
     return socket, await receive(socket)

@@ -9,7 +9,7 @@ from realtime.broadcast import is_permanent, notify_clients, run_sender
 from realtime.client import Client, ClientGone
 from realtime.limits import Limits
 from realtime.outbox import OutboxFull
-from realtime.protocol import CLOSE_RESYNC, SCHEMA_VERSION, encode_event
+from realtime.protocol import CLOSE_RESYNC, SCHEMA_VERSION, Watch, encode_event
 from tests.realtime.helpers import FAST, HANG, Socket, make_client, wait_until
 
 pytestmark = pytest.mark.usefixtures("clean_hub")
@@ -152,9 +152,18 @@ async def test_at_twice_the_outbox_capacity_a_client_is_dropped_at_once():
 
 async def test_it_skips_clients_whose_filter_does_not_match():
     wanted, other = make_client(Socket()), make_client(Socket())
-    other.tags = frozenset({"web"})
+    other.watch = Watch(tags=frozenset({"web"}))
     report = await notify_clients([wanted, other], "e", BODY, frozenset({"db"}))
     assert (report.delivered, report.filtered) == (1, 1)
+
+
+async def test_a_check_page_gets_its_check_and_layer_status_only():
+    page = make_client(Socket())
+    page.watch = Watch(check=7)
+    assert (await notify_clients([page], "e", BODY, frozenset(), check=7)).delivered == 1
+    assert (await notify_clients([page], "e", BODY, frozenset(), check=8)).filtered == 1
+    assert (await notify_clients([page], "clients", BODY)).filtered == 1
+    assert (await notify_clients([page], "layer.status", BODY)).delivered == 1
 
 
 async def test_it_logs_one_line_per_broadcast(caplog):

@@ -1,5 +1,6 @@
 import pytest
 
+from realtime.protocol import Watch
 from tests.realtime.helpers import Socket, make_client
 
 
@@ -80,8 +81,17 @@ def test_bad_frames_count_within_a_sliding_window():
 
 def test_a_filter_passes_matching_and_untagged_events():
     client = make_client(Socket())
-    assert client.wants(frozenset({"web"}))
-    client.tags = frozenset({"db"})
-    assert client.wants(frozenset({"db", "web"}))
-    assert client.wants(None)
-    assert not client.wants(frozenset({"web"}))
+    assert client.wants(1, frozenset({"web"}))
+    client.watch = Watch(tags=frozenset({"db"}))
+    assert client.wants(1, frozenset({"db", "web"}))
+    assert client.wants(None, None, "clients")
+    assert not client.wants(1, frozenset({"web"}))
+
+
+def test_a_check_s_page_wants_that_check_and_the_layer_status_only():
+    client = make_client(Socket())
+    client.watch = Watch(check=1)
+    assert client.wants(1, frozenset({"web"}))
+    assert not client.wants(2, frozenset({"web"}))
+    assert client.wants(None, None, "layer.status")
+    assert not client.wants(None, None, "errors.updated")

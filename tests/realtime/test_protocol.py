@@ -4,11 +4,14 @@ import pytest
 
 from realtime.limits import Limits
 from realtime.protocol import (
+    EVERY,
     BadFrame,
     ClientMessage,
+    Watch,
     encode_event,
     frame_text,
     parse_client_frame,
+    parse_watch,
     redact_strings,
 )
 
@@ -82,3 +85,20 @@ def test_redact_strings_reaches_nested_values():
     assert "hunter2" not in json.dumps(redact_strings(data))
     assert "abc" not in json.dumps(redact_strings(data))
     assert redact_strings(data)["n"][0] == 1
+
+
+@pytest.mark.parametrize(
+    ("query", "watch"),
+    [(b"", EVERY), (b"other=1", EVERY), (b"check=42", Watch(check=42)),
+     (b"v=2&check=7", Watch(check=7))],
+)  # fmt: skip
+def test_the_query_string_says_what_a_connection_watches(query, watch):
+    assert parse_watch(query) == watch
+
+
+@pytest.mark.parametrize("query", [b"check=", b"check=x", b"check=-1", b"check=0", b"check=1e3",
+                                   b"check=1&check=1", b"check=" + b"9" * 19])  # fmt: skip
+def test_a_malformed_check_is_refused(query):
+    with pytest.raises(BadFrame) as refused:
+        parse_watch(query)
+    assert refused.value.code == "bad_field"

@@ -9,6 +9,7 @@ from django.utils import timezone
 from connections_app import recent_points
 from connections_app.models import CheckResult, HealthCheck
 from realtime.limits import Limits
+from realtime.protocol import EVERY
 from realtime.snapshot import SharedBuilds, Snapshot, build_snapshot
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -36,10 +37,10 @@ def test_it_costs_the_same_queries_for_two_checks_or_twenty(django_assert_num_qu
     # the error stats, the failed alerts, the other clients.
     add_checks(2)
     with django_assert_num_queries(8):
-        assert len(checks_of(build_snapshot(None, Limits()))) >= 2
+        assert len(checks_of(build_snapshot(EVERY, Limits()))) >= 2
     add_checks(18, first=2)
     with django_assert_num_queries(8):
-        assert len(checks_of(build_snapshot(None, Limits()))) >= 20
+        assert len(checks_of(build_snapshot(EVERY, Limits()))) >= 20
 
 
 def test_a_result_older_than_a_day_is_in_the_sparkline_but_not_the_uptime():
@@ -48,7 +49,7 @@ def test_a_result_older_than_a_day_is_in_the_sparkline_but_not_the_uptime():
     at = timezone.now() - timedelta(days=2)
     CheckResult.objects.create(health_check=check, checked_at=at, ok=False, latency_ms=2.5)
     recent_points.fill(HealthCheck, CheckResult)
-    row = next(c for c in checks_of(build_snapshot(None, Limits())) if c["name"] == "old")
+    row = next(c for c in checks_of(build_snapshot(EVERY, Limits())) if c["name"] == "old")
     assert row["recent"] == [[int(at.timestamp() * 1000), 0, 2.5]]
     assert row["uptime_24h"] is None
 
@@ -56,7 +57,7 @@ def test_a_result_older_than_a_day_is_in_the_sparkline_but_not_the_uptime():
 def test_the_sparkline_is_cut_to_the_points_the_limits_ask_for():
     add_checks(1, results_each=12)
     recent_points.fill(HealthCheck, CheckResult)
-    (row,) = checks_of(build_snapshot(None, Limits(sparkline_points=5)))
+    (row,) = checks_of(build_snapshot(EVERY, Limits(sparkline_points=5)))
     assert len(row["recent"]) == 5
     assert [p[0] for p in row["recent"]] == sorted(p[0] for p in row["recent"])
 
@@ -64,15 +65,15 @@ def test_the_sparkline_is_cut_to_the_points_the_limits_ask_for():
 async def test_clients_asking_at_once_share_one_build():
     await sync_to_async(add_checks)(2)
     builds = SharedBuilds()
-    bodies = await asyncio.gather(*(builds.bodies(None, Limits()) for _ in range(10)))
+    bodies = await asyncio.gather(*(builds.bodies(EVERY, Limits()) for _ in range(10)))
     assert len({id(body) for body in bodies}) == 1  # one build, one string for all
 
 
 async def test_a_client_asking_after_a_build_started_reading_gets_a_new_one():
     builds = SharedBuilds()
-    first = asyncio.ensure_future(builds.bodies(None, Limits()))
+    first = asyncio.ensure_future(builds.bodies(EVERY, Limits()))
     await asyncio.sleep(0)  # the build has started reading the database
-    second = asyncio.ensure_future(builds.bodies(None, Limits()))
+    second = asyncio.ensure_future(builds.bodies(EVERY, Limits()))
     await asyncio.gather(first, second)
     assert builds._builds == {}
 
@@ -129,7 +130,7 @@ async def test_2000_checks_arrive_in_frames_under_the_bound_worst_first(staff_co
 
 def test_a_snapshot_of_any_size_keeps_every_frame_under_the_default_bound():
     add_many(400, 30)  # about 350 checks made one frame over daphne's 1 MiB before
-    snapshot = build_snapshot(None, Limits())
+    snapshot = build_snapshot(EVERY, Limits())
     bodies = snapshot.bodies()
     assert max(len(b.encode()) for b in bodies) <= Limits().snapshot_frame_bytes
     assert len(checks_of(snapshot)) >= 400

@@ -14,6 +14,7 @@ from connections_app import events
 from realtime import audience, publish
 from realtime.broadcast import run_sender
 from realtime.hub import Hub
+from realtime.protocol import Watch
 from realtime.registry import registry
 from realtime.updates import Entry, newest_per_check, result_entry, status_entry
 from tests.realtime.conftest import connected, receive
@@ -28,7 +29,7 @@ async def clients():
     def make(tags: frozenset[str] | None = None, **limits) -> Socket:
         socket = Socket()
         client = make_client(socket, **limits)
-        client.tags = tags
+        client.watch = Watch(tags=tags)
         registry.add(client)
         client.start(run_sender(client, FAST))
         made.append((socket, client))
@@ -217,3 +218,10 @@ def test_an_audience_on_redis_is_read_from_the_registry_rows(settings, redis_url
         client_id="x", server="s", user="u", connected_at=now, seen_at=now
     )
     assert answer_after_read() is True
+
+
+def test_an_entry_carries_its_check_id_and_one_from_an_older_publisher_still_reads():
+    new = result_entry({"check": {"id": 7, "name": "api", "tags": ["web"]}})
+    assert Entry.from_wire(new.wire()) == new and new.check == 7
+    old = Entry.from_wire(["api", ["web"], "{}"])  # three items: a publisher not yet upgraded
+    assert (old.check, old.tags) == (None, frozenset({"web"}))

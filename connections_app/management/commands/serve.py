@@ -10,14 +10,14 @@ error (bad option or value).
 
 from __future__ import annotations
 
-# daphne.server installs Twisted's asyncio reactor on import: it must come before any other
-# Twisted import.
-import daphne.server  # isort:skip
+# daphne.server installs Twisted's asyncio reactor on import (daphne_server imports it): it
+# must come before any other Twisted import.
+from connections_app.daphne_server import IdleTimeoutServer  # isort:skip
 
 import asyncio
 import logging
 
-from daphne.http_protocol import HTTPFactory
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 from twisted.internet import defer, reactor
@@ -33,13 +33,10 @@ from connections_app.management.usage import (
     positive_int,
 )
 from connections_app.monitor import Monitor
-from connections_app.probe_slots import raise_nofile_limit, runner_manager
+from connections_app.probe_slots import runner_manager
 
 #: The address is taken or not ours to take: the server cannot start, the command line was fine.
 EXIT_CANNOT_LISTEN = 1
-#: Seconds a connection may stay silent while no request is in progress (Twisted's default is
-#: 60): idle half-open connections ("slow-loris") are closed before they exhaust descriptors.
-IDLE_TIMEOUT = 20
 #: Connections the kernel completes and queues before the server accepts them (capped by
 #: ``net.core.somaxconn``, 4096 on current kernels).
 LISTEN_BACKLOG = 1024
@@ -72,20 +69,18 @@ class Command(UsageExitMixin, BaseCommand):
         parser.add_argument(
             "--idle-timeout",
             type=positive_int,
-            default=IDLE_TIMEOUT,
+            default=None,
             metavar="SECONDS",
             help="close a connection that sends nothing for this long while no request is in "
             "progress: an incomplete request, or keep-alive between requests "
-            "(default: %(default)s)",
+            f"(default: IDLE_TIMEOUT, {settings.IDLE_TIMEOUT})",
         )
         add_concurrency_argument(parser)
 
     def handle(self, *args, **options) -> None:
+        # Importing it raises the soft nofile limit (project/asgi.py), before the server listens.
         from project.asgi import application
 
-        # Before listening: a systemd default soft limit of 1024 descriptors lets ~1,000 idle
-        # connections lock out /health/ and the admin while the hard limit allows far more.
-        raise_nofile_limit()
         # Asked here, not in the banner: that runs inside the server's event loop.
         options["needs_staff"] = _no_staff_user()
         server = _Server(
@@ -144,23 +139,11 @@ def _no_staff_user() -> bool:
         return True
 
 
-class _Server(daphne.server.Server):
-    """daphne's server, keeping a listen failure for the command to report in one line."""
+class _Server(IdleTimeoutServer):
+    """daphne's server with the idle timeout, keeping a listen failure for the command to
+    report in one line."""
 
     listen_failure: Failure | None = None
-    idle_timeout: int = IDLE_TIMEOUT
-    _http_factory: HTTPFactory | None = None
-
-    @property
-    def http_factory(self) -> HTTPFactory | None:
-        return self._http_factory
-
-    @http_factory.setter
-    def http_factory(self, factory: HTTPFactory) -> None:
-        # daphne builds its factory inside run() and offers no option for Twisted's idle
-        # timeout; every channel copies the factory's ``timeOut`` when it is built.
-        factory.timeOut = self.idle_timeout
-        self._http_factory = factory
 
     def listen_error(self, failure: Failure) -> None:
         # daphne logs CRITICAL and stops with nothing to tell the command; an exit code is
