@@ -26,7 +26,7 @@ from realtime.protocol import (
 )
 from realtime.registry import server_id
 from realtime.snapshot import send_snapshot
-from realtime.transport import wait_for_room
+from realtime.transport import WRITER, wait_for_room
 
 
 class DashboardConsumer(AsyncJsonWebsocketConsumer):
@@ -61,6 +61,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
             close=self._close,
             limits=limits(),
             session_key=session.session_key if session is not None else None,
+            write=(self.scope.get("extensions") or {}).get(WRITER),
         )
         try:
             await get_hub().join(self.client)
