@@ -93,9 +93,25 @@ def frame_header(length: int) -> bytes:
     return struct.pack("!BBQ", _TEXT_FIN, 127, length)
 
 
-def frame_writer(protocol, buffered: BufferedBytes) -> WriteNow:
+#: What the writer reads and calls on autobahn's protocol: a daphne whose autobahn lacks one
+#: gets no writer (frames go through ASGI's send as before), not a writer that fails.
+_WRITER_NEEDS = (
+    "state",
+    "STATE_OPEN",
+    "send_state",
+    "SEND_STATE_GROUND",
+    "send_queue",
+    "_perMessageCompress",
+    "maskServerFrames",
+    "maxMessagePayloadSize",
+    "sendMessage",
+)
+
+
+def frame_writer(protocol, buffered: BufferedBytes) -> WriteNow | None:
     """A ``WriteNow`` for daphne's ``protocol``: writes only while ``buffered()`` is within
-    the limit it is given, raises ``SocketClosed`` once the socket is closing.
+    the limit it is given, raises ``SocketClosed`` once the socket is closing; None when the
+    protocol is not the autobahn it was written for.
 
     The frame is written to the Twisted transport in pieces, with no copy: safe because
     autobahn writes whole frames to the same transport from the same thread (pings, closes),
@@ -103,6 +119,11 @@ def frame_writer(protocol, buffered: BufferedBytes) -> WriteNow:
     in the middle of something (its send queue, a streamed message) the message goes through
     autobahn's own ``sendMessage``, which raises as daphne's send would.
     """
+    transport = getattr(protocol, "transport", None)
+    if not all(hasattr(protocol, name) for name in _WRITER_NEEDS) or not hasattr(
+        transport, "writeSequence"
+    ):
+        return None
 
     def write(parts: Sequence[bytes], limit: int) -> bool:
         # autobahn's own constants, read from the protocol daphne made.
@@ -120,7 +141,7 @@ def frame_writer(protocol, buffered: BufferedBytes) -> WriteNow:
         ):
             protocol.sendMessage(b"".join(parts), False)
             return True
-        protocol.transport.writeSequence([frame_header(length), *parts])
+        transport.writeSequence([frame_header(length), *parts])
         return True
 
     return write
@@ -136,9 +157,11 @@ class WriteBufferMiddleware:
     async def __call__(self, scope, receive, send):
         reader = buffer_reader(send)
         if reader is not None:
+            added = {EXTENSION: reader}
             writer = frame_writer(daphne_protocol(send), reader)
-            extensions = dict(scope.get("extensions") or {}, **{EXTENSION: reader, WRITER: writer})
-            scope = dict(scope, extensions=extensions)
+            if writer is not None:
+                added[WRITER] = writer
+            scope = dict(scope, extensions=dict(scope.get("extensions") or {}, **added))
         return await self.application(scope, receive, send)
 
 

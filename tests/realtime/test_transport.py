@@ -6,6 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +25,8 @@ from realtime.transport import (
     wait_for_room,
 )
 from tests.realtime.helpers import wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class FakeTransport:
@@ -92,6 +99,7 @@ class Writable:
     """The parts of an autobahn protocol daphne made that the frame writer reads and calls."""
 
     STATE_OPEN, STATE_CLOSING, SEND_STATE_GROUND = 3, 2, 0
+    dataBuffer, offset, _tempDataLen = b"", 0, 0  # as its transport, for the reader
 
     def __init__(self, buffered: int = 0) -> None:
         self.state = self.STATE_OPEN
@@ -111,6 +119,51 @@ class Writable:
     def sendMessage(self, payload: bytes, is_binary: bool) -> None:
         assert not is_binary
         self.messages.append(payload)
+
+
+def test_a_protocol_the_writer_was_not_written_for_gets_no_writer():
+    protocol = Writable()
+    del protocol.send_queue  # an autobahn that renamed what the writer reads
+    assert frame_writer(protocol, lambda: 0) is None
+
+
+#: Run in a child: building daphne's protocol installs Twisted's reactor.
+SAME_BYTES = """
+import json
+from twisted.internet.testing import StringTransport
+from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
+from realtime.transport import frame_writer
+
+def protocol():
+    made = WebSocketProtocol()
+    made.factory = WebSocketFactory(object(), server="test")
+    made.makeConnection(StringTransport())
+    made.state = made.STATE_OPEN  # past the handshake
+    made.transport.clear()
+    return made
+
+same = []
+for size in (5, 200, 70_000):
+    parts = (b'{"v":2,"seq":3,', ('"t":"' + "é€😀" * size + '"}').encode())
+    ours, autobahns = protocol(), protocol()
+    written = frame_writer(ours, lambda: 0)(parts, 4096)
+    autobahns.sendMessage(b"".join(parts), False)
+    same.append(written and ours.transport.value() == autobahns.transport.value())
+print(json.dumps(same))
+"""
+
+
+def test_on_daphnes_own_protocol_the_writer_writes_the_bytes_autobahn_would():
+    done = subprocess.run(
+        [sys.executable, "-c", SAME_BYTES],
+        cwd=ROOT,
+        env=os.environ | {"PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [True, True, True]  # 7-, 16- and 64-bit lengths
 
 
 def write(protocol: Writable, parts: tuple[bytes, ...], limit: int = 4096) -> bool:
@@ -180,8 +233,11 @@ async def test_the_middleware_puts_a_writer_in_the_scope_only_under_daphne():
         seen.append(scope.get("extensions", {}))
 
     middleware = WriteBufferMiddleware(app)
-    await middleware(
-        {"type": "websocket"}, None, functools.partial(Server().handle_reply, Protocol())
-    )
+    for protocol in (Writable(), Protocol()):
+        await middleware(
+            {"type": "websocket"}, None, functools.partial(Server().handle_reply, protocol)
+        )
     await middleware({"type": "websocket"}, None, lambda message: None)
-    assert callable(seen[0][WRITER]) and WRITER not in seen[1]
+    assert callable(seen[0][WRITER])
+    assert EXTENSION in seen[1] and WRITER not in seen[1]  # not the autobahn it knows
+    assert seen[2] == {}
