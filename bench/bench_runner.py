@@ -18,6 +18,9 @@ for the same window in this process: requests/s and CPU per request. The ratio "
 
 Other scenarios: ``--blackhole``: 100 healthy checks at 2 s, alone and beside 25 checks of a
 target that accepts and never answers (timeout 300 s): the healthy checks' lag in both runs.
+``--baseline DIR``: every worker run also with the code of another checkout (``DIR``, e.g.
+a worktree of main), the two runs of each configuration back to back in the same minutes, and
+the ratios ours / baseline of CPU per result and of lag (a shared machine's load moves both).
 ``--workers 2`` (PostgreSQL): the same checks with one worker and with two side by side, the
 ratio of stored/s; then one of the two is killed (SIGKILL) and the bench measures how long until
 every check has a result newer than the kill.
@@ -25,6 +28,7 @@ every check has a result newer than the kill.
 Prints a table, writes its scenario's keys into bench/results/runner.json.
 
 Run:  .venv/bin/python bench/bench_runner.py --db sqlite --db postgres --checks 1000 --checks 5000
+      .venv/bin/python bench/bench_runner.py --db sqlite --checks 10000 --baseline ../before-cpu
       .venv/bin/python bench/bench_runner.py --blackhole
       .venv/bin/python bench/bench_runner.py --workers 2 --db postgres --checks 5000
 """
@@ -146,8 +150,8 @@ def child_env(url: str) -> dict:
                   "FLAP_CHANGES": "1000000"}  # fmt: skip
 
 
-def manage(env: dict, *args: str, stdin: str | None = None) -> None:
-    subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, input=stdin,
+def manage(env: dict, *args: str, stdin: str | None = None, root: Path = ROOT) -> None:
+    subprocess.run([sys.executable, "manage.py", *args], cwd=root, env=env, input=stdin,
                    text=True, check=True, capture_output=True, timeout=900)  # fmt: skip
 
 
@@ -166,10 +170,10 @@ for spec in json.loads(sys.stdin.read()):
 """
 
 
-def make_checks(env: dict, groups: list[dict]) -> None:
+def make_checks(env: dict, groups: list[dict], root: Path = ROOT) -> None:
     """Migrate, and replace every check (the self-checks too) by ``groups`` of HTTP checks."""
-    manage(env, "migrate", "--noinput", "-v", "0")
-    manage(env, "shell", "-c", MAKE_CHECKS, stdin=json.dumps(groups))
+    manage(env, "migrate", "--noinput", "-v", "0", root=root)
+    manage(env, "shell", "-c", MAKE_CHECKS, stdin=json.dumps(groups), root=root)
 
 
 def rows(connect, sql: str, params: tuple = ()) -> list[tuple]:
@@ -211,8 +215,8 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def start_runner(env: dict) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "manage.py", "runchecks", "-v", "0"], cwd=ROOT,
+def start_runner(env: dict, root: Path = ROOT) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "manage.py", "runchecks", "-v", "0"], cwd=root,
                             env=env, stderr=subprocess.DEVNULL)  # fmt: skip
 
 
@@ -258,19 +262,34 @@ def watch(connect, runners: list[subprocess.Popen], warmup: float, window: float
 
 
 def worker_run(db: str, checks: int, interval: float, hosts: int, warmup: float,
-               window: float) -> dict:  # fmt: skip
+               window: float, root: Path = ROOT) -> dict:  # fmt: skip
+    """One worker of the checkout at ``root`` (its ``manage.py``, its migrations)."""
     with targets(hosts) as bases, database(db) as (url, connect):
         env = child_env(url)
         spec = {"prefix": "c", "count": checks, "interval": interval, "timeout": 5,
                 "targets": [f"{base}/ok" for base in bases]}  # fmt: skip
-        make_checks(env, [spec])
-        runner = start_runner(env)
+        make_checks(env, [spec], root)
+        runner = start_runner(env, root)
         try:
             figures = watch(connect, [runner], warmup, window)
         finally:
             stop(runner)
-    return {"db": db, "checks": checks, "interval": interval, "hosts": hosts,
-            "demand_per_s": round(checks / interval, 1), **figures}  # fmt: skip
+    return {"code": "ours" if root == ROOT else "baseline", "db": db, "checks": checks,
+            "interval": interval, "hosts": hosts, "demand_per_s": round(checks / interval, 1),
+            **figures}  # fmt: skip
+
+
+def side_by_side(runs: list[dict]) -> list[dict]:
+    """Ours against the baseline for each configuration: the ratios ours / baseline."""
+    pairs = []
+    for ours in (r for r in runs if r["code"] == "ours"):
+        base = next(r for r in runs if r["code"] == "baseline"
+                    and (r["db"], r["checks"]) == (ours["db"], ours["checks"]))  # fmt: skip
+        ratio = {key: round(ours[key] / base[key], 2) if ours[key] and base[key] else None
+                 for key in ("stored_per_s", "lag_p50_s", "lag_p99_s", "cpu_cores",
+                             "cpu_ms_per_result")}  # fmt: skip
+        pairs.append({"db": ours["db"], "checks": ours["checks"], **ratio})
+    return pairs
 
 
 # -- the raw loop ----------------------------------------------------------------------------
@@ -391,6 +410,8 @@ def main() -> int:
     parser.add_argument("--window", type=float, default=30.0)
     parser.add_argument("--blackhole", action="store_true")
     parser.add_argument("--workers", type=int, choices=[1, 2], default=1)
+    parser.add_argument("--baseline", type=Path, metavar="DIR",
+                        help="also run every worker with the code of the checkout DIR")  # fmt: skip
     args = parser.parse_args()
     if args.serve:
         serve_targets(args.serve)
@@ -408,11 +429,14 @@ def main() -> int:
         print(json.dumps(report["two_workers"], indent=2))
     else:
         raw = raw_loop(args.hosts, args.window)
-        runs = [
-            worker_run(db, n, args.interval, args.hosts, args.warmup, args.window)
-            for db in args.db or ["sqlite"]
-            for n in args.checks or [1000]
-        ]
+        roots = [ROOT, args.baseline.resolve()] if args.baseline else [ROOT]
+        runs = []
+        for db in args.db or ["sqlite"]:
+            for n in args.checks or [1000]:
+                for root in roots:  # back to back: both meet the same load on the machine
+                    runs.append(worker_run(db, n, args.interval, args.hosts, args.warmup,
+                                           args.window, root))  # fmt: skip
+                roots.reverse()  # and neither always goes first
         for run in runs:
             run["cpu_vs_raw"] = (
                 round(run["cpu_ms_per_result"] / raw["cpu_ms_per_request"], 2)
@@ -420,6 +444,9 @@ def main() -> int:
             )  # fmt: skip
         report |= {"raw_loop": raw, "runs": runs}
         print(table(f"raw aiohttp loop: {raw}", runs))
+        if args.baseline:
+            report["ours_vs_baseline"] = side_by_side(runs)
+            print(table("ours / baseline", report["ours_vs_baseline"]))
     RESULTS.parent.mkdir(exist_ok=True)
     # Each scenario keeps its own key: the three runs of docs/BENCHMARKS.md share one file.
     earlier = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}

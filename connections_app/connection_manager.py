@@ -181,14 +181,20 @@ class ConnectionManager:
         guard: AddressGuard | None = None,
         resolver: AbstractResolver | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        traced: bool = True,
     ) -> None:
         """``guard``: the addresses refused (default: from the settings); ``resolver``: the DNS
         the guard wraps (default: aiohttp's); ``ssl_context``: the CAs trusted (default: the
-        system's, or none checked when ``verify_tls`` is off)."""
+        system's, or none checked when ``verify_tls`` is off). ``traced=False``: no aiohttp
+        trace hooks on the async session, so ``stats()`` counts none of its raw requests and
+        failures nor the connections it opens or reuses (a runner's probes, thousands a second:
+        each traced request rebuilt its URL and awaited four hooks, about a tenth of the event
+        loop's work)."""
         self.config = config or ConnectionConfig()
         self._guard = guard
         self._inner_resolver = resolver
         self._ssl_context = ssl_context
+        self._traced = traced
         self._resolver: GuardedResolver | None = None
         self._retry = self.config.http_retry()
         self._tracker = _Tracker()
@@ -397,7 +403,7 @@ class ConnectionManager:
             connector=connector,
             timeout=config.client_timeout(),
             headers={"User-Agent": config.user_agent},
-            trace_configs=[self._tracker.trace_config()],
+            trace_configs=[self._tracker.trace_config()] if self._traced else None,
         )
 
 

@@ -19,24 +19,20 @@ from datetime import datetime, timedelta
 from django.db.models import Max, Min, Q, QuerySet, Sum
 from django.utils import timezone
 
+from connections_app import closed_totals
 from connections_app.rollups import (
     BOUNDS_MS,
     BUCKET_COLUMNS,
     DAY,
     HOUR,
     PERIODS,
+    WINDOWS,
     ResultRollup,
     percentile,
+    percentiles,
     period_start,
 )
 
-#: Uptime windows: key -> (the period whose rows make it, its length).
-WINDOWS = {
-    "24h": (HOUR, timedelta(hours=24)),
-    "7d": (DAY, timedelta(days=7)),
-    "30d": (DAY, timedelta(days=30)),
-    "90d": (DAY, timedelta(days=90)),
-}
 QUANTILES = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
 #: Percentiles over a span up to this long are read from hourly rows, longer ones from days.
 HOURLY_UP_TO = timedelta(days=2)
@@ -93,8 +89,7 @@ def _bucket_sums() -> dict:
 
 def _quantiles(row: dict) -> dict[str, float | None]:
     counts = [row[column] or 0 for column in BUCKET_COLUMNS]
-    low, high = row["low"], row["high"]
-    return {name: percentile(counts, q, low, high) for name, q in QUANTILES.items()}
+    return dict(zip(QUANTILES, percentiles(counts, _QS, row["low"], row["high"]), strict=True))
 
 
 def latency_percentiles(
@@ -204,27 +199,74 @@ def latency_histogram(check_ids: Iterable[int] | None) -> dict[int, dict]:
 def summary_figures(
     check_ids: Iterable[int] | None, now: datetime | None = None
 ) -> dict[int, dict]:
-    """What lists show beside each check: ``{"uptime": uptime_windows(...), "latency":
-    p50/p95/p99 over the last 24 h}``, in ONE query (the 24 h hours serve both). Every asked
-    check has an entry."""
+    """What lists show beside each check: ``{"uptime": uptime over every window in
+    ``WINDOWS``, "latency": p50/p95/p99 over the last 24 h}``, the same figures as
+    ``uptime_windows`` and ``latency_percentiles``. Read from three rows per check: the totals
+    of the periods that have ended (``closed_totals``, summed here for checks that have none
+    for this hour) and the current hour's and today's rollups. Every asked check has an
+    entry; with None, every check."""
     now = now or timezone.now()
+    hour, day = period_start(now, HOUR), period_start(now, DAY)
     ids = None if check_ids is None else list(check_ids)
-    rows, sums = _windows(now)
-    day = Q(period=HOUR, start__gte=_window_start(now, *WINDOWS["24h"]))
-    grouped = (
-        _rows(ids)
-        .filter(rows, start__lte=now)
-        .values("health_check_id")
-        .annotate(
-            **sums,
-            low=Min("latency_min", filter=day),
-            high=Max("latency_max", filter=day),
-            **{column: Sum(column, filter=day) for column in BUCKET_COLUMNS},
-        )
-    )
-    found = {
-        row["health_check_id"]: {"uptime": _uptimes(row), "latency": _quantiles(row)}
-        for row in grouped
+    totals = closed_totals.read(hour, ids)
+    wanted = ids if ids is not None else _every_check_id()
+    missing = [pk for pk in wanted if pk not in totals]
+    if missing:
+        everyone = ids is None and len(missing) == len(wanted)
+        totals |= closed_totals.closed_sums(hour, None if everyone else missing)
+    current = _current_rows(hour, day, ids)
+    empty = closed_totals.Sums()
+    return {
+        pk: _figures(totals.get(pk, empty), current.get((pk, HOUR)), current.get((pk, DAY)))
+        for pk in wanted
     }
-    empty = {"uptime": dict.fromkeys(WINDOWS), "latency": dict.fromkeys(QUANTILES)}
-    return found | {check_id: empty for check_id in ids or () if check_id not in found}
+
+
+def _every_check_id() -> list[int]:
+    return list(ResultRollup.health_check.field.related_model.objects.values_list("pk", flat=True))
+
+
+#: What ``_current_rows`` reads of a rollup, after its check and period.
+_CURRENT = ("results", "failures", "latency_min", "latency_max", *BUCKET_COLUMNS)
+
+
+def _current_rows(hour: datetime, day: datetime, ids: list[int] | None) -> dict[tuple, tuple]:
+    """This hour's and today's rollup rows, by (check, period): the periods still open."""
+    rows = _rows(ids).filter(Q(period=HOUR, start=hour) | Q(period=DAY, start=day))
+    return {
+        (row[0], row[1]): row[2:]
+        for row in rows.values_list("health_check_id", "period", *_CURRENT)
+    }
+
+
+#: Each window: its key, where its results and failures are in ``Sums.counts``, its period.
+_WINDOW_AT = [
+    (key, 2 * i, 2 * i + 1, period) for i, (key, (period, _)) in enumerate(WINDOWS.items())
+]
+_QS = tuple(QUANTILES.values())
+
+
+def _figures(closed: closed_totals.Sums, hour: tuple | None, day: tuple | None) -> dict:
+    counts = closed.counts
+    uptime = {}
+    for key, results, failures, period in _WINDOW_AT:
+        current = hour if period == HOUR else day
+        if current:
+            uptime[key] = _uptime(counts[results] + current[0], counts[failures] + current[1])
+        else:
+            uptime[key] = _uptime(counts[results], counts[failures])
+    low, high, buckets = closed.low, closed.high, closed.buckets
+    if hour:
+        low = _least(low, hour[2])
+        high = _greatest(high, hour[3])
+        buckets = [a + b for a, b in zip(buckets, hour[4:], strict=True)]
+    latency = dict(zip(QUANTILES, percentiles(buckets, _QS, low, high), strict=True))
+    return {"uptime": uptime, "latency": latency}
+
+
+def _least(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _greatest(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else max(a, b)

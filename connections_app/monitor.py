@@ -21,7 +21,7 @@ from django.db import connection, connections
 from django.db.models import F, Q
 from django.utils import timezone
 
-from connections_app import rollups
+from connections_app import closed_totals, rollups
 from connections_app.alerts.sender import run_alert_sender
 from connections_app.cli import counted
 from connections_app.connection_manager import ConnectionManager
@@ -68,6 +68,9 @@ FLUSH_INTERVAL = 1.0
 MAX_PENDING = 10_000
 ERROR_STATS_INTERVAL = 10.0
 PRUNE_INTERVAL = 3600.0
+#: How often the checks without totals for the current hour get them (``closed_totals``): new
+#: checks, a new hour, a result stored late. A round with none to make costs two id lists.
+TOTALS_INTERVAL = 30.0
 #: How often a runner writes its ``Runner`` row (lag, counts).
 RUNNER_REPORT_INTERVAL = 5.0
 #: How often the checks claimed lately are looked over for ones this runner no longer has.
@@ -131,8 +134,9 @@ class ResultWriter:
             self._keep_or_drop(batch, exc)
             return []
         self.written += len(batch)
-        failed = sum(not o.result.ok for o in batch)
-        logger.debug("stored %d results (%d failed)", len(batch), failed)
+        if logger.isEnabledFor(logging.DEBUG):  # the count costs a pass over the batch
+            failed = sum(not o.result.ok for o in batch)
+            logger.debug("stored %d results (%d failed)", len(batch), failed)
         await self._announce(batch, stored, figures, watched)
         return batch
 
@@ -469,6 +473,7 @@ class Housekeeping:
         self._clock = clock
         self._monitor = monitor
         self._last_stats = self._last_prune = self._last_report = clock()
+        self._last_totals = float("-inf")  # the first round makes them
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="housekeeping")
 
     async def run_until(self, stop: asyncio.Event) -> None:
@@ -485,6 +490,9 @@ class Housekeeping:
             self._last_stats = now
             await self._chore(flush_error_stats, "error_stats.flush")
             await announce_changes(await self._chore(apply_maintenance, "maintenance.apply") or [])
+        if now - self._last_totals >= TOTALS_INTERVAL:
+            self._last_totals = now
+            await self._chore(closed_totals.refresh, "closed_totals.refresh")
         if now - self._last_prune >= PRUNE_INTERVAL:
             self._last_prune = now
             await self._chore(prune_results, "results.prune")

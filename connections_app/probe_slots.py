@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import resource
-from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -50,7 +49,8 @@ def runner_manager(concurrency: int | None) -> tuple[int, ConnectionManager]:
     total = concurrency or default_total()
     per_target = settings.PROBES_PER_TARGET
     config = ConnectionConfig(pool_total=max(total, per_target), pool_per_host=per_target)
-    return total, ConnectionManager(config)
+    # Untraced: nothing reads the probes' connection counts, and tracing cost every request.
+    return total, ConnectionManager(config, traced=False)
 
 
 def target_key(kind: str, target: str) -> str:
@@ -76,23 +76,57 @@ class ProbeSlots:
         self._all = asyncio.Semaphore(total)
         self._targets: dict[str, tuple[asyncio.Semaphore, int]] = {}
 
-    @contextlib.asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        """One slot of ``key`` and one of the total, in that order: a probe waiting for a busy
-        target holds none of the total meanwhile."""
+    def hold(self, key: str) -> _Hold:
+        """``async with``: one slot of ``key`` and one of the total, in that order: a probe
+        waiting for a busy target holds none of the total meanwhile."""
+        return _Hold(self, key)
+
+    def _join(self, key: str) -> asyncio.Semaphore:
         semaphore, users = self._targets.get(key) or (asyncio.Semaphore(self.per_target), 0)
         self._targets[key] = (semaphore, users + 1)
-        try:
-            async with semaphore, self._all:
-                yield
-        finally:
-            semaphore, users = self._targets[key]
-            if users == 1:
-                del self._targets[key]
-            else:
-                self._targets[key] = (semaphore, users - 1)
+        return semaphore
+
+    def _leave(self, key: str) -> None:
+        semaphore, users = self._targets[key]
+        if users == 1:
+            del self._targets[key]
+        else:
+            self._targets[key] = (semaphore, users - 1)
 
     @property
     def targets(self) -> int:
         """Targets with a probe running or waiting."""
         return len(self._targets)
+
+
+class _Hold:
+    """A probe's hold on its slots. A class, not a generator-based context manager: it is
+    entered for every probe, and the generator's machinery cost more than the semaphores."""
+
+    __slots__ = ("_slots", "_key", "_semaphore")
+
+    def __init__(self, slots: ProbeSlots, key: str) -> None:
+        self._slots = slots
+        self._key = key
+        self._semaphore: asyncio.Semaphore | None = None
+
+    async def __aenter__(self) -> None:
+        slots = self._slots
+        semaphore = slots._join(self._key)
+        try:
+            await semaphore.acquire()
+        except BaseException:
+            slots._leave(self._key)  # cancelled while waiting: it held nothing
+            raise
+        try:
+            await slots._all.acquire()
+        except BaseException:
+            semaphore.release()
+            slots._leave(self._key)
+            raise
+        self._semaphore = semaphore
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._slots._all.release()
+        self._semaphore.release()
+        self._slots._leave(self._key)

@@ -11,19 +11,23 @@ checked_at) leaves the results as they were.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 
-from django.db import close_old_connections, connection
+from django.db import close_old_connections, connection, connections
+from django.db.models import DateTimeField, Field
 from django.utils import timezone
 
-from connections_app import rollups
+from connections_app import closed_totals, result_rows, rollups
 from connections_app.alerts.enqueue import enqueue_for_changes
 from connections_app.db.bulk_update import update_many
 from connections_app.db.transactions import retry_transaction
 from connections_app.maintenance import checks_in_maintenance
 from connections_app.models import CheckResult, HealthCheck, StateChange
 from connections_app.probes import ProbeResult
+from connections_app.result_rows import ResultRow
 from connections_app.state import STATE_FIELDS, FlapRule, Transitions, apply_result, update_flapping
 
 
@@ -53,17 +57,18 @@ class Outcome:
             "tls_days_left": self.result.tls_days_left,
         }
 
-    def row(self) -> CheckResult:
-        return CheckResult(
-            health_check_id=self.check.pk,
-            checked_at=self.checked_at,
-            ok=self.result.ok,
-            latency_ms=self.result.latency_ms,
-            http_status=self.result.http_status,
-            error_category=self.result.error_category,
-            error_message=self.result.error_message,
-            tls_days_left=self.result.tls_days_left,
-            ping_body=self.result.ping_body,
+    def row(self) -> ResultRow:
+        result = self.result
+        return ResultRow(
+            self.check.pk,
+            self.checked_at,
+            result.ok,
+            result.latency_ms,
+            result.http_status,
+            result.error_category,
+            result.error_message,
+            result.tls_days_left,
+            result.ping_body,
         )
 
 
@@ -104,8 +109,9 @@ def _store(outcomes: list[Outcome], rule: FlapRule) -> Stored:
     }
     rows = [o.row() for o in outcomes if o.check.pk in checks]
     new = _not_yet_stored(rows, checks)
-    CheckResult.objects.bulk_create(new, ignore_conflicts=True)
+    result_rows.insert(new, connection.alias)
     rollups.add(new)
+    closed_totals.forget_late(new)
     at = max((row.checked_at for row in rows), default=timezone.now())
     inside = checks_in_maintenance(((c.pk, c.tags) for c in checks.values()), at)
     transitions = Transitions()
@@ -129,19 +135,30 @@ def save_state(checks: list[HealthCheck]) -> None:
 def save_fields(checks: list[HealthCheck], names: list[str]) -> None:
     """Write the fields ``names`` of ``checks`` in one statement (not ``bulk_update``: it
     builds a CASE WHEN per field and row, and parsing that cost more than storing the batch)."""
+    # The connection itself, not the ``connection`` proxy: each of its attributes is a look-up
+    # in a context-local store, and this runs for every field of every check in a batch.
+    db = connections[connection.alias]
     meta = HealthCheck._meta
     fields = [meta.get_field(name) for name in names]
-    columns = [(f.column, f.cast_db_type(connection)) for f in fields]
+    columns = [(f.column, f.cast_db_type(db)) for f in fields]
+    prepare = [(f.attname, _preparer(f, db)) for f in fields]
     rows = [
-        [f.get_db_prep_save(getattr(check, f.attname), connection) for f in fields] + [check.pk]
-        for check in checks
+        [to_db(getattr(check, name)) for name, to_db in prepare] + [check.pk] for check in checks
     ]
-    update_many(connection, meta.db_table, meta.pk.column, columns, rows)
+    update_many(db, meta.db_table, meta.pk.column, columns, rows)
+
+
+def _preparer(field: Field, db) -> Callable[[object], object]:
+    """A field's value as the database takes it. A time needs the backend's form (SQLite:
+    naive UTC text), and is the one kind that costs: it goes straight to the backend."""
+    if isinstance(field, DateTimeField):
+        return db.ops.adapt_datetimefield_value
+    return partial(field.get_db_prep_save, connection=db)
 
 
 def _not_yet_stored(
-    rows: list[CheckResult], checks: dict[int, HealthCheck]
-) -> list[CheckResult]:
+    rows: list[ResultRow], checks: dict[int, HealthCheck]
+) -> list[ResultRow]:
     """The rows whose (check, checked_at) is neither stored nor earlier in the batch: what
     the insert will really add, so the rollups count a batch stored twice once. Exact because
     the checks' rows are locked: no other writer adds results for them meanwhile.
@@ -149,7 +166,7 @@ def _not_yet_stored(
     Only a row no newer than its check's ``last_checked_at`` can be stored already (every
     stored result moved it at least that far): the runner's batches, all newer, cost no query.
     """
-    def maybe_stored(row: CheckResult) -> bool:
+    def maybe_stored(row: ResultRow) -> bool:
         last = checks[row.health_check_id].last_checked_at
         return last is not None and row.checked_at <= last
 
@@ -172,10 +189,10 @@ def _not_yet_stored(
 
 
 def _newer_by_check(
-    rows: list[CheckResult], checks: dict[int, HealthCheck]
-) -> dict[int, list[CheckResult]]:
+    rows: list[ResultRow], checks: dict[int, HealthCheck]
+) -> dict[int, list[ResultRow]]:
     """Each check's results newer than the last one it applied, oldest first."""
-    newer: dict[int, list[CheckResult]] = defaultdict(list)
+    newer: dict[int, list[ResultRow]] = defaultdict(list)
     for row in sorted(rows, key=lambda r: r.checked_at):
         last = checks[row.health_check_id].last_checked_at
         if last is None or row.checked_at > last:

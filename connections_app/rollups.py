@@ -27,12 +27,21 @@ from django.db.models import Count, Max, Min, Q, Sum
 from django.db.models.functions import Trunc
 from django.utils import timezone
 
+from connections_app.db.bound_cursor import server_bound_cursor
 from connections_app.db.transactions import retry_transaction
 
 HOUR = "hour"
 DAY = "day"
 PERIOD_CHOICES = [(HOUR, "Hour"), (DAY, "Day")]
 PERIODS = {HOUR: timedelta(hours=1), DAY: timedelta(days=1)}
+#: Uptime windows: key -> (the period whose rows make it, its length). "24h" is the hour
+#: ``now - 24 h`` falls in and every hour after it; the others the same in days.
+WINDOWS = {
+    "24h": (HOUR, timedelta(hours=24)),
+    "7d": (DAY, timedelta(days=7)),
+    "30d": (DAY, timedelta(days=30)),
+    "90d": (DAY, timedelta(days=90)),
+}
 
 #: Upper bounds (milliseconds) of the latency buckets, about 1.5x apart from 1 ms to 60 s;
 #: one more bucket takes everything slower. Fixed forever: stored counts depend on them.
@@ -43,9 +52,6 @@ BOUNDS_MS = (
 #: One column per bucket: ``le_00`` .. ``le_26`` (the last one unbounded).
 BUCKET_COLUMNS = tuple(f"le_{i:02d}" for i in range(len(BOUNDS_MS) + 1))
 DEFAULT_ROLLUP_RETENTION_DAYS = 400
-#: Rows per upsert statement: 36 values each, well under SQLite's 32,766 and PostgreSQL's
-#: 65,535 parameters.
-UPSERT_CHUNK = 500
 #: Hourly rows deleted per statement when pruning: short statements, short locks.
 PRUNE_CHUNK = 5000
 
@@ -104,13 +110,23 @@ def period_start(moment: datetime, period: str) -> datetime:
 def percentile(counts: list[int], q: float, low: float | None, high: float | None) -> float | None:
     """The ``q`` quantile (0..1) of latencies counted in ``counts`` (per bucket), interpolated
     linearly inside its bucket and kept within the least and greatest latency seen."""
+    return percentiles(counts, (q,), low, high)[0]
+
+
+def percentiles(
+    counts: list[int], qs: tuple[float, ...], low: float | None, high: float | None
+) -> list[float | None]:
+    """``percentile`` of each of ``qs`` (ascending), in one pass over the buckets: a list of
+    every check's figures asks for three of them per check."""
     total = sum(counts)
     if total == 0:
-        return None
-    rank = q * total
+        return [None] * len(qs)
+    found: list[float | None] = []
+    ranks = iter(q * total for q in qs)
+    rank = next(ranks)
     seen = 0
     for index, count in enumerate(counts):
-        if count and seen + count >= rank:
+        while count and seen + count >= rank:
             lower = BOUNDS_MS[index - 1] if index else 0.0
             upper = BOUNDS_MS[index] if index < len(BOUNDS_MS) else (high or lower)
             value = lower + (upper - lower) * max(rank - seen, 0) / count
@@ -118,9 +134,12 @@ def percentile(counts: list[int], q: float, low: float | None, high: float | Non
                 value = max(value, low)
             if high is not None:
                 value = min(value, high)
-            return round(value, 2)
+            found.append(round(value, 2))
+            rank = next(ranks, None)
+            if rank is None:
+                return found
         seen += count
-    return high
+    return found + [high] * (len(qs) - len(found))
 
 
 @dataclass
@@ -178,16 +197,17 @@ def add(rows: Iterable) -> int:
     rows = [_values(key, d) for key, d in sorted(deltas.items())]
     # Many rows a statement: one round trip for a whole batch, not one per check and period
     # (on PostgreSQL that was most of the time it took to store a result).
-    with connection.cursor() as cursor:
+    with server_bound_cursor(connection) as cursor:
         if connection.vendor == "postgresql":
             # One array a column: the statement's text and plan are the same for any number of
-            # rows, where a VALUES list of 36 parameters a row cost most of its time planning.
+            # rows, where a VALUES list of 36 parameters a row cost most of its time planning;
+            # bound by the server, not quoted element by element into the text.
             columns = [list(column) for column in zip(*rows, strict=True)]
             cursor.execute(_upsert_sql(source=_unnest_source()), columns)
             return len(deltas)
-        for first in range(0, len(rows), UPSERT_CHUNK):
-            chunk = rows[first : first + UPSERT_CHUNK]
-            cursor.execute(_upsert_sql(len(chunk)), [value for row in chunk for value in row])
+        # SQLite, in-process: one row's upsert prepared once and run for every row; a VALUES
+        # list of 36 parameters a row cost more to build and translate than to run.
+        cursor.executemany(_upsert_sql(1), rows)
     return len(deltas)
 
 
@@ -302,9 +322,9 @@ def rebuild(result_model=None, rollup_model=None, using: str = "default") -> Non
         for period in PERIODS:
             # In time order, as the runner writes them: a summary of every check reads one
             # period's rows, and they then sit on a few pages instead of one page each.
-            select = grouped_from_results(
-                result_model.objects.using(using).all(), period
-            ).order_by("bucket_start", "health_check_id")
+            select = grouped_from_results(result_model.objects.using(using).all(), period).order_by(
+                "bucket_start", "health_check_id"
+            )
             sql, params = select.query.sql_with_params()
             with db.cursor() as cursor:
                 cursor.execute(

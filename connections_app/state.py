@@ -17,7 +17,7 @@ nothing is kept in memory between two calls.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,6 +27,7 @@ from django.db import DEFAULT_DB_ALIAS
 from django.db.models import Count, Max, Min
 from django.utils import timezone
 
+from connections_app import recent_points
 from connections_app.alerts.enqueue import enqueue_for_changes
 from connections_app.db.transactions import retry_transaction
 from connections_app.maintenance import MaintenanceWindow, checks_in_maintenance
@@ -42,6 +43,7 @@ from connections_app.models import (
     HealthCheck,
     StateChange,
 )
+from connections_app.result_rows import ResultRow
 
 #: The stored state: what ``apply_result`` moves, what ``save_state`` writes.
 STATE_FIELDS = [
@@ -56,6 +58,7 @@ STATE_FIELDS = [
     "last_error_category",
     "last_error_message",
     "tls_days_left",
+    "recent",
 ]
 
 
@@ -108,6 +111,10 @@ class Transitions:
 
     def __init__(self) -> None:
         self.rows: list[StateChange] = []
+        #: Per check (by id): how many of ``rows`` its results caused. Counted as they are
+        #: recorded: counting by scanning ``rows`` for every check was quadratic, a second of
+        #: the database thread for a batch in which a thousand checks changed.
+        self._by_results: Counter[int] = Counter()
 
     def record(
         self,
@@ -116,11 +123,13 @@ class Transitions:
         new: str,
         at: datetime,
         *,
-        result: CheckResult | None = None,
+        result: ResultRow | None = None,
         during_maintenance: bool = False,
     ) -> None:
         # A failure says why; so does a success that carries a warning (tls_expiring).
         failed = result is not None and bool(result.error_category)
+        if result is not None:
+            self._by_results[check.pk] += 1
         self.rows.append(
             StateChange(
                 health_check=check,
@@ -140,7 +149,7 @@ class Transitions:
         new: str,
         at: datetime,
         *,
-        result: CheckResult | None = None,
+        result: ResultRow | None = None,
         during_maintenance: bool = False,
     ) -> None:
         """Change the check's shown status to ``new`` and record it (``status_since`` is when
@@ -152,16 +161,14 @@ class Transitions:
         )
 
     def caused_by_results(self, check: HealthCheck) -> int:
-        return sum(
-            1 for r in self.rows if r.health_check is check and r.result_checked_at is not None
-        )
+        return self._by_results[check.pk]
 
     def save(self, using: str = DEFAULT_DB_ALIAS) -> list[StateChange]:
         return StateChange.objects.using(using).bulk_create(self.rows)
 
 
 def apply_result(
-    check: HealthCheck, result: CheckResult, in_maintenance: bool, transitions: Transitions
+    check: HealthCheck, result: ResultRow, in_maintenance: bool, transitions: Transitions
 ) -> None:
     """Move ``check``'s state (in memory; the caller saves it) by one result, newer than any
     it has seen: the caller skips the ones that are not, so a batch stored twice counts once."""
@@ -174,6 +181,9 @@ def apply_result(
     check.last_error_category = result.error_category
     check.last_error_message = result.error_message
     check.tls_days_left = result.tls_days_left
+    check.recent = recent_points.add(
+        check.recent, [recent_points.point(result.checked_at, result.ok, result.latency_ms)]
+    )
     status = shown_status(check.enabled, in_maintenance, health)
     at = result.checked_at
     if in_maintenance and check.enabled and health != old_health:
@@ -309,8 +319,10 @@ def rebuild_from_results(
         updated.append(check)
     # A migration passes the models as they were then: only the fields they had.
     names = {f.name for f in checks_model._meta.concrete_fields}
-    fields = [name for name in STATE_FIELDS if name in names]
+    fields = [name for name in STATE_FIELDS if name in names and name != "recent"]
     checks_model.objects.using(using).bulk_update(updated, fields, batch_size=500)
+    if "recent" in names:
+        recent_points.fill(checks_model, results_model, using)
     return len(updated)
 
 

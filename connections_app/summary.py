@@ -5,12 +5,13 @@ and holders of ``HEALTH_TOKEN``, every check's summary (``health_summary``), whi
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TypedDict
+from typing import NamedTuple, TypedDict
 
+from django.db.models import Count, Min, QuerySet
 from django.utils import timezone
 
 from connections_app.history import summary_figures
-from connections_app.models import DOWN, HealthCheck, overall_status
+from connections_app.models import DOWN, HealthCheck, overall_status, split_tags
 from connections_app.runners import live_runners, runner_summary
 
 #: A check's latest result older than this many intervals (plus its timeout and a grace) is
@@ -79,7 +80,42 @@ SUMMARY_FIELDS = (
 )
 
 
-def stale_after(check: HealthCheck) -> float:
+class CheckRow(NamedTuple):
+    """A check as a list of every check reads it (``SUMMARY_FIELDS`` after its id): plain
+    values, since making 10,000 model instances cost more than reading their rows."""
+
+    pk: int
+    name: str
+    kind: str
+    status: str
+    status_since: datetime | None
+    flapping: bool
+    critical: bool
+    tags: str
+    enabled: bool
+    interval: float
+    timeout: float
+    last_latency_ms: float | None
+    last_checked_at: datetime | None
+    last_error_category: str
+    last_error_message: str
+
+    @property
+    def tag_list(self) -> list[str]:
+        return split_tags(self.tags)
+
+
+def check_rows(checks: QuerySet, *more: str) -> list[tuple[CheckRow, ...]]:
+    """``checks`` as ``CheckRow`` values, each with the values of the fields ``more`` after
+    it: ``(row, *more values)``."""
+    count = len(CheckRow._fields)
+    return [
+        (CheckRow(*values[:count]), *values[count:])
+        for values in checks.values_list("pk", *SUMMARY_FIELDS, *more)
+    ]
+
+
+def stale_after(check: HealthCheck | CheckRow) -> float:
     """Seconds after its latest result at which a check's status is stale."""
     return _stale_after(check.interval, check.timeout)
 
@@ -88,7 +124,7 @@ def _stale_after(interval: float, timeout: float) -> float:
     return STALE_AFTER_RUNS * interval + timeout + STALE_GRACE
 
 
-def is_stale(check: HealthCheck, now: datetime) -> bool:
+def is_stale(check: HealthCheck | CheckRow, now: datetime) -> bool:
     """Whether an enabled check's latest result is older than ``stale_after`` at ``now``."""
     return _stale(check.enabled, check.last_checked_at, check.interval, check.timeout, now)
 
@@ -114,12 +150,17 @@ def health_counts(tag: str | None = None) -> HealthCounts:
     now = timezone.now()
     counts: dict[str, int] = {}
     critical_down = stale = False
-    # Plain rows, not model instances: a load balancer asks every few seconds.
-    rows = _checks(tag).values_list(*COUNT_FIELDS)
-    for status, critical, enabled, interval, timeout, last in rows:
-        counts[status] = counts.get(status, 0) + 1
+    # A load balancer asks every few seconds: one grouped query, a few rows whatever the number
+    # of checks. A group's oldest result decides whether any of its checks is stale.
+    groups = (
+        _checks(tag)
+        .values_list("status", "critical", "enabled", "interval", "timeout")
+        .annotate(checks=Count("pk"), oldest=Min("last_checked_at"))
+    )
+    for status, critical, enabled, interval, timeout, number, oldest in groups:
+        counts[status] = counts.get(status, 0) + number
         critical_down |= status == DOWN and critical
-        stale |= _stale(enabled, last, interval, timeout, now)
+        stale |= _stale(enabled, oldest, interval, timeout, now)
     return {
         "status": overall_status(list(counts)),
         "critical_down": critical_down,
@@ -129,16 +170,12 @@ def health_counts(tag: str | None = None) -> HealthCounts:
     }
 
 
-#: What ``health_counts`` reads of each check.
-COUNT_FIELDS = ("status", "critical", "enabled", "interval", "timeout", "last_checked_at")
-
-
 def _checks(tag: str | None):
     checks = HealthCheck.objects.order_by()
     return checks.with_tag(tag) if tag else checks
 
 
-def check_summary(check: HealthCheck, now: datetime | None = None) -> CheckSummary:
+def check_summary(check: HealthCheck | CheckRow, now: datetime | None = None) -> CheckSummary:
     """One check as JSON-ready data, from its stored state. No target: it may hold credentials
     and /health/ is public."""
     now = now or timezone.now()
@@ -166,7 +203,7 @@ def health_summary(tag: str | None = None) -> HealthSummary:
     when given) with its uptime and latency (``history_figures``), and the overall status.
     Two queries, whatever the number of checks (and one for the runners)."""
     now = timezone.now()
-    rows = list(_checks(tag).order_by("name").only(*SUMMARY_FIELDS))
+    rows = [row for (row,) in check_rows(_checks(tag).order_by("name"))]
     figures = history_figures([c.pk for c in rows] if tag else None, now)
     checks: list[HealthSummaryCheck] = [
         {**check_summary(c, now), **figures.get(c.pk, NO_HISTORY)} for c in rows

@@ -19,7 +19,7 @@ from django.utils import timezone
 from connections_app.redaction import bare_urls
 from realtime.limits import Limits
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: The channel-layer group every server process joins once (one member per process).
 GROUP = "dashboard"
 

@@ -7,7 +7,7 @@ message over 1 MiB; one frame with every check passed that at about 350 checks):
 follow with the rest, each under ``snapshot_frame_bytes``. All of them go into the client's
 outbox at once, where the hold put them (``Outbox.release``).
 
-Built in a few queries per thousand checks. Clients asking at about the
+Built in a few queries, whatever the number of checks. Clients asking at about the
 same moment share one build (``SharedBuilds``), so a reconnect storm after a restart costs a
 few builds, not one per browser.
 """
@@ -17,30 +17,28 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from channels.db import database_sync_to_async
-from django.db.models import F, Window
-from django.db.models.functions import RowNumber
 from django.utils import timezone
 
+from connections_app import recent_points
 from connections_app.alerts.models import failed_count
 from connections_app.error_handler import report
 from connections_app.errors import ErrorCategory, missing_tables_message
 from connections_app.models import (
     STATUS_ORDER,
-    UPTIME_WINDOW,
-    CheckResult,
     ErrorStat,
     HealthCheck,
     overall_status,
 )
 from connections_app.summary import (
     NO_HISTORY,
-    SUMMARY_FIELDS,
+    CheckRow,
     HistoryFigures,
+    check_rows,
     check_summary,
     history_figures,
 )
@@ -48,9 +46,6 @@ from realtime.client import Client
 from realtime.limits import Limits
 from realtime.protocol import CLOSE_RESYNC, encode_event, now_iso, redact_strings, shown
 from realtime.registry import clients_elsewhere, registry, server_id
-
-#: Checks whose recent results are read in one query.
-READ_GROUP = 1000
 
 
 @dataclass
@@ -82,13 +77,14 @@ def _with_checks(body: str, checks: list[str]) -> str:
 
 def build_snapshot(tags: frozenset[str] | None, limits: Limits) -> Snapshot:
     """The snapshot for a client filtering on ``tags`` (None: every check), worst first."""
-    checks = [c for c in HealthCheck.objects.only(*SUMMARY_FIELDS) if shown(tags, c.tag_list)]
+    every = check_rows(HealthCheck.objects.order_by(), "recent")
+    checks = [(c, recent) for c, recent in every if shown(tags, c.tag_list)]
     rank = {status: i for i, status in enumerate(STATUS_ORDER)}
-    checks.sort(key=lambda c: (rank.get(c.status, len(rank)), c.name))
-    figures = history_figures(None if tags is None else [c.pk for c in checks])
+    checks.sort(key=lambda pair: (rank.get(pair[0].status, len(rank)), pair[0].name))
+    figures = history_figures(None if tags is None else [c.pk for c, _ in checks])
     texts = list(_check_texts(checks, figures, limits))
     first, rest = _first_page(texts, limits)
-    counts = Counter(c.status for c in checks)
+    counts = Counter(c.status for c, _ in checks)
     head = {
         "status": overall_status(list(counts)),
         "total": len(checks),
@@ -107,19 +103,18 @@ def build_snapshot(tags: frozenset[str] | None, limits: Limits) -> Snapshot:
 
 
 def _check_texts(
-    checks: list[HealthCheck], figures: dict[int, HistoryFigures], limits: Limits
+    checks: list[tuple[CheckRow, str]], figures: dict[int, HistoryFigures], limits: Limits
 ) -> Iterator[str]:
-    """Each check's snapshot entry as JSON text, its recent results read a group at a time."""
-    since = timezone.now() - UPTIME_WINDOW
-    for start in range(0, len(checks), READ_GROUP):
-        group = checks[start : start + READ_GROUP]
-        recent = recent_results([c.pk for c in group], limits.sparkline_points, since)
-        for check in group:
-            row = dict(check_summary(check))
-            row["id"] = check.pk  # the card links to the check's page
-            row.update(figures.get(check.pk, NO_HISTORY))
-            row["recent"] = recent.get(check.pk, [])
-            yield json.dumps(row, separators=(",", ":"), default=str, allow_nan=False)
+    """Each check's snapshot entry as JSON text. Its ``recent`` points are the stored text
+    (``recent_points``), spliced in unparsed."""
+    now = timezone.now()
+    for check, stored in checks:
+        row = dict(check_summary(check, now))
+        row["id"] = check.pk  # the card links to the check's page
+        row.update(figures.get(check.pk, NO_HISTORY))
+        text = json.dumps(row, separators=(",", ":"), default=str, allow_nan=False)
+        recent = recent_points.newest(stored, limits.sparkline_points)
+        yield f'{text[:-1]},"recent":{recent}}}'
 
 
 #: Room kept in a frame for its envelope and the snapshot's other fields.
@@ -151,32 +146,6 @@ def _parts(texts: list[str], max_bytes: int) -> Iterator[list[str]]:
         size += len(text) + 1
     if part:
         yield part
-
-
-def recent_results(ids: list[int], points: int, since) -> dict[int, list[dict]]:
-    """The last ``points`` results of each check (oldest first), in one windowed query."""
-    ranked = (
-        CheckResult.objects.filter(health_check_id__in=ids, checked_at__gte=since)
-        .annotate(
-            rank=Window(
-                RowNumber(), partition_by=[F("health_check_id")], order_by=F("checked_at").desc()
-            )
-        )
-        .filter(rank__lte=points)
-        .order_by("health_check_id", "checked_at")
-        .values_list("health_check_id", "checked_at", "ok", "latency_ms", "error_category")
-    )
-    by_check: dict[int, list[dict]] = defaultdict(list)
-    for check_id, checked_at, ok, latency, category in ranked:
-        by_check[check_id].append(
-            {
-                "checked_at": checked_at.isoformat(),
-                "ok": ok,
-                "latency_ms": round(latency, 2) if latency is not None else None,
-                "error_category": category,
-            }
-        )
-    return by_check
 
 
 def recent_errors(limit: int) -> list[dict]:

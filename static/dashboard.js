@@ -84,12 +84,18 @@
   }
 
   function normaliseCheck(c) {
-    const spark = (c.recent || []).map(point);
+    const spark = (c.recent || []).map(storedPoint);
     return { ...c, spark: spark.slice(-SPARK_POINTS), uptime: c.uptime_24h ?? null };
   }
 
+  // A snapshot's points are [time in ms, 1 or 0, latency] (docs/EVENTS.md); results in
+  // updates are whole objects.
+  function storedPoint(p) {
+    return { t: p[0], ok: p[1] === 1, ms: p[2] };
+  }
+
   function point(result) {
-    return { at: result.checked_at, ok: result.ok, ms: result.latency_ms };
+    return { t: Date.parse(result.checked_at), ok: result.ok, ms: result.latency_ms };
   }
 
   function applyResult(data) {
@@ -97,7 +103,8 @@
     if (!summary) return;
     const old = state.checks.get(summary.name) || { spark: [], uptime: null };
     // Events may repeat what the snapshot already holds: add each result once.
-    const known = old.spark.some((p) => p.at === data.result.checked_at);
+    const at = Date.parse(data.result.checked_at);
+    const known = old.spark.some((p) => p.t === at);
     const spark = known ? old.spark : old.spark.concat([point(data.result)]);
     const next = { ...old, ...summary, spark: spark.slice(-SPARK_POINTS) };
     if (data.uptime_24h !== undefined) next.uptime = data.uptime_24h;

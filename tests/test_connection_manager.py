@@ -269,6 +269,25 @@ async def test_it_reuses_pooled_connections_on_the_async_path(http_target: HttpT
     assert conn.stats()["open_connections"] == 0
 
 
+async def test_an_untraced_manager_counts_only_what_it_sends_itself(
+    http_target: HttpTarget,
+) -> None:
+    # A runner's manager: its probes' raw requests and connections are not counted, while
+    # the managed requests, the open sockets and the pool are as in any other.
+    async with ConnectionManager(traced=False) as conn:
+        await conn.request("GET", http_target.url("/ok"))
+        async with conn.get_connection() as session:
+            for _ in range(2):
+                async with session.get(http_target.url("/ok")) as response:
+                    assert response.status == 200
+        inside = conn.stats()
+
+    assert inside["requests"] == 1
+    assert (inside["new_connections"], inside["reused_connections"]) == (0, 0)
+    assert inside["open_connections"] == 1
+    assert conn.stats()["open_connections"] == 0
+
+
 async def test_it_returns_the_response_with_its_body_read(http_target: HttpTarget) -> None:
     async with ConnectionManager() as conn:
         response = await conn.request("GET", http_target.url("/body"))

@@ -83,14 +83,32 @@ def test_results_older_than_three_runs_are_marked_stale(client, only_our_checks)
     assert client.get("/health/").json()["stale"] is False
 
 
+def test_anyone_learns_of_one_stale_check_among_fresh_ones_alike(anyone, only_our_checks):
+    # The counts come from one grouped query; one old result in a group of fresh checks with
+    # the same interval and timeout must still make the answer stale, and a paused check never.
+    for name in ("a", "b", "c"):
+        make(name, [True])
+    HealthCheck.objects.filter(name="b").update(
+        last_checked_at=timezone.now() - timedelta(seconds=106)
+    )
+    body = anyone.get("/health/").json()
+    assert (body["stale"], body["counts"]) == (True, {"up": 3})
+    HealthCheck.objects.filter(name="b").update(interval=60)  # 3 * 60 + 5 + 10 = 195 s
+    assert anyone.get("/health/").json()["stale"] is False
+    HealthCheck.objects.filter(name="b").update(interval=30, enabled=False)
+    assert anyone.get("/health/").json()["stale"] is False
+
+
 def test_it_gives_each_checks_uptime_over_24_hours_in_a_fixed_number_of_queries(
     client, only_our_checks, django_assert_num_queries
 ):
     make("cache", [True, True, True, False])
     make("db", [False], critical=False)
     HealthCheck.objects.create(name="fresh", kind="tcp", target="127.0.0.1:1")
-    # The session and its user, the checks, one grouped read of their rollups, the runners.
-    with django_assert_num_queries(5):
+    # The session and its user, the checks, their figures (the totals of ended periods, the
+    # ids of every check, the sums of those without totals, this hour's and today's
+    # rollups), the runners.
+    with django_assert_num_queries(8):
         summary = client.get("/health/").json()
     uptime = {c["name"]: c["uptime_24h"] for c in summary["checks"]}
     assert uptime == {"cache": 0.75, "db": 0.0, "fresh": None}

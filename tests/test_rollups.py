@@ -210,9 +210,8 @@ def test_pruning_reads_the_retention_setting(settings):
     assert rollups.prune(now=NOW) == 1
 
 
-def test_a_batch_larger_than_one_statement_is_upserted_in_several(monkeypatch):
-    monkeypatch.setattr(rollups, "UPSERT_CHUNK", 3)
-    checks = [make_check(f"c{n}") for n in range(4)]  # 8 rows: 3 + 3 + 2
+def test_a_batch_of_many_rows_is_upserted_whole():
+    checks = [make_check(f"c{n}") for n in range(4)]  # 8 rows: an hour and a day each
     store_outcomes([outcome(c, NOW) for c in checks])
     store_outcomes([outcome(c, NOW + timedelta(seconds=1)) for c in checks])
     assert sorted(ResultRollup.objects.values_list("results", flat=True)) == [2] * 8

@@ -73,6 +73,41 @@ async def test_a_target_waiting_for_its_slots_holds_none_of_the_total():
     assert order == ["slow-1", "fast", "slow-2"] and slots.targets == 0
 
 
+async def test_a_probe_cancelled_while_it_waits_for_a_slot_holds_none():
+    slots = ProbeSlots(total=1, per_target=2)
+    holding, release = asyncio.Event(), asyncio.Event()
+
+    async def probe(key: str) -> None:
+        async with slots.hold(key):
+            holding.set()
+            await release.wait()
+
+    first = asyncio.ensure_future(probe("a:1"))
+    await holding.wait()
+    # One waits for its target's slot (the target's two are both taken), one for the total's.
+    busy = ProbeSlots(total=1, per_target=1)
+    async with busy.hold("b:1"):
+        waiting_target = asyncio.ensure_future(probe_with(busy, "b:1"))
+        waiting_total = asyncio.ensure_future(probe("c:1"))
+        await asyncio.sleep(0)
+        waiting_target.cancel()
+        waiting_total.cancel()
+        for task in (waiting_target, waiting_total):
+            with pytest.raises(asyncio.CancelledError):
+                await task
+    release.set()
+    await first
+    assert (slots.targets, busy.targets) == (0, 0)
+    # Every slot came back: both can be held again at once (bounded: no wait forever).
+    async with asyncio.timeout(5), slots.hold("c:1"), busy.hold("b:1"):
+        pass
+
+
+async def probe_with(slots: ProbeSlots, key: str) -> None:
+    async with slots.hold(key):
+        pass  # never reached: cancelled while waiting
+
+
 async def test_a_stalled_host_holds_only_its_own_slots(only, http_target, stalling):
     # Six checks of a host that never answers, three of a healthy one, five slots in all: with
     # one bound for everything the stalled checks would hold all five for their whole timeout.

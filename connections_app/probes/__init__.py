@@ -41,7 +41,10 @@ async def run_probe(check: models.HealthCheck, manager) -> ProbeResult:
     clock = Stopwatch()
     error: BaseException | None = None
     try:
-        result = await asyncio.wait_for(probe(check, manager), timeout=check.timeout)
+        # A deadline around the probe, not ``wait_for``: that runs the probe in a task of its
+        # own, one more task per result.
+        async with asyncio.timeout(check.timeout):
+            result = await probe(check, manager)
     except asyncio.CancelledError:
         raise
     except Exception as exc:

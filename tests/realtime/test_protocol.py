@@ -23,7 +23,7 @@ def test_a_frame_is_the_shared_body_with_version_and_sequence():
     body = encode_event("clients", {"name": "db"}, at="2026-01-01T00:00:00+00:00")
     frame = json.loads(frame_text(7, body))
     assert frame == {
-        "v": 2,
+        "v": 3,
         "seq": 7,
         "type": "clients",
         "at": "2026-01-01T00:00:00+00:00",

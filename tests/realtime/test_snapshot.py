@@ -6,6 +6,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.utils import timezone
 
+from connections_app import recent_points
 from connections_app.models import CheckResult, HealthCheck
 from realtime.limits import Limits
 from realtime.snapshot import SharedBuilds, Snapshot, build_snapshot
@@ -30,23 +31,34 @@ def checks_of(snapshot: Snapshot) -> list[dict]:
 
 
 def test_it_costs_the_same_queries_for_two_checks_or_twenty(django_assert_num_queries):
-    # The checks, their recent results, their uptime and latency (one read of the rollups),
+    # The checks with their recent results, their uptime and latency (four reads: totals,
+    # every check's id, sums for checks without totals, the rollups of this hour and day),
     # the error stats, the failed alerts, the other clients.
     add_checks(2)
-    with django_assert_num_queries(6):
+    with django_assert_num_queries(8):
         assert len(checks_of(build_snapshot(None, Limits()))) >= 2
     add_checks(18, first=2)
-    with django_assert_num_queries(6):
+    with django_assert_num_queries(8):
         assert len(checks_of(build_snapshot(None, Limits()))) >= 20
 
 
-def test_results_older_than_a_day_are_not_in_the_sparkline_or_uptime():
+def test_a_result_older_than_a_day_is_in_the_sparkline_but_not_the_uptime():
+    # A paused check still shows how it last behaved; its 24 h uptime has no result to count.
     check = HealthCheck.objects.create(name="old", target="127.0.0.1:1", kind="tcp")
-    CheckResult.objects.create(
-        health_check=check, checked_at=timezone.now() - timedelta(days=2), ok=False
-    )
+    at = timezone.now() - timedelta(days=2)
+    CheckResult.objects.create(health_check=check, checked_at=at, ok=False, latency_ms=2.5)
+    recent_points.fill(HealthCheck, CheckResult)
     row = next(c for c in checks_of(build_snapshot(None, Limits())) if c["name"] == "old")
-    assert row["recent"] == [] and row["uptime_24h"] is None
+    assert row["recent"] == [[int(at.timestamp() * 1000), 0, 2.5]]
+    assert row["uptime_24h"] is None
+
+
+def test_the_sparkline_is_cut_to_the_points_the_limits_ask_for():
+    add_checks(1, results_each=12)
+    recent_points.fill(HealthCheck, CheckResult)
+    (row,) = checks_of(build_snapshot(None, Limits(sparkline_points=5)))
+    assert len(row["recent"]) == 5
+    assert [p[0] for p in row["recent"]] == sorted(p[0] for p in row["recent"])
 
 
 async def test_clients_asking_at_once_share_one_build():
@@ -82,6 +94,7 @@ def add_many(count: int, results_each: int) -> None:
         for c in checks
         for i in range(results_each)
     )
+    recent_points.fill(HealthCheck, CheckResult)  # results written in bulk: their points too
 
 
 async def test_2000_checks_arrive_in_frames_under_the_bound_worst_first(staff_cookie, settings):
@@ -89,6 +102,8 @@ async def test_2000_checks_arrive_in_frames_under_the_bound_worst_first(staff_co
 
     bound = 64 * 1024
     settings.DASHBOARD_LIMITS = {"snapshot_frame_bytes": bound, "snapshot_first_checks": 100}
+    # The only checks: the migrations' self-checks are there or not, by which tests ran before.
+    await HealthCheck.objects.all().adelete()
     await sync_to_async(add_many)(2000, 5)
     socket, snapshot = await connected(staff_cookie)
     frames = [snapshot]

@@ -32,6 +32,7 @@ from django.db import DatabaseError
 
 from connections_app.cli import EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE, counted
 from connections_app.errors import missing_tables_message
+from connections_app.gc_tuning import settle_long_lived
 from connections_app.management.usage import UsageExitMixin, add_concurrency_argument
 from connections_app.models import PAUSED, HealthCheck
 from connections_app.monitor import Monitor, Outcome
@@ -114,6 +115,7 @@ class Command(UsageExitMixin, BaseCommand):
         if options["check"] or options["format"] != "table":
             raise UsageError("--check and --format go with --once")
         _refuse_missing_tables()
+        settle_long_lived()
         asyncio.run(self._forever(options))
 
     async def _once(self, options: dict) -> int:
