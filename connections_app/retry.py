@@ -151,8 +151,14 @@ async def aretry(
     *,
     on_retry: OnRetry | None = None,
     delay: Delay | None = None,
+    failed: BaseException | None = None,
 ) -> T:
-    """The async twin of ``retry``: the waits do not block the event loop."""
+    """The async twin of ``retry``: the waits do not block the event loop. ``failed`` as in
+    ``retry`` (a WebSocket frame's first write is tried outside any loop, see
+    ``realtime.broadcast.deliver``)."""
+    if failed is not None:
+        policy, wait = _next_try(failed, policy, retry_on, on_retry, delay)
+        await asyncio.sleep(wait)
     while True:
         try:
             return await func()

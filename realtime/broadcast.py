@@ -9,6 +9,10 @@ connection is gone: ``errors.DELIVERY_PERMANENT``; a socket that raises ``Runtim
 its close counts as gone, see ``Client.send``) drops the client at once; transient (outbox full,
 timeout, anything else) gets one retry on the ``WEBSOCKET`` policy (first try within 5 s, the
 retry after 100 ms within 2 s), then the client is told to reconnect and resync (close 4000).
+
+A frame's first try costs no timer and no retry wrapper when the socket can take it at once
+(``Client.write_now``: straight to daphne while its buffer has room, nothing awaited); only a
+frame that must wait for room, or whose first write failed, goes through the bounded tries.
 """
 
 from __future__ import annotations
@@ -148,20 +152,39 @@ async def run_sender(client: Client, delivery: Delivery = DELIVERY) -> None:
     (daphne buffers without bound for a socket that is not read: acks are the only signal).
     """
     while (body := await client.outbox.get()) is not None:
-        text = frame_text(client.next_seq(), body)
         try:
-            await aretry(
-                _bounded(lambda text=text: client.send(text), delivery.timeouts),
-                delivery.policy,
-                _is_transient,
-                on_retry=lambda *_: _count_retry(client),
-            )
+            await deliver(client, client.next_seq(), body, delivery)
         except Exception as exc:
             await drop(client, exc)
             return
         client.delivered += 1
         if await close_if_lagging(client):
             return
+
+
+async def deliver(client: Client, seq: int, body: str, delivery: Delivery = DELIVERY) -> None:
+    """Write frame ``seq`` of ``body`` to the client, or raise why it could not.
+
+    First at once (``Client.write_now``); when the socket cannot take it without waiting,
+    through ``send`` with the tries bounded by ``delivery.timeouts``; when that first write
+    failed, a permanent failure is raised as it is and a transient one gets the policy's retry
+    (after its delay, bounded by the retry's timeout), as if the first try had been bounded.
+    """
+    failed = None
+    try:
+        if client.write_now(seq, body):
+            return
+    except Exception as exc:
+        failed = exc
+    text = frame_text(seq, body)
+    timeouts = delivery.timeouts if failed is None else delivery.timeouts[1:] or delivery.timeouts
+    await aretry(
+        _bounded(lambda: client.send(text), timeouts),
+        delivery.policy,
+        _is_transient,
+        on_retry=lambda *_: _count_retry(client),
+        failed=failed,
+    )
 
 
 class AckTimeout(TimeoutError):

@@ -12,7 +12,8 @@ from django.utils import timezone
 
 from realtime.limits import Limits
 from realtime.outbox import Outbox
-from realtime.protocol import EVERY, Watch, shown
+from realtime.protocol import EVERY, Watch, frame_parts, shown
+from realtime.transport import WriteNow
 
 SendText = Callable[[str], Awaitable[None]]
 Close = Callable[[int, str], Awaitable[None]]
@@ -39,7 +40,9 @@ class ClientGone(ConnectionResetError):
 
 class Client:
     """A dashboard connection. ``send`` writes one text frame to its socket, ``close`` closes
-    the socket with a code and a reason; both come from the consumer."""
+    the socket with a code and a reason; both come from the consumer, and so does ``write``
+    when the server lets frames be written straight to the socket (daphne:
+    ``transport.WRITER``)."""
 
     def __init__(
         self,
@@ -49,6 +52,7 @@ class Client:
         limits: Limits,
         session_key: str | None = None,
         watch: Watch = EVERY,
+        write: WriteNow | None = None,
     ) -> None:
         self.id = uuid.uuid4().hex[:12]
         self.user = user
@@ -59,6 +63,7 @@ class Client:
         self.outbox = Outbox(limits.outbox_capacity)
         self.outbox.hold()  # nothing goes out before the first snapshot
         self._send = send
+        self._write = write
         self._close = close
         #: What it watches: the dashboard (a tag filter changes it) or one check's page.
         self.watch = watch
@@ -87,6 +92,15 @@ class Client:
             # The ASGI server refuses a send after the socket closed: the client is gone,
             # which no retry fixes (not a bug of ours to trace back).
             raise ClientGone(str(exc)) from exc
+
+    def write_now(self, seq: int, body: str) -> bool:
+        """Write frame ``seq`` of ``body`` at once if the socket takes it without waiting; False
+        when it cannot (no writer, or the socket's buffer is over ``max_buffered_bytes``): then
+        ``send`` the frame, which waits for room."""
+        if self._write is None:
+            return False
+        # A socket already closing raises transport.SocketClosed: gone, like ClientGone.
+        return self._write(frame_parts(seq, body), self.limits.max_buffered_bytes)
 
     @property
     def closed(self) -> bool:

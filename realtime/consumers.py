@@ -32,7 +32,7 @@ from realtime.protocol import (
 )
 from realtime.registry import server_id
 from realtime.snapshot import send_snapshot
-from realtime.transport import wait_for_room
+from realtime.transport import WRITER, wait_for_room
 
 
 class DashboardConsumer(AsyncJsonWebsocketConsumer):
@@ -74,6 +74,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
             limits=limits(),
             session_key=session.session_key if session is not None else None,
             watch=watch,
+            write=(self.scope.get("extensions") or {}).get(WRITER),
         )
         try:
             await get_hub().join(self.client)

@@ -195,3 +195,28 @@ async def test_the_async_loop_follows_the_same_rules():
     with pytest.raises(ConnectionResetError):
         await aretry(always_reset, RetryPolicy(attempts=2, base_delay=0, cap=0), ANY)
     assert len(tries) == 3
+
+
+async def test_the_async_loop_decides_on_a_first_try_made_elsewhere_first():
+    calls, retries = [], []
+    error = ConnectionResetError("reset")
+
+    async def works():
+        calls.append(1)
+        return "done"
+
+    on_retry = lambda exc, policy, wait: retries.append((exc, policy.retries_done))  # noqa: E731
+    policy = RetryPolicy(attempts=1, base_delay=0, cap=0)
+    assert await aretry(works, policy, ANY, on_retry=on_retry, failed=error) == "done"
+    assert retries == [(error, 1)] and calls == [1]
+
+    async def fails():
+        calls.append(1)
+        raise ConnectionResetError("again")
+
+    with pytest.raises(ConnectionResetError, match="again"):  # its one retry failed: final
+        await aretry(fails, policy, ANY, failed=error)
+    assert len(calls) == 2
+    with pytest.raises(ConnectionResetError, match="reset"):  # not worth a retry: raised
+        await aretry(works, policy, lambda exc: False, failed=error)
+    assert len(calls) == 2

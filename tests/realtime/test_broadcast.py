@@ -1,4 +1,5 @@
 import asyncio
+import json
 import logging
 
 import pytest
@@ -10,6 +11,7 @@ from realtime.client import Client, ClientGone
 from realtime.limits import Limits
 from realtime.outbox import OutboxFull
 from realtime.protocol import CLOSE_RESYNC, SCHEMA_VERSION, Watch, encode_event
+from realtime.transport import SocketClosed
 from tests.realtime.helpers import FAST, HANG, Socket, make_client, wait_until
 
 pytestmark = pytest.mark.usefixtures("clean_hub")
@@ -186,3 +188,110 @@ async def test_a_client_behind_its_acks_is_told_to_resync():
         await notify_clients([client], "e", BODY)
     await wait_until(lambda: client.closed)
     assert socket.closed == (CLOSE_RESYNC, "more than 3 frames not acknowledged")
+
+
+# --- frames written straight to the socket (daphne's WRITER) -------------------------------------
+
+
+class Direct:
+    """A frame writer as daphne gives one (``transport.WRITER``): records each frame's parts.
+
+    ``outcomes`` are used one per event frame: an exception is raised, ``False`` declines (no
+    room). The snapshot is written but not recorded, as ``Socket`` does.
+    """
+
+    def __init__(self, *outcomes: BaseException | bool) -> None:
+        self.parts: list[tuple[bytes, ...]] = []
+        self._outcomes = list(outcomes)
+
+    def __call__(self, parts, limit: int) -> bool:
+        if b'"type":"snapshot"' in parts[-1]:
+            return True
+        if self._outcomes:
+            outcome = self._outcomes.pop(0)
+            if isinstance(outcome, BaseException):
+                raise outcome
+            return outcome
+        self.parts.append(tuple(parts))
+        return True
+
+    @property
+    def frames(self) -> list[dict]:
+        return [json.loads(b"".join(parts)) for parts in self.parts]
+
+
+def direct_client(socket: Socket, direct: Direct) -> Client:
+    client = Client("staff", socket.send, socket.close, Limits(), write=direct)
+    client.outbox.release(encode_event("snapshot", {}))
+    client.start(run_sender(client, FAST))
+    return client
+
+
+async def test_frames_go_straight_to_the_socket_numbered_per_connection_on_one_shared_body():
+    pairs = [(Socket(), Direct()) for _ in range(2)]
+    clients = [direct_client(socket, direct) for socket, direct in pairs]
+    for _ in range(3):
+        await notify_clients(clients, "check.status", BODY)
+    await wait_until(lambda: all(len(direct.parts) == 3 for _, direct in pairs))
+    for socket, direct in pairs:
+        assert [f["seq"] for f in direct.frames] == [2, 3, 4]  # gap-free, 1 was the snapshot
+        assert {f["v"] for f in direct.frames} == {SCHEMA_VERSION}
+        assert direct.frames[0]["data"] == {"name": "db", "from": "up", "to": "down"}
+        assert socket.frames == []  # nothing through the ASGI send
+    # Only the few bytes of the sequence number are each client's own: the body is one object.
+    (_, first), (_, second) = pairs
+    assert first.parts[0][-1] is second.parts[0][-1]
+    assert len(first.parts[0][0]) < 20
+
+
+async def test_a_frame_the_socket_has_no_room_for_goes_through_send_with_its_number():
+    socket, direct = Socket(), Direct(False)
+    client = direct_client(socket, direct)
+    for _ in range(2):
+        await notify_clients([client], "check.status", BODY)
+    await wait_until(lambda: client.delivered == 3)
+    assert [f["seq"] for f in socket.frames] == [2]
+    assert [f["seq"] for f in direct.frames] == [3]
+    assert client.retries == 0
+
+
+@pytest.mark.parametrize("failure", [OSError("odd"), ValueError("odd")])
+async def test_a_failed_first_write_is_retried_once_through_send(failure):
+    socket, direct = Socket(), Direct(failure)
+    client = direct_client(socket, direct)
+    await notify_clients([client], "check.status", BODY)
+    await wait_until(lambda: client.delivered == 2)
+    assert client.retries == 1 and not client.closed
+    assert [f["seq"] for f in socket.frames] == [2]  # the same frame, once
+
+
+async def test_a_failed_first_write_whose_retry_fails_too_resyncs_the_client():
+    socket, direct = Socket(HANG), Direct(OSError("odd"))
+    client = direct_client(socket, direct)
+    await notify_clients([client], "check.status", BODY)
+    await wait_until(lambda: client.closed)
+    assert socket.closed == (CLOSE_RESYNC, "delivery failed: resync")
+    assert client.retries == 1
+
+
+async def test_a_write_to_a_gone_socket_drops_it_at_once_while_the_others_receive():
+    gone = (Socket(), Direct(SocketClosed("closed")))
+    healthy = [(Socket(), Direct()) for _ in range(2)]
+    clients = [direct_client(socket, direct) for socket, direct in (gone, *healthy)]
+    await notify_clients(clients, "check.status", BODY)
+    await wait_until(lambda: clients[0].closed)
+    await wait_until(lambda: all(len(direct.parts) == 1 for _, direct in healthy))
+    assert gone[0].closed == (CLOSE_RESYNC, "connection gone")
+    assert clients[0].retries == 0 and gone[0].frames == [] and gone[1].parts == []
+
+
+async def test_a_client_whose_write_fails_and_hangs_does_not_delay_the_others():
+    stuck = (Socket(HANG, HANG), Direct(OSError("odd")))
+    healthy = [(Socket(), Direct()) for _ in range(3)]
+    clients = [direct_client(socket, direct) for socket, direct in (stuck, *healthy)]
+    for _ in range(5):
+        await notify_clients(clients, "check.status", BODY)
+    await wait_until(lambda: all(len(direct.parts) == 5 for _, direct in healthy))
+    assert not clients[0].closed  # still on its retry of the first frame
+    await wait_until(lambda: clients[0].closed)
+    assert stuck[0].closed == (CLOSE_RESYNC, "delivery failed: resync")
