@@ -45,6 +45,7 @@ def test_runchecks_sends_alerts_from_a_child_process(sqlite_file_env, http_targe
     env = sqlite_file_env | FAST
     one_flipping_check(env, http_target)
     http_target.switch("api", 503)
+    http_target.hook("ops", 500)  # then 200, on the retry half a second later
     runner = start_manage(env, "runchecks")
     try:
         sender = sender_of(runner)
@@ -54,8 +55,11 @@ def test_runchecks_sends_alerts_from_a_child_process(sqlite_file_env, http_targe
         err = stop(runner)
     assert runner.returncode == 0 and "Traceback" not in err, err
     assert not alive(sender)  # stopped with its runner
-    alerts = "select kind, status from connections_app_alert"
-    assert sqlite_rows(env, alerts) == [("down", "sent")]
+    alerts = "select kind, status, attempts from connections_app_alert"
+    assert sqlite_rows(env, alerts) == [("down", "sent", 2)]
+    # The failed try was counted in the sender's process, and written before it exited.
+    errors = "select category, count from connections_app_errorstat where operation = 'alerts.send'"
+    assert sqlite_rows(env, errors) == [("http_5xx", 1)]
 
 
 @pytest.mark.slow

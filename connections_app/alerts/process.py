@@ -25,6 +25,8 @@ How it lives:
   ``STOP_GRACE`` seconds to finish, then killed (its claims lapse, as after a crash).
 - It has its own process group: a terminal's Ctrl-C reaches the runner only, which then stops
   the child in order instead of seeing it exit and restarting it.
+- It writes its own error counts to ``ErrorStat`` (``run_in_child``): a runner's housekeeping
+  writes those of its own process only.
 """
 
 from __future__ import annotations
@@ -37,10 +39,14 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from connections_app import retry
-from connections_app.error_handler import report
+from connections_app.alerts.sender import run_alert_sender
+from connections_app.error_handler import get_global_error_handler, report
+from connections_app.error_stats import flush_error_stats
+from connections_app.results import close_stale_connection
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +56,8 @@ RESTART = retry.RetryPolicy(attempts=None, base_delay=1.0, factor=2.0, cap=60.0,
 HEALTHY_AFTER = 60.0
 #: Seconds beyond a send's timeout that a stopping child has to record and close.
 STOP_GRACE = 5.0
+#: Seconds between two writes of the child's error counts (a runner's housekeeping period).
+ERROR_STATS_INTERVAL = 10.0
 
 
 class SenderExited(Exception):
@@ -136,3 +144,34 @@ async def _stop_child(child: asyncio.subprocess.Process) -> None:
         with contextlib.suppress(ProcessLookupError):
             child.kill()
         await child.wait()
+
+
+async def run_in_child(stop: asyncio.Event) -> None:
+    """What ``sendalerts`` runs until ``stop``: the sender, and this process's error counts
+    (failed sends, database retries) written to ``ErrorStat`` every ``ERROR_STATS_INTERVAL``
+    seconds and once more at the end."""
+    counting = asyncio.ensure_future(_write_error_counts_every(ERROR_STATS_INTERVAL))
+    try:
+        await run_alert_sender(stop)
+    finally:
+        counting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await counting
+        await _write_error_counts()
+
+
+async def _write_error_counts_every(seconds: float) -> None:
+    while True:  # until cancelled by run_in_child
+        await asyncio.sleep(seconds)
+        await _write_error_counts()
+
+
+async def _write_error_counts() -> None:
+    # Repeats counted in a window that has ended get their one line now, as in a runner.
+    get_global_error_handler().close_expired_windows()
+    await sync_to_async(_flush_error_stats)()
+
+
+def _flush_error_stats() -> None:
+    close_stale_connection()
+    flush_error_stats()  # a database error is reported and the counts kept: it never raises
