@@ -25,8 +25,8 @@ How it lives:
   ``STOP_GRACE`` seconds to finish, then killed (its claims lapse, as after a crash).
 - It has its own process group: a terminal's Ctrl-C reaches the runner only, which then stops
   the child in order instead of seeing it exit and restarting it.
-- It writes its own error counts to ``ErrorStat`` (``run_in_child``): a runner's housekeeping
-  writes those of its own process only.
+- It writes its own error counts to ``ErrorStat`` (``run_sender_process``, what ``sendalerts``
+  runs, alone too): a runner's housekeeping writes those of its own process only.
 """
 
 from __future__ import annotations
@@ -87,8 +87,10 @@ async def supervise(stop: asyncio.Event, command: Sequence[str] | None = None) -
                     lambda: _run_child(command), RESTART, _crashed, on_retry=_restarting
                 )
             )
-            await asyncio.wait({restarts, stopped}, return_when=asyncio.FIRST_COMPLETED)
-            restarts.cancel()  # a running child is stopped in order by _run_child itself
+            try:
+                await asyncio.wait({restarts, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                restarts.cancel()  # a running child is stopped in order by _run_child itself
             try:
                 await restarts
             except asyncio.CancelledError:
@@ -146,7 +148,7 @@ async def _stop_child(child: asyncio.subprocess.Process) -> None:
         await child.wait()
 
 
-async def run_in_child(stop: asyncio.Event) -> None:
+async def run_sender_process(stop: asyncio.Event) -> None:
     """What ``sendalerts`` runs until ``stop``: the sender, and this process's error counts
     (failed sends, database retries) written to ``ErrorStat`` every ``ERROR_STATS_INTERVAL``
     seconds and once more at the end."""
@@ -161,7 +163,7 @@ async def run_in_child(stop: asyncio.Event) -> None:
 
 
 async def _write_error_counts_every(seconds: float) -> None:
-    while True:  # until cancelled by run_in_child
+    while True:  # until cancelled by run_sender_process
         await asyncio.sleep(seconds)
         await _write_error_counts()
 

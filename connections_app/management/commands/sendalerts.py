@@ -19,7 +19,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
 from connections_app.alerts.models import Alert
-from connections_app.alerts.process import run_in_child
+from connections_app.alerts.process import run_sender_process
 from connections_app.cli import EXIT_USAGE
 from connections_app.errors import missing_tables_message
 from connections_app.management.usage import UsageExitMixin
@@ -51,7 +51,7 @@ async def _send(with_parent: bool) -> None:
         loop.add_signal_handler(sig, stop.set)
     if with_parent:
         _stop_at_eof(stop)
-    await run_in_child(stop)
+    await run_sender_process(stop)
 
 
 def _stop_at_eof(stop: asyncio.Event) -> None:
