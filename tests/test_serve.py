@@ -35,7 +35,9 @@ def server(sqlite_file_env):
     finally:
         if child.poll() is None:
             child.kill()
-            child.communicate(timeout=10)
+            # Its alert sender holds the pipes until it sees its parent gone, which may be
+            # while it is still starting Django (seconds, on a loaded machine).
+            child.communicate(timeout=30)
 
 
 def _get(url: str):
