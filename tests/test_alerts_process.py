@@ -181,8 +181,10 @@ async def test_a_child_that_ignores_the_stop_is_killed_after_its_grace(
     settings.ALERT_SEND_TIMEOUT = 0.1
     monkeypatch.setattr(process, "STOP_GRACE", 0.1)
     stop, noted = asyncio.Event(), tmp_path / "starts"
-    # Ignores its stdin: only SIGKILL ends it.
-    command = counting(noted, "import time\nfor _ in range(600): time.sleep(0.1)")
+    # Ignores its stdin and SIGTERM (set before its start is noted): only SIGKILL ends it.
+    ignore = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    command = [*counting(noted, "for _ in range(600): time.sleep(0.1)")]
+    command[-1] = ignore + command[-1]
     running = asyncio.ensure_future(process.supervise(stop, command))
     await until(lambda: starts(noted) == 1, within=20)
     (child,) = children(os.getpid())

@@ -21,8 +21,9 @@ How it lives:
 - A child that exits while the runner runs is reported and started again after ``RESTART``'s
   back-off (``retry.aretry``); one that had run ``HEALTHY_AFTER`` seconds is started again at
   once, with the back-off afresh.
-- At the runner's stop the pipe is closed and the child given ``ALERT_SEND_TIMEOUT`` plus
-  ``STOP_GRACE`` seconds to finish, then killed (its claims lapse, as after a crash).
+- At the runner's stop the child gets SIGTERM and its pipe is closed; it is given
+  ``ALERT_SEND_TIMEOUT`` plus ``STOP_GRACE`` seconds to finish, then killed (its claims lapse,
+  as after a crash). A child still starting Django ends at once on the SIGTERM.
 - It has its own process group: a terminal's Ctrl-C reaches the runner only, which then stops
   the child in order instead of seeing it exit and restarting it.
 - It writes its own error counts to ``ErrorStat`` (``run_sender_process``, what ``sendalerts``
@@ -133,9 +134,15 @@ async def _run_child(command: list[str]) -> None:
 
 
 async def _stop_child(child: asyncio.subprocess.Process) -> None:
-    """EOF on its stdin, a bounded wait for it to finish its sends, then SIGKILL."""
+    """SIGTERM and EOF on its stdin, a bounded wait for it to finish its sends, then SIGKILL.
+
+    SIGTERM too: a child still starting Django has no handler yet and ends at once (it has
+    claimed nothing), instead of holding the runner's stop until it has started; a running one
+    stops as on EOF."""
     if child.stdin is not None:
         child.stdin.close()
+    with contextlib.suppress(ProcessLookupError):
+        child.terminate()
     timeout = settings.ALERT_SEND_TIMEOUT + STOP_GRACE
     try:
         await asyncio.wait_for(child.wait(), timeout)
