@@ -10,8 +10,9 @@ the check runner started in the caller's event loop, and the /health/ document a
 Nothing here is a second store or a second runner. A check added here is a ``HealthCheck`` row
 like one added in the admin or by ``importchecks`` (same validation, same signals, shown and
 editable in the admin), and ``start_connection_monitoring`` runs ``Monitor.run_forever``, the
-scheduler of ``runchecks``, as a task in the running loop. Several processes may each call these:
-each check is claimed by one runner at a time (``monitor.claim_due_checks``).
+scheduler of ``runchecks``, as a task in the running loop, with the alert sender in the same loop
+(``runchecks`` and ``serve`` give it a process of its own: ``alerts.process``). Several processes
+may each call these: each check is claimed by one runner at a time (``monitor.claim_due_checks``).
 
 ``add_health_check``, ``remove_health_check`` and ``get_health_summary`` are sync, and work from
 a coroutine too (an application's ``async def startup()`` calls ``add_health_check``): see
@@ -32,6 +33,7 @@ from typing import TypeVar
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import IntegrityError, connections, transaction
 
+from connections_app.alerts.sender import run_alert_sender
 from connections_app.models import (
     KIND_HTTP,
     KIND_REDIS,
@@ -418,7 +420,10 @@ class ConnectionMonitor:
         # leaving the block after the runner's final flush closes every socket it opened.
         total, manager = runner_manager(concurrency)
         async with manager:
-            await Monitor(manager, concurrency=total).run_forever(stop)
+            # The sender in this loop, not a process of its own: the application's settings
+            # (``settings.configure()``, a test database) may be nothing a child could rebuild.
+            monitor = Monitor(manager, concurrency=total, alerts=run_alert_sender)
+            await monitor.run_forever(stop)
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:

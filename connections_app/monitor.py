@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
@@ -22,7 +22,6 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from connections_app import closed_totals, rollups
-from connections_app.alerts.sender import run_alert_sender
 from connections_app.cli import counted
 from connections_app.connection_manager import ConnectionManager
 from connections_app.db.fail_fast import fail_fast
@@ -235,7 +234,9 @@ class Monitor:
     ``start_due`` (claim the due checks, start their probes), ``writer.flush`` (store what
     finished) and ``housekeeping`` (the error log's repeat lines, error statistics,
     maintenance windows, pruning, the runner's own row; in a thread of its own, so it never
-    holds up claiming and storing); the alert sender (``alerts.sender``) beside them.
+    holds up claiming and storing); ``alerts``, when given, beside them until the stop: what
+    sends alerts (``alerts.process.supervise``: a process of its own, as ``runchecks`` and
+    ``serve`` run it; ``alerts.sender.run_alert_sender``: in this loop).
     """
 
     def __init__(
@@ -243,13 +244,13 @@ class Monitor:
         manager: ConnectionManager,
         concurrency: int | None = None,
         tags: Iterable[str] = (),
-        send_alerts: bool = True,
+        alerts: Callable[[asyncio.Event], Awaitable[None]] | None = None,
         per_target: int | None = None,
     ) -> None:
         self.manager = manager
         #: Only checks with one of these tags are claimed (runners split by tag); () means all.
         self.tags = tuple(tags)
-        self.send_alerts = send_alerts
+        self.alerts = alerts
         self.slots = ProbeSlots(
             concurrency or default_total(), per_target or settings.PROBES_PER_TARGET
         )
@@ -338,16 +339,16 @@ class Monitor:
 
     async def run_forever(self, stop: asyncio.Event, stop_timeout: float | None = None) -> None:
         """Each enabled check at its own interval until ``stop`` is set; then drain (probes
-        still running after ``stop_timeout`` seconds are cancelled) and flush. The alert
-        sender runs beside it, as its own task with its own loop and client: a slow receiver
-        delays no check. Alerts of the last flush wait in the outbox for the next start."""
+        still running after ``stop_timeout`` seconds are cancelled) and flush. ``alerts`` runs
+        beside it as a task of its own, stopped by the same ``stop``: a slow receiver delays no
+        check. Alerts of the last flush wait in the outbox for the next start."""
         # Events a runner stopped between a commit and its announcement never went out: every
         # dashboard rebuilds from what is stored when a runner starts.
         await _quietly(announce_checks_changed, "checks.announce")
         housekeeping = Housekeeping(asyncio.get_running_loop().time, self)
         flusher = asyncio.create_task(self._flush_loop(stop))
         chores = asyncio.create_task(housekeeping.run_until(stop))
-        alerts = asyncio.create_task(run_alert_sender(stop)) if self.send_alerts else None
+        alerts = asyncio.create_task(self.alerts(stop)) if self.alerts is not None else None
         try:
             while not stop.is_set():
                 await self.start_due(stop)

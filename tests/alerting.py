@@ -1,10 +1,12 @@
-"""Helpers for the alert tests: a clock moved by hand, channels, a real SMTP server."""
+"""Helpers for the alert tests: a clock moved by hand, channels, a real SMTP server, the
+processes a runner started (Linux /proc)."""
 
 from __future__ import annotations
 
 import threading
 from datetime import datetime, timedelta
 from email import message_from_bytes, policy
+from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -70,3 +72,28 @@ def smtp(settings):
         yield mailbox
     finally:
         controller.stop()
+
+
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state first), or None."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+def children(pid: int) -> list[int]:
+    """The live processes whose parent is ``pid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat(int(entry.name))
+            if fields and fields[1] == str(pid) and fields[0] != "Z":
+                found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Running: not gone, and not a zombie nobody reaped (a container's init may not)."""
+    fields = _stat(pid)
+    return fields is not None and fields[0] != "Z"

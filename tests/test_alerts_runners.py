@@ -1,10 +1,12 @@
-"""Alerts across crashes and runners: ``manage.py runchecks`` child processes, a file or a
-private PostgreSQL database, real loopback receivers that count deliveries by Idempotency-Key.
+"""Alerts across crashes and runners: ``manage.py runchecks`` child processes (each with its
+sender process), a file or a private PostgreSQL database, real loopback receivers that count
+deliveries by Idempotency-Key.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -16,6 +18,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.alerting import children
 from tests.conftest import REPO, manage, start_manage, wait_until
 from tests.http_targets import HttpTarget
 
@@ -75,10 +78,14 @@ def test_a_runner_killed_mid_send_loses_no_alert_and_the_next_sends_it_once(
     first = start_manage(env, "runchecks")
     try:
         wait_until(lambda: http_target.received("ops"), first, timeout=30)
-        # The change is committed, its alert with it, claimed and mid-send: now it dies.
+        # The change is committed, its alert with it, claimed and mid-send: now the runner
+        # and its sender process die together, as in a machine's crash (a sender left alone
+        # would finish its send and record it: tests/test_alerts_process.py).
         alerts = "select kind, status, attempts from connections_app_alert"
         assert sqlite_rows(env, alerts) == [("down", "sending", 1)]
+        (sender,) = children(first.pid)
         first.send_signal(signal.SIGKILL)
+        os.kill(sender, signal.SIGKILL)
         first.communicate(timeout=30)
     finally:
         stop(first)

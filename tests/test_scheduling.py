@@ -116,7 +116,7 @@ async def test_a_stalled_host_holds_only_its_own_slots(only, http_target, stalli
     for n in range(3):
         await add(f"healthy-{n}", http_target.url("/ok"))
     async with ConnectionManager() as manager:
-        monitor = Monitor(manager, concurrency=5, per_target=2, send_alerts=False)
+        monitor = Monitor(manager, concurrency=5, per_target=2)
         assert await monitor.start_due() == 9
         await wait_until(lambda: monitor.writer.pending == 3, within=10)
         assert {o.check.name for o in monitor.writer._pending} == {f"healthy-{n}" for n in range(3)}
@@ -128,7 +128,7 @@ async def test_a_stalled_host_holds_only_its_own_slots(only, http_target, stalli
 async def test_a_check_still_running_is_not_started_again(only, stalling):
     check = await add("stalled", stalling.url("/stall"), timeout=30, interval=1)
     async with ConnectionManager() as manager:
-        monitor = Monitor(manager, send_alerts=False)
+        monitor = Monitor(manager)
         assert await monitor.start_due() == 1
         await wait_until(lambda: stalling.hits["/stall"] == 1, within=10)
         await HealthCheck.objects.filter(pk=check.pk).aupdate(next_due_at=timezone.now())
@@ -142,7 +142,7 @@ async def test_claims_stop_while_the_runner_is_that_far_behind(only, stalling):
     for n in range(5):
         await add(f"stalled-{n}", stalling.url("/stall"), timeout=30)
     async with ConnectionManager() as manager:
-        monitor = Monitor(manager, concurrency=1, send_alerts=False)
+        monitor = Monitor(manager, concurrency=1)
         assert await monitor.start_due() == 2  # two tasks per slot
         assert await monitor.start_due() == 0
         assert await HealthCheck.objects.filter(next_due_at=None).acount() == 3
@@ -152,7 +152,7 @@ async def test_claims_stop_while_the_runner_is_that_far_behind(only, stalling):
 async def test_a_result_is_stamped_when_its_probe_started(only, http_target):
     await add("slow", http_target.url("/slow/0.5"))
     async with ConnectionManager() as manager:
-        monitor = Monitor(manager, send_alerts=False)
+        monitor = Monitor(manager)
         before = timezone.now()
         await monitor.start_due()
         await monitor.drain()
@@ -167,7 +167,7 @@ async def test_the_lag_of_a_late_run_is_measured_and_reported(only, http_target)
     due = timezone.now() - timedelta(seconds=2)
     await HealthCheck.objects.filter(pk=check.pk).aupdate(next_due_at=due)
     async with ConnectionManager() as manager:
-        monitor = Monitor(manager, send_alerts=False)
+        monitor = Monitor(manager)
         await monitor.start_due()
         await monitor.drain()
         await monitor.writer.flush()
@@ -258,7 +258,7 @@ async def test_runs_an_overdue_check_never_made_up_for_are_counted(only, http_ta
     due = timezone.now() - timedelta(seconds=35)  # three whole intervals passed since
     await HealthCheck.objects.filter(pk=check.pk).aupdate(next_due_at=due)
     async with ConnectionManager() as manager:
-        monitor = Monitor(manager, send_alerts=False)
+        monitor = Monitor(manager)
         assert await monitor.start_due() == 1
         await monitor.drain()
     assert monitor.stats.runs_missed == 3
@@ -275,7 +275,7 @@ async def test_a_check_run_while_claims_failed_is_not_run_again_when_they_work(
 ):
     check = await add("api", http_target.url("/ok"), interval=60)
     async with ConnectionManager() as manager:
-        monitor = Monitor(manager, send_alerts=False)
+        monitor = Monitor(manager)
         assert await monitor.start_due() == 1
         await monitor.drain()
         holder = sqlite3.connect(

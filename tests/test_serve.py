@@ -13,6 +13,7 @@ import urllib.request
 
 import pytest
 
+from tests.alerting import alive, children
 from tests.conftest import REPO, free_port, manage, wait_until
 
 
@@ -34,7 +35,9 @@ def server(sqlite_file_env):
     finally:
         if child.poll() is None:
             child.kill()
-            child.communicate(timeout=10)
+            # Its alert sender holds the pipes until it sees its parent gone, which may be
+            # while it is still starting Django (seconds, on a loaded machine).
+            child.communicate(timeout=30)
 
 
 def _get(url: str):
@@ -83,10 +86,13 @@ def test_it_serves_pages_and_runs_the_checks_live(server):
 
 def test_sigterm_stops_it_cleanly(server):
     child, _base, _db = server
+    wait_until(lambda: len(children(child.pid)) == 1, child, timeout=30)
+    (sender,) = children(child.pid)  # the alert sender's process
     child.send_signal(signal.SIGTERM)
     out, err = child.communicate(timeout=30)
     assert child.returncode == 0, err
     assert "Traceback" not in err
+    assert not alive(sender)  # stopped with the server
     assert "/dashboard/" in out and "createsuperuser" in out
 
 

@@ -13,7 +13,8 @@ A check named with ``--check`` runs even when it is paused (disabled), and is ju
 were enabled: its report row and the exit code carry the status its results give it.
 
 Without ``--once`` it runs every enabled check (with ``--tag``, every enabled check with one of
-those tags) at its own interval; SIGINT or SIGTERM lets the
+those tags) at its own interval, and the alert sender as a child process (``alerts.process``;
+not with ``--no-alerts``); SIGINT or SIGTERM lets the
 running checks finish for at most ``STOP_TIMEOUT`` seconds (default 10), cancels the rest (stderr
 says how many), stores every result that finished and exits 0.
 """
@@ -30,6 +31,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
+from connections_app.alerts.process import supervise
 from connections_app.cli import EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE, counted
 from connections_app.errors import missing_tables_message
 from connections_app.gc_tuning import settle_long_lived
@@ -92,6 +94,12 @@ class Command(UsageExitMixin, BaseCommand):
             choices=["table", "json"],
             default="table",
             help="report for people or one JSON document for scripts (default: %(default)s)",
+        )
+        parser.add_argument(
+            "--no-alerts",
+            action="store_true",
+            help="send no alerts from here (they wait in the outbox): run manage.py "
+            "sendalerts elsewhere; by default a sender process runs beside the checks",
         )
         add_concurrency_argument(parser)
 
@@ -156,7 +164,8 @@ class Command(UsageExitMixin, BaseCommand):
             self.stderr.write("runchecks: running until SIGINT or SIGTERM")
         total, manager = runner_manager(options["concurrency"])
         async with manager:
-            monitor = Monitor(manager, concurrency=total, tags=options["tag"])
+            alerts = None if options["no_alerts"] else supervise
+            monitor = Monitor(manager, concurrency=total, tags=options["tag"], alerts=alerts)
             await monitor.run_forever(stop, stop_timeout=settings.STOP_TIMEOUT)
         if monitor.cancelled:
             # Always said: these checks have no result for this round, and a supervisor's

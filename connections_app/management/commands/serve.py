@@ -25,6 +25,7 @@ from twisted.internet.error import CannotListenError
 from twisted.python.failure import Failure
 
 from connections_app.access_log import access_logger
+from connections_app.alerts.process import supervise
 from connections_app.db.fail_fast import fail_fast
 from connections_app.management.usage import (
     UsageExitMixin,
@@ -187,7 +188,7 @@ def _run_checks_alongside(concurrency: int | None) -> None:
     async def monitor_main() -> None:
         total, manager = runner_manager(concurrency)
         async with manager:
-            await Monitor(manager, concurrency=total).run_forever(stop)
+            await Monitor(manager, concurrency=total, alerts=supervise).run_forever(stop)
 
     def start() -> None:
         state["task"] = asyncio.ensure_future(monitor_main())
