@@ -319,6 +319,10 @@ def rebuild(result_model=None, rollup_model=None, using: str = "default") -> Non
     @retry_transaction(using=using)
     def replace() -> None:
         rollup_model.objects.using(using).all().delete()
+        if rollup_model is ResultRollup:  # the live model: the totals made of rows replaced go
+            from connections_app.closed_totals import ClosedTotals  # it imports this module
+
+            ClosedTotals.objects.using(using).all().delete()
         for period in PERIODS:
             # In time order, as the runner writes them: a summary of every check reads one
             # period's rows, and they then sit on a few pages instead of one page each.
