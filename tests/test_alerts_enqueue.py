@@ -35,13 +35,19 @@ def sent(**filters) -> list[tuple[str, str]]:
     return [(a.channel.name, a.kind) for a in rows.select_related("channel")]
 
 
-def test_a_change_alerts_each_channel_that_applies_once():
-    check = make_check(tags="db,prod", failures_before_down=1)
+def channels_around(check) -> None:
+    """Channels for every check, chosen ones, tags that match (in any case) or not, and one
+    switched off."""
     channel("everything", "http://127.0.0.1:9/a")
     channel("chosen", "http://127.0.0.1:9/b", all_checks=False).checks.add(check)
     channel("tagged", "http://127.0.0.1:9/c", all_checks=False, tags="DB web")
     channel("other tags", "http://127.0.0.1:9/d", all_checks=False, tags="web")
     channel("switched off", "http://127.0.0.1:9/e", enabled=False)
+
+
+def test_a_change_alerts_each_channel_that_applies_once():
+    check = make_check(tags="db,prod", failures_before_down=1)
+    channels_around(check)
     channel("degraded only", "http://127.0.0.1:9/f", on_down=False, on_recovered=False,
             on_degraded=True)  # fmt: skip
     feed(check, [True, False, True])  # UNKNOWN -> UP (nothing), UP -> DOWN, DOWN -> UP
@@ -165,11 +171,7 @@ def test_the_channels_a_check_s_pages_list_are_those_its_changes_alert():
     """One rule for "which channels apply": ``channels_for`` (the admin's and the dashboard's
     check pages) names exactly the channels a change to DOWN alerts."""
     check = make_check(tags="db,prod", failures_before_down=1)
-    channel("everything", "http://127.0.0.1:9/a")
-    channel("chosen", "http://127.0.0.1:9/b", all_checks=False).checks.add(check)
-    channel("tagged", "http://127.0.0.1:9/c", all_checks=False, tags="DB web")
-    channel("other tags", "http://127.0.0.1:9/d", all_checks=False, tags="web")
-    channel("switched off", "http://127.0.0.1:9/e", enabled=False)
+    channels_around(check)
     listed = [c.name for c in channels_for(check)]
     feed(check, [True, False])  # UNKNOWN -> UP, UP -> DOWN
     assert listed == ["chosen", "everything", "tagged"]
