@@ -51,6 +51,8 @@ def add(text: str, new: list[str], keep: int = KEEP) -> str:
 
 def newest(text: str, keep: int) -> str:
     """The newest ``keep`` points of ``text`` (the text itself when it holds no more)."""
+    if keep >= KEEP:  # never more are stored: no need to look
+        return text or EMPTY
     found = points(text)
     if len(found) <= keep:
         return text or EMPTY

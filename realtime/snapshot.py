@@ -126,10 +126,13 @@ def _check_texts(
         row = dict(check_summary(check, now))
         row["id"] = check.pk  # the card links to the check's page
         row.update(figures.get(check.pk, NO_HISTORY))
-        text = json.dumps(row, separators=(",", ":"), default=str, allow_nan=False)
+        text = _encode(row)
         recent = recent_points.newest(stored, limits.sparkline_points)
         yield f'{text[:-1]},"recent":{recent}}}'
 
+
+#: One encoder for every check's entry (``json.dumps`` with options makes one per call).
+_encode = json.JSONEncoder(separators=(",", ":"), default=str, allow_nan=False).encode
 
 #: Room kept in a frame for its envelope and the snapshot's other fields.
 ENVELOPE = 16 * 1024
