@@ -170,6 +170,43 @@ for spec in json.loads(sys.stdin.read()):
 """
 
 
+#: ``--history``: the checks and a history made as bench_status makes its data (results spread
+#: over 7 days, 2 % of the checks failing for days), then pointed at this bench's targets; the
+#: stored state, the rollups and the closed totals filled from that history, as a runner that
+#: had been running would have left them.
+MAKE_HISTORY = """
+import json, sys
+sys.path.insert(0, "bench")
+from bench_status import generate
+from django.db import connection
+from connections_app import closed_totals, rollups, state
+from connections_app.models import HealthCheck
+spec = json.loads(sys.stdin.read())
+HealthCheck.objects.all().delete()
+generate(spec["count"], spec["results"])
+targets = spec["targets"]
+q = connection.ops.quote_name
+case = " ".join(f"WHEN {i} THEN %s" for i in range(len(targets)))
+with connection.cursor() as cursor:
+    cursor.execute(
+        f"UPDATE {q(HealthCheck._meta.db_table)} SET {q('kind')} = 'http', {q('enabled')} = %s, "
+        f"{q('interval')} = %s, {q('timeout')} = %s, {q('next_due_at')} = NULL, "
+        f"{q('target')} = CASE {q('id')} %% {len(targets)} {case} END",
+        [True, spec["interval"], spec["timeout"], *targets],
+    )
+state.rebuild_from_results()
+rollups.rebuild()
+closed_totals.refresh()
+"""
+
+
+def make_history(env: dict, spec: dict, results: int, root: Path = ROOT) -> None:
+    """Migrate, and replace every check by ``spec``'s with ``results`` results of history."""
+    manage(env, "migrate", "--noinput", "-v", "0", root=root)
+    manage(env, "shell", "-c", MAKE_HISTORY, stdin=json.dumps(spec | {"results": results}),
+           root=root)  # fmt: skip
+
+
 def make_checks(env: dict, groups: list[dict], root: Path = ROOT) -> None:
     """Migrate, and replace every check (the self-checks too) by ``groups`` of HTTP checks."""
     manage(env, "migrate", "--noinput", "-v", "0", root=root)
@@ -262,13 +299,16 @@ def watch(connect, runners: list[subprocess.Popen], warmup: float, window: float
 
 
 def worker_run(db: str, checks: int, interval: float, hosts: int, warmup: float,
-               window: float, root: Path = ROOT) -> dict:  # fmt: skip
+               window: float, root: Path = ROOT, history: int = 0) -> dict:  # fmt: skip
     """One worker of the checkout at ``root`` (its ``manage.py``, its migrations)."""
     with targets(hosts) as bases, database(db) as (url, connect):
         env = child_env(url)
         spec = {"prefix": "c", "count": checks, "interval": interval, "timeout": 5,
                 "targets": [f"{base}/ok" for base in bases]}  # fmt: skip
-        make_checks(env, [spec], root)
+        if history:
+            make_history(env, spec, history, root)
+        else:
+            make_checks(env, [spec], root)
         runner = start_runner(env, root)
         try:
             figures = watch(connect, [runner], warmup, window)
@@ -276,7 +316,7 @@ def worker_run(db: str, checks: int, interval: float, hosts: int, warmup: float,
             stop(runner)
     return {"code": "ours" if root == ROOT else "baseline", "db": db, "checks": checks,
             "interval": interval, "hosts": hosts, "demand_per_s": round(checks / interval, 1),
-            **figures}  # fmt: skip
+            "history_results": history, **figures}  # fmt: skip
 
 
 def side_by_side(runs: list[dict]) -> list[dict]:
@@ -410,6 +450,9 @@ def main() -> int:
     parser.add_argument("--window", type=float, default=30.0)
     parser.add_argument("--blackhole", action="store_true")
     parser.add_argument("--workers", type=int, choices=[1, 2], default=1)
+    parser.add_argument("--history", type=int, default=0, metavar="RESULTS",
+                        help="start from RESULTS results of history over 7 days, their state, "
+                        "rollups and totals (default: an empty database)")  # fmt: skip
     parser.add_argument("--baseline", type=Path, metavar="DIR",
                         help="also run every worker with the code of the checkout DIR")  # fmt: skip
     args = parser.parse_args()
@@ -435,7 +478,7 @@ def main() -> int:
             for n in args.checks or [1000]:
                 for root in roots:  # back to back: both meet the same load on the machine
                     runs.append(worker_run(db, n, args.interval, args.hosts, args.warmup,
-                                           args.window, root))  # fmt: skip
+                                           args.window, root, args.history))  # fmt: skip
                 roots.reverse()  # and neither always goes first
         for run in runs:
             run["cpu_vs_raw"] = (
