@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import secrets
 from collections.abc import Iterable
-from datetime import timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import models, router
@@ -117,9 +116,6 @@ def tag_q(tag: str) -> Q:
         | Q(tags__contains=f",{tag},")
     )
 
-
-#: How far back the dashboard's sparkline reaches.
-UPTIME_WINDOW = timedelta(hours=24)
 
 
 def status_rank() -> Case:

@@ -201,7 +201,8 @@ def check_summary(check: HealthCheck | CheckRow, now: datetime | None = None) ->
 def health_summary(tag: str | None = None) -> HealthSummary:
     """The document staff get from /health/: every check's summary (only those with ``tag``
     when given) with its uptime and latency (``history_figures``), and the overall status.
-    Two queries, whatever the number of checks (and one for the runners)."""
+    A fixed number of queries whatever the number of checks: the checks, their figures
+    (``history.summary_figures``), the runners."""
     now = timezone.now()
     rows = [row for (row,) in check_rows(_checks(tag).order_by("name"))]
     figures = history_figures([c.pk for c in rows] if tag else None, now)
