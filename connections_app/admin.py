@@ -13,7 +13,12 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.timesince import timesince
 
-from connections_app.admin_lists import CappedPaginator, CategoryFilter, CheckedFilter
+from connections_app.admin_lists import (
+    CappedPaginator,
+    CategoryFilter,
+    CheckedFilter,
+    PlainActionCheckbox,
+)
 from connections_app.admin_lookups import DeclaredLookupsOnly
 from connections_app.alerts.enqueue import channels_for
 from connections_app.check_page import page_data
@@ -267,7 +272,7 @@ def _split(target: str):
 
 
 @admin.register(HealthCheck)
-class HealthCheckAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
+class HealthCheckAdmin(PlainActionCheckbox, DeclaredLookupsOnly, admin.ModelAdmin):
     form = HealthCheckForm
     # Fits 1280 px: the target is the name's tooltip (URLs are long), the last error is its
     # category with the message as tooltip.
@@ -485,7 +490,7 @@ def _percent(uptime: float | None) -> str:
     return "-" if uptime is None else f"{uptime:.2f} %"
 
 
-class ReadOnlyAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
+class ReadOnlyAdmin(PlainActionCheckbox, DeclaredLookupsOnly, admin.ModelAdmin):
     """Log-like rows: written by the runner, read by staff."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -1,5 +1,6 @@
 """Admin list parts that never scan a whole table of results: filters whose choices are fixed
-(no ``DISTINCT`` over millions of rows to find them) and a paginator that stops counting.
+(no ``DISTINCT`` over millions of rows to find them) and a paginator that stops counting; and a
+row's action checkbox written without a template.
 
 With 10 million results, Django's own ``date_hierarchy`` and a field filter on
 ``error_category`` each ran a ``DISTINCT`` over the whole table, and the paginator a full
@@ -12,8 +13,12 @@ from datetime import timedelta
 from functools import cached_property
 
 from django.contrib import admin
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.paginator import Paginator
 from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+from django.utils.translation import gettext as _
 
 from connections_app.errors import ErrorCategory
 
@@ -35,6 +40,20 @@ class CappedPaginator(Paginator):
     @cached_property
     def count(self) -> int:
         return self.object_list.order_by()[:COUNT_CAP].count()
+
+
+class PlainActionCheckbox:
+    """A ModelAdmin mixin: each row's action checkbox as Django's widget renders it, written
+    with ``format_html``. Django renders it through the form widget templates, a third of the
+    time of a list of 100 checks (two template includes and their context per row)."""
+
+    def action_checkbox(self, obj) -> SafeString:
+        return format_html(
+            '<input type="checkbox" name="{}" value="{}" class="action-select" aria-label="{}">',
+            ACTION_CHECKBOX_NAME,
+            str(obj.pk),
+            format_html(_("Select this object for an action - {}"), str(obj)),
+        )
 
 
 class CheckedFilter(admin.SimpleListFilter):

@@ -74,7 +74,7 @@ def badge(label: str, value: str, colour: str) -> str:
         f'<rect width="{total}" height="20" fill="url(#s{uid})"/></g>'
         '<g fill="#fff" text-anchor="middle" font-family="Verdana,Geneva,DejaVu Sans,'
         'sans-serif" font-size="11">'
-        f'{_text(label_text, label_x, left)}{_text(value_text, value_x, right)}</g></svg>'
+        f"{_text(label_text, label_x, left)}{_text(value_text, value_x, right)}</g></svg>"
     )
 
 

@@ -106,4 +106,3 @@ def maintenance_windows(check: HealthCheck) -> list[MaintenanceWindow]:
     """The windows that cover the check (``scope.covers``, through ``applies_to``)."""
     windows = MaintenanceWindow.objects.prefetch_related("checks").order_by("name")
     return [w for w in windows if w.applies_to(check.pk, check.tag_list)]
-

@@ -21,14 +21,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 
-from django.db import models
+from django.db import connection, models
 from django.db.models import Max, Min, Q, Sum
 from django.utils import timezone
 
 from connections_app.db.transactions import retry_transaction
 from connections_app.rollups import (
     BUCKET_COLUMNS,
+    DAY,
     HOUR,
     WINDOWS,
     ResultRollup,
@@ -101,13 +103,65 @@ def read(hour: datetime, check_ids: list[int] | None) -> dict[int, Sums]:
     return {row[0]: Sums.of_row(row[1:]) for row in rows.values_list("pk", *SUM_COLUMNS)}
 
 
-def closed_sums(hour: datetime, check_ids: Iterable[int] | None) -> dict[int, Sums]:
+def whole(hour: datetime, check_ids: list[int] | None) -> dict[int, Sums]:
+    """Each window's whole sums at ``hour``: the stored totals with the periods still open
+    added (this hour's rollup to the 24 h part, today's to the days), in one query, the
+    database doing the additions. Checks without totals for ``hour`` are left out."""
+    adapt = connection.ops.adapt_datetimefield_value
+    params = [HOUR, adapt(hour), DAY, adapt(period_start(hour, DAY)), adapt(hour)]
+    sql = _whole_sql()
+    if check_ids is not None:
+        if not check_ids:
+            return {}
+        sql += f" AND t.{_CHECK} IN ({', '.join(['%s'] * len(check_ids))})"
+        params += check_ids
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return {row[0]: Sums.of_row(row[1:]) for row in cursor.fetchall()}
+
+
+_CHECK = '"health_check_id"'
+
+
+@cache
+def _whole_sql() -> str:
+    q = connection.ops.quote_name
+    open_of = {HOUR: "h", DAY: "d"}
+    columns = [f"t.{_CHECK}"]
+    for key, (period, _) in WINDOWS.items():
+        for kind in ("results", "failures"):
+            columns.append(f"t.{q(f'{kind}_{key}')} + COALESCE({open_of[period]}.{q(kind)}, 0)")
+    # The less (greater) of two latencies where either may be NULL: a comparison with NULL is
+    # not true, so the other one is taken.
+    low, high = q("latency_min"), q("latency_max")
+    columns.append(f"CASE WHEN h.{low} IS NULL OR t.{low} < h.{low} THEN t.{low} ELSE h.{low} END")
+    columns.append(
+        f"CASE WHEN h.{high} IS NULL OR t.{high} > h.{high} THEN t.{high} ELSE h.{high} END"
+    )
+    columns += [f"t.{q(c)} + COALESCE(h.{q(c)}, 0)" for c in BUCKET_COLUMNS]
+    joins = [
+        f"LEFT JOIN {q(ResultRollup._meta.db_table)} {alias} ON {alias}.{_CHECK} = t.{_CHECK}"
+        f" AND {alias}.{q('period')} = %s AND {alias}.{q('start')} = %s"
+        for alias in ("h", "d")
+    ]
+    return (
+        f"SELECT {', '.join(columns)} FROM {q(ClosedTotals._meta.db_table)} t {' '.join(joins)}"
+        f" WHERE t.{q('hour')} = %s"
+    )
+
+
+def closed_sums(
+    hour: datetime, check_ids: Iterable[int] | None, open_periods: bool = False
+) -> dict[int, Sums]:
     """The totals for ``hour`` summed from the rollups, in one grouped query; checks without a
-    rollup row in the windows are left out. ``check_ids`` None: every check."""
+    rollup row in the windows are left out. ``check_ids`` None: every check. With
+    ``open_periods`` the periods still open at ``hour`` are summed too, as ``whole`` adds
+    them to stored totals."""
     windows = {}
     for key, (period, length) in WINDOWS.items():
         start = period_start(hour, period)  # the period still open at ``hour``
-        windows[key] = Q(period=period, start__gte=start - length, start__lt=start)
+        end = Q(start__lte=start) if open_periods else Q(start__lt=start)
+        windows[key] = Q(period=period, start__gte=start - length) & end
     hours = windows["24h"]
     sums = {}
     for key, inside in windows.items():

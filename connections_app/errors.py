@@ -112,6 +112,7 @@ def is_retryable(exc: BaseException, categories: frozenset[ErrorCategory] = RETR
     """Whether ``exc`` falls in ``categories``: the one test every retry decision makes."""
     return classify(exc) in categories
 
+
 _REFUSED_ERRNOS = {errno.ECONNREFUSED}
 _RESET_ERRNOS = {errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ESHUTDOWN}
 _TIMEOUT_ERRNOS = {errno.ETIMEDOUT}

@@ -201,72 +201,35 @@ def summary_figures(
 ) -> dict[int, dict]:
     """What lists show beside each check: ``{"uptime": uptime over every window in
     ``WINDOWS``, "latency": p50/p95/p99 over the last 24 h}``, the same figures as
-    ``uptime_windows`` and ``latency_percentiles``. Read from three rows per check: the totals
-    of the periods that have ended (``closed_totals``, summed here for checks that have none
-    for this hour) and the current hour's and today's rollups. Every asked check has an
-    entry; with None, every check."""
-    now = now or timezone.now()
-    hour, day = period_start(now, HOUR), period_start(now, DAY)
+    ``uptime_windows`` and ``latency_percentiles``. Read from one row per check: the totals
+    of the periods that have ended (``closed_totals``) with the current hour's and today's
+    rollups added; checks without totals for this hour are summed from their rollups. Every
+    asked check has an entry; with None, every check."""
+    hour = period_start(now or timezone.now(), HOUR)
     ids = None if check_ids is None else list(check_ids)
-    totals = closed_totals.read(hour, ids)
+    sums = closed_totals.whole(hour, ids)
     wanted = ids if ids is not None else _every_check_id()
-    missing = [pk for pk in wanted if pk not in totals]
+    missing = [pk for pk in wanted if pk not in sums]
     if missing:
         everyone = ids is None and len(missing) == len(wanted)
-        totals |= closed_totals.closed_sums(hour, None if everyone else missing)
-    current = _current_rows(hour, day, ids)
+        sums |= closed_totals.closed_sums(hour, None if everyone else missing, open_periods=True)
     empty = closed_totals.Sums()
-    return {
-        pk: _figures(totals.get(pk, empty), current.get((pk, HOUR)), current.get((pk, DAY)))
-        for pk in wanted
-    }
+    return {pk: _figures(sums.get(pk, empty)) for pk in wanted}
 
 
 def _every_check_id() -> list[int]:
     return list(ResultRollup.health_check.field.related_model.objects.values_list("pk", flat=True))
 
 
-#: What ``_current_rows`` reads of a rollup, after its check and period.
-_CURRENT = ("results", "failures", "latency_min", "latency_max", *BUCKET_COLUMNS)
-
-
-def _current_rows(hour: datetime, day: datetime, ids: list[int] | None) -> dict[tuple, tuple]:
-    """This hour's and today's rollup rows, by (check, period): the periods still open."""
-    rows = _rows(ids).filter(Q(period=HOUR, start=hour) | Q(period=DAY, start=day))
-    return {
-        (row[0], row[1]): row[2:]
-        for row in rows.values_list("health_check_id", "period", *_CURRENT)
-    }
-
-
-#: Each window: its key, where its results and failures are in ``Sums.counts``, its period.
-_WINDOW_AT = [
-    (key, 2 * i, 2 * i + 1, period) for i, (key, (period, _)) in enumerate(WINDOWS.items())
-]
+#: Each window: its key, where its results and failures are in ``Sums.counts``.
+_WINDOW_AT = [(key, 2 * i, 2 * i + 1) for i, key in enumerate(WINDOWS)]
 _QS = tuple(QUANTILES.values())
 
 
-def _figures(closed: closed_totals.Sums, hour: tuple | None, day: tuple | None) -> dict:
-    counts = closed.counts
-    uptime = {}
-    for key, results, failures, period in _WINDOW_AT:
-        current = hour if period == HOUR else day
-        if current:
-            uptime[key] = _uptime(counts[results] + current[0], counts[failures] + current[1])
-        else:
-            uptime[key] = _uptime(counts[results], counts[failures])
-    low, high, buckets = closed.low, closed.high, closed.buckets
-    if hour:
-        low = _least(low, hour[2])
-        high = _greatest(high, hour[3])
-        buckets = [a + b for a, b in zip(buckets, hour[4:], strict=True)]
-    latency = dict(zip(QUANTILES, percentiles(buckets, _QS, low, high), strict=True))
+def _figures(sums: closed_totals.Sums) -> dict:
+    counts = sums.counts
+    uptime = {
+        key: _uptime(counts[results], counts[failures]) for key, results, failures in _WINDOW_AT
+    }
+    latency = dict(zip(QUANTILES, percentiles(sums.buckets, _QS, sums.low, sums.high), strict=True))
     return {"uptime": uptime, "latency": latency}
-
-
-def _least(a: float | None, b: float | None) -> float | None:
-    return b if a is None else a if b is None else min(a, b)
-
-
-def _greatest(a: float | None, b: float | None) -> float | None:
-    return b if a is None else a if b is None else max(a, b)

@@ -12,6 +12,7 @@ from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
+from connections_app.admin_lists import PlainActionCheckbox
 from connections_app.admin_lookups import DeclaredLookupsOnly
 from connections_app.maintenance import (
     DAY_NAMES,
@@ -53,7 +54,7 @@ class MaintenanceWindowForm(forms.ModelForm):
 
 
 @admin.register(MaintenanceWindow)
-class MaintenanceWindowAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
+class MaintenanceWindowAdmin(PlainActionCheckbox, DeclaredLookupsOnly, admin.ModelAdmin):
     form = MaintenanceWindowForm
     list_display = ("name", "schedule_display", "scope_display", "enabled", "active_now")
     list_filter = ("enabled", "schedule")

@@ -117,7 +117,6 @@ def tag_q(tag: str) -> Q:
     )
 
 
-
 def status_rank() -> Case:
     """A status's place in ``STATUS_ORDER`` (0 is the worst), for sorting in SQL."""
     return Case(
@@ -209,7 +208,7 @@ class HealthCheck(OneMessagePerField):
         max_length=200,
         blank=True,
         verbose_name="JSON expected value",
-        help_text="What a match must equal: JSON (true, 3, \"ok\") or plain text; blank: any.",
+        help_text='What a match must equal: JSON (true, 3, "ok") or plain text; blank: any.',
     )
     ignore_tls_errors = models.BooleanField(
         default=False,
@@ -241,9 +240,7 @@ class HealthCheck(OneMessagePerField):
         "for MX, the text of a TXT record; blank: any answer.",
     )
     #: Push: the secret in the check's ping URL (/ping/<token>); made when the check is.
-    push_token = models.CharField(
-        max_length=64, unique=True, null=True, blank=True, editable=False
-    )
+    push_token = models.CharField(max_length=64, unique=True, null=True, blank=True, editable=False)
     tls_warn_days = models.PositiveSmallIntegerField(
         default=14,
         help_text="HTTPS: a certificate with fewer days left than this makes the check DEGRADED; "
@@ -417,7 +414,6 @@ class HealthCheck(OneMessagePerField):
         return split_tags(self.tags)
 
 
-
 #: The longest interval and timeout a check may have: the runner schedules by them.
 MAX_INTERVAL_SECONDS = 7 * 24 * 3600
 MAX_TIMEOUT_SECONDS = 300
@@ -437,6 +433,8 @@ CLEANED_FIELDS = (
     "dns_resolver",
     "tags",
 )
+
+
 def _in_a_row_errors(failures: int | None, successes: int | None) -> dict[str, str]:
     errors = {}
     for field, value, what, to in (
@@ -567,7 +565,6 @@ class ErrorStat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.category} in {self.operation} ({self.count})"
-
 
 
 class Runner(models.Model):

@@ -517,6 +517,7 @@ class Housekeeping:
 
     async def _chore(self, func, operation: str):
         """Run a chore in the housekeeping thread: its answer, or None when it failed."""
+
         def run():
             close_stale_connection()
             return func()

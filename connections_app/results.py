@@ -156,9 +156,7 @@ def _preparer(field: Field, db) -> Callable[[object], object]:
     return partial(field.get_db_prep_save, connection=db)
 
 
-def _not_yet_stored(
-    rows: list[ResultRow], checks: dict[int, HealthCheck]
-) -> list[ResultRow]:
+def _not_yet_stored(rows: list[ResultRow], checks: dict[int, HealthCheck]) -> list[ResultRow]:
     """The rows whose (check, checked_at) is neither stored nor earlier in the batch: what
     the insert will really add, so the rollups count a batch stored twice once. Exact because
     the checks' rows are locked: no other writer adds results for them meanwhile.
@@ -166,6 +164,7 @@ def _not_yet_stored(
     Only a row no newer than its check's ``last_checked_at`` can be stored already (every
     stored result moved it at least that far): the runner's batches, all newer, cost no query.
     """
+
     def maybe_stored(row: ResultRow) -> bool:
         last = checks[row.health_check_id].last_checked_at
         return last is not None and row.checked_at <= last

@@ -20,6 +20,7 @@ from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import accumulate
 
 from django.conf import settings
 from django.db import connection, models
@@ -116,30 +117,30 @@ def percentile(counts: list[int], q: float, low: float | None, high: float | Non
 def percentiles(
     counts: list[int], qs: tuple[float, ...], low: float | None, high: float | None
 ) -> list[float | None]:
-    """``percentile`` of each of ``qs`` (ascending), in one pass over the buckets: a list of
-    every check's figures asks for three of them per check."""
-    total = sum(counts)
+    """``percentile`` of each of ``qs``: a list of every check's figures asks for three of
+    them per check, so the cumulative counts are made once and each rank is a bisection."""
+    cumulative = list(accumulate(counts))
+    total = cumulative[-1] if cumulative else 0
     if total == 0:
         return [None] * len(qs)
     found: list[float | None] = []
-    ranks = iter(q * total for q in qs)
-    rank = next(ranks)
-    seen = 0
-    for index, count in enumerate(counts):
-        while count and seen + count >= rank:
-            lower = BOUNDS_MS[index - 1] if index else 0.0
-            upper = BOUNDS_MS[index] if index < len(BOUNDS_MS) else (high or lower)
-            value = lower + (upper - lower) * max(rank - seen, 0) / count
-            if low is not None:
-                value = max(value, low)
-            if high is not None:
-                value = min(value, high)
-            found.append(round(value, 2))
-            rank = next(ranks, None)
-            if rank is None:
-                return found
-        seen += count
-    return found + [high] * (len(qs) - len(found))
+    for q in qs:
+        rank = q * total
+        index = bisect_left(cumulative, rank)  # the first bucket holding the rank-th latency
+        if index == len(cumulative):
+            found.append(high)
+            continue
+        count = counts[index]
+        seen = cumulative[index] - count
+        lower = BOUNDS_MS[index - 1] if index else 0.0
+        upper = BOUNDS_MS[index] if index < len(BOUNDS_MS) else (high or lower)
+        value = lower + (upper - lower) * max(rank - seen, 0) / count
+        if low is not None:
+            value = max(value, low)
+        if high is not None:
+            value = min(value, high)
+        found.append(round(value, 2))
+    return found
 
 
 @dataclass

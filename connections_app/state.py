@@ -156,9 +156,7 @@ class Transitions:
         the shown status last changed, not what the results said inside a window)."""
         old = check.status
         check.status, check.status_since = new, at
-        self.record(
-            check, old, new, at, result=result, during_maintenance=during_maintenance
-        )
+        self.record(check, old, new, at, result=result, during_maintenance=during_maintenance)
 
     def caused_by_results(self, check: HealthCheck) -> int:
         return self._by_results[check.pk]
@@ -189,9 +187,7 @@ def apply_result(
     if in_maintenance and check.enabled and health != old_health:
         transitions.record(check, old_health, health, at, result=result, during_maintenance=True)
     if status != old_status:
-        transitions.move(
-            check, status, at, result=result, during_maintenance=status == MAINTENANCE
-        )
+        transitions.move(check, status, at, result=result, during_maintenance=status == MAINTENANCE)
 
 
 def update_flapping(

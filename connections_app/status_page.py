@@ -112,9 +112,7 @@ def status_page(now: datetime | None = None) -> dict:
 def badge_check(token: str) -> dict | None:
     """The public check whose badge token is ``token`` (name and status), or None."""
     return (
-        HealthCheck.objects.filter(badge_token=token, public=True)
-        .values(*PUBLIC_COLUMNS)
-        .first()
+        HealthCheck.objects.filter(badge_token=token, public=True).values(*PUBLIC_COLUMNS).first()
     )
 
 
@@ -170,4 +168,3 @@ def _changes(ids: list[int], since: datetime) -> dict[int, list[Change]]:
             {"at": at, "from_words": WORDS[before], "to_words": WORDS[after], "to_status": after}
         )
     return changes
-

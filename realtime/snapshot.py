@@ -15,7 +15,6 @@ few builds, not one per browser.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -48,6 +47,7 @@ from realtime.protocol import (
     CLOSE_RESYNC,
     EVERY,
     Watch,
+    compact_json,
     encode_event,
     now_iso,
     redact_strings,
@@ -126,13 +126,10 @@ def _check_texts(
         row = dict(check_summary(check, now))
         row["id"] = check.pk  # the card links to the check's page
         row.update(figures.get(check.pk, NO_HISTORY))
-        text = _encode(row)
+        text = compact_json(row)
         recent = recent_points.newest(stored, limits.sparkline_points)
         yield f'{text[:-1]},"recent":{recent}}}'
 
-
-#: One encoder for every check's entry (``json.dumps`` with options makes one per call).
-_encode = json.JSONEncoder(separators=(",", ":"), default=str, allow_nan=False).encode
 
 #: Room kept in a frame for its envelope and the snapshot's other fields.
 ENVELOPE = 16 * 1024

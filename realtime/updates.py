@@ -19,13 +19,12 @@ client resyncs from a snapshot instead.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from realtime.protocol import Watch, now_iso, shown
+from realtime.protocol import Watch, compact_json, now_iso, shown
 
 #: The frame type of a batch of results and status changes (docs/EVENTS.md).
 UPDATES = "updates"
@@ -64,7 +63,7 @@ class Entry:
 
 def entry(data: dict, name: str, tags: Any, check: Any = None) -> Entry:
     """An entry for ``data`` (already redacted), serialized as the frame will carry it."""
-    text = json.dumps(data, separators=(",", ":"), default=str, allow_nan=False)
+    text = compact_json(data)
     return Entry(
         str(name),
         frozenset(tags) if isinstance(tags, list) else None,

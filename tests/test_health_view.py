@@ -105,10 +105,10 @@ def test_it_gives_each_checks_uptime_over_24_hours_in_a_fixed_number_of_queries(
     make("cache", [True, True, True, False])
     make("db", [False], critical=False)
     HealthCheck.objects.create(name="fresh", kind="tcp", target="127.0.0.1:1")
-    # The session and its user, the checks, their figures (the totals of ended periods, the
-    # ids of every check, the sums of those without totals, this hour's and today's
-    # rollups), the runners.
-    with django_assert_num_queries(8):
+    # The session and its user, the checks, their figures (the totals of ended periods with
+    # this hour's and today's rollups, the ids of every check, the sums of those without
+    # totals), the runners.
+    with django_assert_num_queries(7):
         summary = client.get("/health/").json()
     uptime = {c["name"]: c["uptime_24h"] for c in summary["checks"]}
     assert uptime == {"cache": 0.75, "db": 0.0, "fresh": None}

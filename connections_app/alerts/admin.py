@@ -14,6 +14,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from connections_app.admin import ReadOnlyAdmin
+from connections_app.admin_lists import PlainActionCheckbox
 from connections_app.admin_lookups import DeclaredLookupsOnly
 from connections_app.alerts.enqueue import enqueue_tests
 from connections_app.alerts.models import FAILED, PENDING, SENDING, Alert, NotificationChannel
@@ -52,7 +53,7 @@ class NotificationChannelForm(forms.ModelForm):
 
 
 @admin.register(NotificationChannel)
-class NotificationChannelAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
+class NotificationChannelAdmin(PlainActionCheckbox, DeclaredLookupsOnly, admin.ModelAdmin):
     form = NotificationChannelForm
     list_display = (
         "name",
@@ -145,4 +146,3 @@ class AlertAdmin(ReadOnlyAdmin):
             status=PENDING, attempts=0, next_attempt_at=timezone.now(), claimed_until=None
         )
         self.message_user(request, f"Queued {counted(again, 'alert')} to send again.")
-

@@ -84,9 +84,7 @@ async def supervise(stop: asyncio.Event, command: Sequence[str] | None = None) -
         while not stop.is_set():
             # A fresh back-off on each pass: a pass ends when a child that started well dies.
             restarts = asyncio.ensure_future(
-                retry.aretry(
-                    lambda: _run_child(command), RESTART, _crashed, on_retry=_restarting
-                )
+                retry.aretry(lambda: _run_child(command), RESTART, _crashed, on_retry=_restarting)
             )
             try:
                 await asyncio.wait({restarts, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -120,9 +118,7 @@ async def _run_child(command: list[str]) -> None:
     """Start the sender and wait for it; raises ``SenderExited`` when it ends. Cancelled (the
     runner stops): closes its pipe and waits for it to finish its sends, then re-raises."""
     loop = asyncio.get_running_loop()
-    child = await asyncio.create_subprocess_exec(
-        *command, stdin=subprocess.PIPE, process_group=0
-    )
+    child = await asyncio.create_subprocess_exec(*command, stdin=subprocess.PIPE, process_group=0)
     started = loop.time()
     logger.info("alert sender started (pid %d)", child.pid)
     try:

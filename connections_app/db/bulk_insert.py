@@ -38,9 +38,7 @@ def insert_many(
         if connection.vendor == "postgresql":
             arrays = ", ".join(f"%s::{db_type}[]" for _name, db_type in columns)
             values = [list(column) for column in zip(*rows, strict=True)]
-            cursor.execute(
-                f"{head}SELECT * FROM unnest({arrays}) ON CONFLICT DO NOTHING", values
-            )
+            cursor.execute(f"{head}SELECT * FROM unnest({arrays}) ON CONFLICT DO NOTHING", values)
             return
         one_row = "(" + ", ".join(["%s"] * len(columns)) + ")"
         cursor.executemany(f"{head}VALUES {one_row} ON CONFLICT DO NOTHING", rows)

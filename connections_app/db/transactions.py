@@ -92,7 +92,6 @@ def _may_run_again(exc: BaseException) -> bool:
     """Whether a run that failed with ``exc`` may run again."""
     # RetriesExhausted: connecting or BEGIN already used up a policy; another would multiply.
     # CommitOutcomeUnknown is a DatabaseError too, but not retryable: it may have been saved.
-    return (
-        not isinstance(exc, RetriesExhausted | CommitOutcomeUnknown)
-        and is_retryable(exc, DATABASE_TRANSIENT)
+    return not isinstance(exc, RetriesExhausted | CommitOutcomeUnknown) and is_retryable(
+        exc, DATABASE_TRANSIENT
     )

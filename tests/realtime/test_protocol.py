@@ -1,4 +1,5 @@
 import json
+from datetime import UTC, datetime
 
 import pytest
 
@@ -8,6 +9,7 @@ from realtime.protocol import (
     BadFrame,
     ClientMessage,
     Watch,
+    compact_json,
     encode_event,
     frame_text,
     parse_client_frame,
@@ -32,6 +34,26 @@ def test_a_frame_is_the_shared_body_with_version_and_sequence():
         "at": "2026-01-01T00:00:00+00:00",
         "data": {"name": "db"},
     }
+
+
+def test_frame_json_is_ascii_so_its_length_is_its_size_in_bytes():
+    value = {"name": "café ☕ 🚀", "at": datetime(2026, 1, 1, tzinfo=UTC), 3: [1.5, None, True]}
+    text = compact_json(value)
+    assert text.isascii() and len(text) == len(text.encode())
+    assert json.loads(text) == {
+        "name": "café ☕ 🚀",
+        "at": "2026-01-01 00:00:00+00:00",
+        "3": [1.5, None, True],
+    }
+    assert compact_json({"name": "db", "at": value["at"]}) == json.dumps(
+        {"name": "db", "at": value["at"]}, separators=(",", ":"), default=str
+    )
+
+
+def test_frame_json_never_carries_nan_which_json_parse_refuses():
+    assert compact_json({"latency_ms": float("nan"), "max": float("inf")}) == (
+        '{"latency_ms":null,"max":null}'
+    )
 
 
 def test_it_parses_every_client_message():

@@ -32,14 +32,14 @@ def checks_of(snapshot: Snapshot) -> list[dict]:
 
 
 def test_it_costs_the_same_queries_for_two_checks_or_twenty(django_assert_num_queries):
-    # The checks with their recent results, their uptime and latency (four reads: totals,
-    # every check's id, sums for checks without totals, the rollups of this hour and day),
-    # the error stats, the failed alerts, the other clients.
+    # The checks with their recent results, their uptime and latency (three reads: totals
+    # with the open periods' rollups, every check's id, sums for checks without totals), the
+    # error stats, the failed alerts, the other clients.
     add_checks(2)
-    with django_assert_num_queries(8):
+    with django_assert_num_queries(7):
         assert len(checks_of(build_snapshot(EVERY, Limits()))) >= 2
     add_checks(18, first=2)
-    with django_assert_num_queries(8):
+    with django_assert_num_queries(7):
         assert len(checks_of(build_snapshot(EVERY, Limits()))) >= 20
 
 
