@@ -28,7 +28,7 @@ from django.db.models import Count, Max, Min, Q, Sum
 from django.db.models.functions import Trunc
 from django.utils import timezone
 
-from connections_app.db.bound_cursor import server_bound_cursor
+from connections_app.db.bound_cursor import array_of, server_bound_cursor
 from connections_app.db.transactions import retry_transaction
 
 HOUR = "hour"
@@ -215,7 +215,7 @@ def add(rows: Iterable) -> int:
 def _unnest_source() -> str:
     """``SELECT * FROM unnest(%s::type[], ...)``: the rows as one array per column."""
     fields = {f.column: f for f in ResultRollup._meta.concrete_fields}
-    arrays = ", ".join(f"%s::{fields[c].cast_db_type(connection)}[]" for c in _COLUMNS)
+    arrays = ", ".join(f"%s::{array_of(fields[c].cast_db_type(connection))}" for c in _COLUMNS)
     return f"SELECT * FROM unnest({arrays})"
 
 

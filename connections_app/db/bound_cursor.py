@@ -14,6 +14,7 @@ Django's wrapper all the same, so the execute wrappers (the retrying cursor) app
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 
 import psycopg
@@ -29,3 +30,14 @@ def server_bound_cursor(connection) -> Iterator:
                 wrapper.cursor = psycopg.Cursor(client.connection)
             client.close()
         yield wrapper
+
+
+#: A length-limited character type: ``varchar(200)``, ``character varying(4)``, ``char(2)``.
+_SIZED_TEXT = re.compile(r"(?:var)?char(?:acter)?(?: varying)?\(\d+\)")
+
+
+def array_of(db_type: str) -> str:
+    """The array type a column's values travel as (``%s::{array_of(t)}``): the column's own,
+    except text of limited length, sent as ``text[]``. An explicit cast to ``varchar(n)`` cuts
+    a longer value silently; storing text into the column raises instead, as the ORM does."""
+    return "text[]" if _SIZED_TEXT.fullmatch(db_type) else f"{db_type}[]"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from connections_app.db.bound_cursor import server_bound_cursor
+from connections_app.db.bound_cursor import array_of, server_bound_cursor
 
 
 def insert_many(
@@ -36,7 +36,7 @@ def insert_many(
     head = f"INSERT INTO {quote(table)} ({names}) "
     with server_bound_cursor(connection) as cursor:
         if connection.vendor == "postgresql":
-            arrays = ", ".join(f"%s::{db_type}[]" for _name, db_type in columns)
+            arrays = ", ".join(f"%s::{array_of(db_type)}" for _name, db_type in columns)
             values = [list(column) for column in zip(*rows, strict=True)]
             cursor.execute(f"{head}SELECT * FROM unnest({arrays}) ON CONFLICT DO NOTHING", values)
             return

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from connections_app.db.bound_cursor import server_bound_cursor
+from connections_app.db.bound_cursor import array_of, server_bound_cursor
 
 #: Bound parameters per statement: SQLite allows 32,766, PostgreSQL 65,535.
 MAX_PARAMETERS = 30_000
@@ -58,7 +58,9 @@ def _update_from_arrays(connection, table: str, key: str, columns, rows) -> None
     text and plan are the same for any batch)."""
     quote = connection.ops.quote_name
     names = [quote(name) for name, _type in columns]
-    arrays = ", ".join([f"%s::{db_type}[]" for _name, db_type in columns] + ["%s::bigint[]"])
+    arrays = ", ".join(
+        [f"%s::{array_of(db_type)}" for _name, db_type in columns] + ["%s::bigint[]"]
+    )
     assignments = ", ".join(f"{name} = v.{name}" for name in names)
     sql = (
         f"UPDATE {quote(table)} SET {assignments} "

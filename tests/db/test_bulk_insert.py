@@ -65,3 +65,16 @@ def test_a_server_bound_cursor_takes_typed_arrays_nulls_only_included(database):
         assert (rows, bound) == ([(1, None), (2, None)], "Cursor")
     else:
         assert rows == [(1, None)]
+
+
+def test_text_longer_than_its_column_is_refused_not_cut_on_postgresql(pg_alias):
+    from django.db import DataError, transaction
+
+    database = pg_alias()
+    check = HealthCheck.objects.db_manager(database.alias).create(
+        name="c", kind="tcp", target="127.0.0.1:9"
+    )
+    limit = CheckResult._meta.get_field("error_category").max_length
+    with pytest.raises(DataError, match="too long"), transaction.atomic(using=database.alias):
+        result_rows.insert([row(check.pk, AT, error_category="x" * (limit + 1))], database.alias)
+    assert not CheckResult.objects.using(database.alias).exists()

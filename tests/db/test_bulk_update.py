@@ -59,3 +59,17 @@ def test_a_long_list_is_cut_into_statements_within_the_parameter_limit(sqlite_al
     rows = [[n, check.pk] for n, check in enumerate(made)]
     update_many(database, meta.db_table, meta.pk.column, [(field.column, "integer")], rows)
     assert [c.failures_in_a_row for c in checks.order_by("pk")] == [0, 1, 2, 3, 4]
+
+
+def test_text_longer_than_its_column_is_refused_not_cut_on_postgresql(pg_alias):
+    from django.db import DataError, transaction
+
+    database = pg_alias()
+    checks = HealthCheck.objects.db_manager(database.alias)
+    check = checks.create(name="c", kind="tcp", target="127.0.0.1:9", last_error_category="kept")
+    meta = HealthCheck._meta
+    field = meta.get_field("last_error_category")
+    columns = [(field.column, field.cast_db_type(database))]
+    with pytest.raises(DataError, match="too long"), transaction.atomic(using=database.alias):
+        update_many(database, meta.db_table, meta.pk.column, columns, [["x" * 500, check.pk]])
+    assert checks.get(pk=check.pk).last_error_category == "kept"
