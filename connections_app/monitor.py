@@ -467,7 +467,9 @@ class Monitor:
 
 class Housekeeping:
     """The runner's chores besides checking, each on its own period, in a thread and database
-    connection of their own: a slow prune never holds up claiming and storing. A failure is
+    connection of their own: a slow prune never holds up claiming and storing. The runner's
+    report has a thread and connection of its own too: a prune of a long history may take
+    longer than three report periods, after which the runner would look gone. A failure is
     reported and the chore tried again next period."""
 
     def __init__(self, clock: Callable[[], float], monitor: Monitor | None = None) -> None:
@@ -476,13 +478,13 @@ class Housekeeping:
         self._last_stats = self._last_prune = self._last_report = clock()
         self._last_totals = float("-inf")  # the first round makes them
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="housekeeping")
+        self._report_thread = ThreadPoolExecutor(1, thread_name_prefix="runner-report")
 
     async def run_until(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            await _wait(stop, FLUSH_INTERVAL)
-            await self.run_due()
+        await asyncio.gather(_every(stop, self.run_due), _every(stop, self.report_due))
 
     async def run_due(self) -> None:
+        """The chores that are due, one after the other."""
         # Repeats counted in a window that has ended get their one repeat line now, not
         # whenever the next error of the kind happens to come.
         get_global_error_handler().close_expired_windows()
@@ -498,35 +500,52 @@ class Housekeeping:
             self._last_prune = now
             await self._chore(prune_results, "results.prune")
             await self._chore(rollups.prune, "rollups.prune")
+
+    async def report_due(self) -> None:
+        """The runner's report, when one is due."""
+        now = self._clock()
         if self._monitor is not None and now - self._last_report >= REPORT_INTERVAL:
             self._last_report = now
             await self._report(stopped=False)
 
     async def close(self) -> None:
-        """Say the runner stopped, and close the thread's database connection."""
+        """Say the runner stopped, and close the threads' database connections."""
         await self._report(stopped=True)
-        await asyncio.get_running_loop().run_in_executor(self._thread, connections.close_all)
-        self._thread.shutdown()
+        loop = asyncio.get_running_loop()
+        for thread in (self._thread, self._report_thread):
+            await loop.run_in_executor(thread, connections.close_all)
+            thread.shutdown()
 
     async def _report(self, stopped: bool) -> None:
         monitor = self._monitor
         if monitor is None:
             return
         figures = {**monitor.stats.take_lags(), **monitor.figures()}
-        await self._chore(lambda: report_runner(monitor.stats, figures, stopped), "runner.report")
+        await self._chore(
+            lambda: report_runner(monitor.stats, figures, stopped),
+            "runner.report",
+            self._report_thread,
+        )
 
-    async def _chore(self, func, operation: str):
-        """Run a chore in the housekeeping thread: its answer, or None when it failed."""
+    async def _chore(self, func, operation: str, thread: ThreadPoolExecutor | None = None):
+        """Run a chore in the housekeeping thread (or ``thread``): its answer, or None when it
+        failed."""
 
         def run():
             close_stale_connection()
             return func()
 
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._thread, run)
+            return await asyncio.get_running_loop().run_in_executor(thread or self._thread, run)
         except Exception as exc:
             report(exc, operation, connection.alias)
             return None
+
+
+async def _every(stop: asyncio.Event, chores: Callable[[], Awaitable[None]]) -> None:
+    while not stop.is_set():
+        await _wait(stop, FLUSH_INTERVAL)
+        await chores()
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:

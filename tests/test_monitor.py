@@ -144,6 +144,43 @@ async def test_housekeeping_runs_each_chore_on_its_own_period(only, settings):
     assert periods == ["day"]
 
 
+async def test_a_slow_chore_never_holds_up_the_runners_report(only, monkeypatch):
+    import threading
+
+    from connections_app import monitor as monitor_module
+    from connections_app.runners import REPORT_INTERVAL, Runner
+
+    # A prune of a long history, held until the test lets it go: meanwhile the runner must
+    # go on saying it is alive, or after three missed reports it would look gone.
+    pruning, release = threading.Event(), threading.Event()
+
+    def slow_prune() -> int:
+        pruning.set()
+        release.wait(30)
+        return 0
+
+    monkeypatch.setattr(monitor_module, "prune_results", slow_prune)
+    clock = FakeClock()
+    async with ConnectionManager() as manager:
+        chores = Housekeeping(clock, Monitor(manager))
+        clock.now += PRUNE_INTERVAL + REPORT_INTERVAL
+        stop = asyncio.Event()
+        running = asyncio.create_task(chores.run_until(stop))
+        try:
+            await wait_until(pruning.is_set, within=10)
+            for _ in range(100):  # the report comes within a flush interval (1 s)
+                if await Runner.objects.aexists():
+                    break
+                await asyncio.sleep(0.05)
+            assert await Runner.objects.aexists(), "no report while the prune ran"
+            assert not release.is_set()
+        finally:
+            release.set()
+            stop.set()
+            await running
+            await chores.close()
+
+
 async def test_a_window_that_begins_is_stored_logged_and_announced(only, caplog):
     from datetime import time as clock_time
 
