@@ -113,21 +113,19 @@ def whole(hour: datetime, check_ids: list[int] | None) -> dict[int, Sums]:
     if check_ids is not None:
         if not check_ids:
             return {}
-        sql += f" AND t.{_CHECK} IN ({', '.join(['%s'] * len(check_ids))})"
+        check = connection.ops.quote_name("health_check_id")
+        sql += f" AND t.{check} IN ({', '.join(['%s'] * len(check_ids))})"
         params += check_ids
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return {row[0]: Sums.of_row(row[1:]) for row in cursor.fetchall()}
 
 
-_CHECK = '"health_check_id"'
-
-
 @cache
 def _whole_sql() -> str:
     q = connection.ops.quote_name
-    open_of = {HOUR: "h", DAY: "d"}
-    columns = [f"t.{_CHECK}"]
+    check, open_of = q("health_check_id"), {HOUR: "h", DAY: "d"}
+    columns = [f"t.{check}"]
     for key, (period, _) in WINDOWS.items():
         for kind in ("results", "failures"):
             columns.append(f"t.{q(f'{kind}_{key}')} + COALESCE({open_of[period]}.{q(kind)}, 0)")
@@ -140,7 +138,7 @@ def _whole_sql() -> str:
     )
     columns += [f"t.{q(c)} + COALESCE(h.{q(c)}, 0)" for c in BUCKET_COLUMNS]
     joins = [
-        f"LEFT JOIN {q(ResultRollup._meta.db_table)} {alias} ON {alias}.{_CHECK} = t.{_CHECK}"
+        f"LEFT JOIN {q(ResultRollup._meta.db_table)} {alias} ON {alias}.{check} = t.{check}"
         f" AND {alias}.{q('period')} = %s AND {alias}.{q('start')} = %s"
         for alias in ("h", "d")
     ]
