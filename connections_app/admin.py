@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 from django import forms
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
-from django.db.models import Case, FloatField, QuerySet, Value, When
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html
@@ -18,6 +18,7 @@ from connections_app.admin_lists import (
     CategoryFilter,
     CheckedFilter,
     PlainActionCheckbox,
+    SortKey,
 )
 from connections_app.admin_lookups import DeclaredLookupsOnly
 from connections_app.alerts.enqueue import channels_for
@@ -85,17 +86,12 @@ HISTORY_COLUMNS = {
 }
 
 
-def sort_key(figures: dict[int, HistoryFigures], column: str) -> Case:
+def sort_key(figures: dict[int, HistoryFigures], column: str) -> SortKey:
     """A column's figure for every check as a SQL value, for sorting the list by it (NULL
     without history). The figures come from the rollups, so the list sorts by exactly what
-    it shows; one WHEN per check with history."""
+    it shows."""
     read = HISTORY_COLUMNS[column]
-    whens = [
-        When(pk=check_id, then=Value(read(found)))
-        for check_id, found in figures.items()
-        if read(found) is not None
-    ]
-    return Case(*whens, default=Value(None), output_field=FloatField())
+    return SortKey({pk: read(found) for pk, found in figures.items() if read(found) is not None})
 
 
 class StatusFilter(admin.SimpleListFilter):

@@ -9,17 +9,20 @@ With 10 million results, Django's own ``date_hierarchy`` and a field filter on
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from functools import cached_property
 
 from django.contrib import admin
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.paginator import Paginator
+from django.db.models import F, FloatField, Func
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
 
+from connections_app.db import sort_keys
 from connections_app.errors import ErrorCategory
 
 #: The paginator counts at most this many rows; the list then says "10000" and pages that far.
@@ -54,6 +57,28 @@ class PlainActionCheckbox:
             str(obj.pk),
             format_html(_("Select this object for an action - {}"), str(obj)),
         )
+
+
+class SortKey(Func):
+    """Each row's value in ``values`` (by primary key; NULL when absent), for ordering a list by
+    a figure computed in Python (``db.sort_keys``): a key lookup per row, not a ``CASE`` branch
+    per value."""
+
+    output_field = FloatField()
+
+    def __init__(self, values: dict[int, float]) -> None:
+        super().__init__(F("pk"))
+        self.values = values
+
+    def as_postgresql(self, compiler, connection, **extra):
+        pk, params = compiler.compile(self.source_expressions[0])
+        by_key = json.dumps({str(key): value for key, value in self.values.items()})
+        return f"(%s::jsonb ->> ({pk})::text)::float8", [by_key, *params]
+
+    def as_sqlite(self, compiler, connection, **extra):
+        pk, params = compiler.compile(self.source_expressions[0])
+        token = sort_keys.remember(self.values)
+        return f"{sort_keys.SQLITE_FUNCTION}(%s, {pk})", [token, *params]
 
 
 class CheckedFilter(admin.SimpleListFilter):
