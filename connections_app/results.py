@@ -28,6 +28,7 @@ from connections_app.maintenance import checks_in_maintenance
 from connections_app.models import CheckResult, HealthCheck, StateChange
 from connections_app.probes import ProbeResult
 from connections_app.result_rows import ResultRow
+from connections_app.row_instances import instances, loaded_fields
 from connections_app.state import STATE_FIELDS, FlapRule, Transitions, apply_result, update_flapping
 
 
@@ -124,14 +125,13 @@ STORE_DEFERRED = (
 )
 
 
+_STORED_FIELDS = loaded_fields(HealthCheck, STORE_DEFERRED)
+
+
 @retry_transaction
 def _store(outcomes: list[Outcome], rule: FlapRule) -> Stored:
-    checks = {
-        c.pk: c
-        for c in HealthCheck.objects.select_for_update()
-        .defer(*STORE_DEFERRED)
-        .filter(pk__in={o.check.pk for o in outcomes})
-    }
+    locked = HealthCheck.objects.select_for_update().filter(pk__in={o.check.pk for o in outcomes})
+    checks = {c.pk: c for c in instances(locked, _STORED_FIELDS)}
     rows = [o.row() for o in outcomes if o.check.pk in checks]
     new = _not_yet_stored(rows, checks)
     result_rows.insert(new, connection.alias)
