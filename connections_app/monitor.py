@@ -360,7 +360,8 @@ class Monitor:
         alerts = asyncio.create_task(self.alerts(stop)) if self.alerts is not None else None
         try:
             while not stop.is_set():
-                await self.start_due(stop, CLAIM_AHEAD)
+                if await self.start_due(stop, CLAIM_AHEAD) >= CLAIM_LIMIT:
+                    continue  # a full claim: more are due (behind), claim again at once
                 # Also when due but not claimed: another runner holds those rows while it
                 # stores their results. Asking again at once would only spin.
                 await _wait(stop, max(await self.seconds_to_next(CLAIM_AHEAD), MIN_IDLE))

@@ -256,6 +256,27 @@ async def test_a_claim_ahead_takes_checks_due_soon_and_their_probes_wait_for_it(
     assert 0 <= lag < 1000
 
 
+async def test_a_full_claim_is_followed_by_another_at_once(only, http_target, monkeypatch):
+    # Behind: claims of CLAIM_LIMIT checks each until one is not full, and only then the
+    # next-due query and the wait.
+    monkeypatch.setattr(monitor_module, "CLAIM_LIMIT", 2)
+    for n in range(5):
+        await add(f"c{n}", http_target.url("/ok"))
+    stop = asyncio.Event()
+    started_when_asked: list[int] = []
+
+    async def seconds_to_next(self, ahead: float = 0.0) -> float:
+        started_when_asked.append(len(self._claimed))
+        stop.set()
+        return 0.0
+
+    monkeypatch.setattr(Monitor, "seconds_to_next", seconds_to_next)
+    async with ConnectionManager() as manager:
+        monitor = Monitor(manager)
+        await asyncio.wait_for(monitor.run_forever(stop), timeout=30)
+    assert started_when_asked == [5]  # 2 + 2 + 1 claimed before the first wait
+
+
 def test_percentiles_are_nearest_rank():
     ordered = [float(n) for n in range(1, 101)]
     assert (percentile(ordered, 0.5), percentile(ordered, 0.95)) == (50.0, 95.0)
