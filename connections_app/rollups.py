@@ -20,7 +20,6 @@ from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from itertools import accumulate
 
 from django.conf import settings
 from django.db import connection, models
@@ -28,6 +27,7 @@ from django.db.models import Count, Max, Min, Q, Sum
 from django.db.models.functions import Trunc
 from django.utils import timezone
 
+from connections_app.db.array_literals import array_literal
 from connections_app.db.bound_cursor import array_of, server_bound_cursor
 from connections_app.db.transactions import retry_transaction
 
@@ -117,30 +117,30 @@ def percentile(counts: list[int], q: float, low: float | None, high: float | Non
 def percentiles(
     counts: list[int], qs: tuple[float, ...], low: float | None, high: float | None
 ) -> list[float | None]:
-    """``percentile`` of each of ``qs``: a list of every check's figures asks for three of
-    them per check, so the cumulative counts are made once and each rank is a bisection."""
-    cumulative = list(accumulate(counts))
-    total = cumulative[-1] if cumulative else 0
+    """``percentile`` of each of ``qs`` (ascending), in one pass over the buckets: a list of
+    every check's figures asks for three of them per check."""
+    total = sum(counts)
     if total == 0:
         return [None] * len(qs)
     found: list[float | None] = []
-    for q in qs:
-        rank = q * total
-        index = bisect_left(cumulative, rank)  # the first bucket holding the rank-th latency
-        if index == len(cumulative):
-            found.append(high)
-            continue
-        count = counts[index]
-        seen = cumulative[index] - count
-        lower = BOUNDS_MS[index - 1] if index else 0.0
-        upper = BOUNDS_MS[index] if index < len(BOUNDS_MS) else (high or lower)
-        value = lower + (upper - lower) * max(rank - seen, 0) / count
-        if low is not None:
-            value = max(value, low)
-        if high is not None:
-            value = min(value, high)
-        found.append(round(value, 2))
-    return found
+    ranks = iter(q * total for q in qs)
+    rank = next(ranks)
+    seen = 0
+    for index, count in enumerate(counts):
+        while count and seen + count >= rank:
+            lower = BOUNDS_MS[index - 1] if index else 0.0
+            upper = BOUNDS_MS[index] if index < len(BOUNDS_MS) else (high or lower)
+            value = lower + (upper - lower) * max(rank - seen, 0) / count
+            if low is not None:
+                value = max(value, low)
+            if high is not None:
+                value = min(value, high)
+            found.append(round(value, 2))
+            rank = next(ranks, None)
+            if rank is None:
+                return found
+        seen += count
+    return found + [high] * (len(qs) - len(found))
 
 
 @dataclass
@@ -195,15 +195,20 @@ def add(rows: Iterable) -> int:
             deltas.setdefault(key, _Delta()).add(row.ok, row.latency_ms)
     if not deltas:
         return 0
-    rows = [_values(key, d) for key, d in sorted(deltas.items())]
+    adapt = connection.ops.adapt_datetimefield_value  # SQLite: naive UTC text
+    rows = [_values(key, d, adapt) for key, d in sorted(deltas.items())]
     # Many rows a statement: one round trip for a whole batch, not one per check and period
     # (on PostgreSQL that was most of the time it took to store a result).
     with server_bound_cursor(connection) as cursor:
         if connection.vendor == "postgresql":
             # One array a column: the statement's text and plan are the same for any number of
             # rows, where a VALUES list of 36 parameters a row cost most of its time planning;
-            # bound by the server, not quoted element by element into the text.
-            columns = [list(column) for column in zip(*rows, strict=True)]
+            # each array as its text (``array_literals``), bound by the server.
+            types = _column_types()
+            columns = [
+                array_literal(column, db_type)
+                for column, db_type in zip(zip(*rows, strict=True), types, strict=True)
+            ]
             cursor.execute(_upsert_sql(source=_unnest_source()), columns)
             return len(deltas)
         # SQLite, in-process: one row's upsert prepared once and run for every row; a VALUES
@@ -212,20 +217,24 @@ def add(rows: Iterable) -> int:
     return len(deltas)
 
 
+def _column_types() -> list[str]:
+    """The database type of each of ``_COLUMNS``."""
+    fields = {f.column: f for f in ResultRollup._meta.concrete_fields}
+    return [fields[c].cast_db_type(connection) for c in _COLUMNS]
+
+
 def _unnest_source() -> str:
     """``SELECT * FROM unnest(%s::type[], ...)``: the rows as one array per column."""
-    fields = {f.column: f for f in ResultRollup._meta.concrete_fields}
-    arrays = ", ".join(f"%s::{array_of(fields[c].cast_db_type(connection))}" for c in _COLUMNS)
+    arrays = ", ".join(f"%s::{array_of(db_type)}" for db_type in _column_types())
     return f"SELECT * FROM unnest({arrays})"
 
 
-def _values(key: tuple[int, str, datetime], delta: _Delta) -> list:
+def _values(key: tuple[int, str, datetime], delta: _Delta, adapt) -> list:
     check_id, period, start = key
-    start_field = ResultRollup._meta.get_field("start")
     return [
         check_id,
         period,
-        start_field.get_db_prep_save(start, connection),
+        adapt(start),
         delta.results,
         delta.failures,
         delta.latency_count,

@@ -211,6 +211,72 @@ async def test_claimed_checks_carry_when_they_were_due(only, http_target):
     assert check.next_due_at == claimed.next_due_at
 
 
+async def test_a_claimed_check_is_run_and_stored_without_reading_its_stored_state(
+    only, http_target
+):
+    # The claim leaves the state out (monitor.CLAIM_DEFERRED): probing, judging and storing
+    # must not load it back one check at a time (a deferred column read is a query each).
+    await add("api", http_target.url("/ok"))
+    await add("down", http_target.url("/status/500"))
+    await add("job", "", kind="push", grace=0)
+    await HealthCheck.objects.filter(name="job").aupdate(
+        created_at=timezone.now() - timedelta(minutes=5)
+    )
+    async with ConnectionManager() as manager:
+        monitor = Monitor(manager)
+        assert await monitor.start_due() == 3
+        await monitor.drain()
+        stored = await monitor.writer.flush()
+    deferred = {HealthCheck._meta.get_field(n).attname for n in monitor_module.CLAIM_DEFERRED}
+    assert [o.check.get_deferred_fields() for o in stored] == [deferred] * 3
+    assert sorted(o.status for o in stored) == ["degraded", "down", "up"]
+
+
+async def test_a_claim_ahead_takes_checks_due_soon_and_their_probes_wait_for_it(
+    only, http_target
+):
+    soon = await add("soon", http_target.url("/ok"))
+    later = await add("later", http_target.url("/ok"))
+    job = await add("job", "", kind="push")
+    now = timezone.now()
+    due = now + timedelta(seconds=0.3)
+    await HealthCheck.objects.filter(pk__in=[soon.pk, job.pk]).aupdate(next_due_at=due)
+    await HealthCheck.objects.filter(pk=later.pk).aupdate(next_due_at=now + timedelta(seconds=5))
+    async with ConnectionManager() as manager:
+        monitor = Monitor(manager)
+        # A push check is claimed when its silence is due, never ahead.
+        assert await monitor.start_due(ahead=0.5) == 1
+        await monitor.drain()
+        (stored,) = await monitor.writer.flush()
+    assert stored.check.pk == soon.pk and stored.check.missed_runs == 0
+    assert stored.checked_at >= due  # started at its due time, not when claimed
+    await soon.arefresh_from_db()
+    assert soon.next_due_at == due + timedelta(seconds=10)
+    (lag,) = monitor.stats.lags_ms
+    assert 0 <= lag < 1000
+
+
+async def test_a_full_claim_is_followed_by_another_at_once(only, http_target, monkeypatch):
+    # Behind: claims of CLAIM_LIMIT checks each until one is not full, and only then the
+    # next-due query and the wait.
+    monkeypatch.setattr(monitor_module, "CLAIM_LIMIT", 2)
+    for n in range(5):
+        await add(f"c{n}", http_target.url("/ok"))
+    stop = asyncio.Event()
+    started_when_asked: list[int] = []
+
+    async def seconds_to_next(self, ahead: float = 0.0) -> float:
+        started_when_asked.append(len(self._claimed))
+        stop.set()
+        return 0.0
+
+    monkeypatch.setattr(Monitor, "seconds_to_next", seconds_to_next)
+    async with ConnectionManager() as manager:
+        monitor = Monitor(manager)
+        await asyncio.wait_for(monitor.run_forever(stop), timeout=30)
+    assert started_when_asked == [5]  # 2 + 2 + 1 claimed before the first wait
+
+
 def test_percentiles_are_nearest_rank():
     ordered = [float(n) for n in range(1, 101)]
     assert (percentile(ordered, 0.5), percentile(ordered, 0.95)) == (50.0, 95.0)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from connections_app.db.array_literals import array_literal
 from connections_app.db.bound_cursor import array_of, server_bound_cursor
 
 
@@ -37,7 +38,10 @@ def insert_many(
     with server_bound_cursor(connection) as cursor:
         if connection.vendor == "postgresql":
             arrays = ", ".join(f"%s::{array_of(db_type)}" for _name, db_type in columns)
-            values = [list(column) for column in zip(*rows, strict=True)]
+            values = [
+                array_literal(column, db_type)
+                for column, (_name, db_type) in zip(zip(*rows, strict=True), columns, strict=True)
+            ]
             cursor.execute(f"{head}SELECT * FROM unnest({arrays}) ON CONFLICT DO NOTHING", values)
             return
         one_row = "(" + ", ".join(["%s"] * len(columns)) + ")"

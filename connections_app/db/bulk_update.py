@@ -1,20 +1,19 @@
-"""Many rows' new values in one UPDATE statement.
+"""Many rows' new values in one statement.
 
 ``bulk_update`` builds one ``CASE WHEN`` per row and field, which costs more to parse than the
-work it asks for; ``executemany`` runs one statement per row. Here the values travel with one
-statement for the batch, joined to the table by key: on PostgreSQL as one array per column
-(``unnest``), bound by the server (``bound_cursor``: the client quoting each value was a tenth
-of a busy runner's CPU); on SQLite (3.33+) as a ``VALUES`` list, a statement per chunk of rows.
+work it asks for. On PostgreSQL the values travel with one statement for the batch, joined to
+the table by key, as one array per column (``unnest``), each array as its text
+(``array_literals``), bound by the server (``bound_cursor``: the client quoting each value was
+a tenth of a busy runner's CPU): one round trip. On SQLite, in-process, there is no round trip
+to save: one row's statement, prepared once, is run for every row (``executemany``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from connections_app.db.array_literals import array_literal
 from connections_app.db.bound_cursor import array_of, server_bound_cursor
-
-#: Bound parameters per statement: SQLite allows 32,766, PostgreSQL 65,535.
-MAX_PARAMETERS = 30_000
 
 
 def update_many(
@@ -35,22 +34,13 @@ def update_many(
     if connection.vendor == "postgresql":
         _update_from_arrays(connection, table, key, columns, rows)
         return
+    # SQLite, in-process: one row's UPDATE prepared once and run for every row (no round
+    # trips to save); a VALUES list of a dozen parameters a row cost more to build, and for
+    # Django to rewrite parameter by parameter, than the update itself.
     quote = connection.ops.quote_name
-    names = [name for name, _type in columns]
-    assignments = ", ".join(f"{quote(name)} = v.{quote(name)}" for name in names)
-    width = len(columns) + 1
-    per_statement = max(1, MAX_PARAMETERS // width)
-    one_row = "(" + ", ".join(["%s"] * width) + ")"
+    assignments = ", ".join(f"{quote(name)} = %s" for name, _type in columns)
     with connection.cursor() as cursor:
-        for start in range(0, len(rows), per_statement):
-            chunk = rows[start : start + per_statement]
-            sql = (
-                f"WITH v ({', '.join(map(quote, [*names, key]))}) AS "
-                f"(VALUES {', '.join([one_row] * len(chunk))}) "
-                f"UPDATE {quote(table)} SET {assignments} FROM v "
-                f"WHERE {quote(table)}.{quote(key)} = v.{quote(key)}"
-            )
-            cursor.execute(sql, [value for row in chunk for value in row])
+        cursor.executemany(f"UPDATE {quote(table)} SET {assignments} WHERE {quote(key)} = %s", rows)
 
 
 def _update_from_arrays(connection, table: str, key: str, columns, rows) -> None:
@@ -68,4 +58,9 @@ def _update_from_arrays(connection, table: str, key: str, columns, rows) -> None
         f"WHERE {quote(table)}.{quote(key)} = v.{quote(key)}"
     )
     with server_bound_cursor(connection) as cursor:
-        cursor.execute(sql, [list(column) for column in zip(*rows, strict=True)])
+        types = [db_type for _name, db_type in columns] + ["bigint"]
+        values = [
+            array_literal(column, db_type)
+            for column, db_type in zip(zip(*rows, strict=True), types, strict=True)
+        ]
+        cursor.execute(sql, values)

@@ -39,8 +39,10 @@ def days_left(response: aiohttp.ClientResponse) -> int | None:
 def judge_expiry(result: ProbeResult, days: int | None, warn_days: int) -> ProbeResult:
     """``result`` with the days left, and a ``tls_expiring`` warning on a success when fewer
     than ``warn_days`` are (0: never)."""
+    if days is None:
+        return result  # plain HTTP: nothing to add (``replace`` costs every probe)
     result = result.with_tls_days_left(days)
-    if result.ok and days is not None and days < warn_days:
+    if result.ok and days < warn_days:
         unit = "day" if days == 1 else "days"
         return result.warn(
             ErrorCategory.TLS_EXPIRING, f"the TLS certificate expires in {days} {unit}"

@@ -36,29 +36,18 @@ def test_rows_get_their_own_values_nulls_included_in_one_statement(database, mon
         for pk, row in values.items()
     ]
     statements = []
-    execute = CursorWrapper.execute
-    monkeypatch.setattr(
-        CursorWrapper, "execute", lambda self, sql, params=None: statements.append(sql)
-        or execute(self, sql, params)
-    )
+    for method in ("execute", "executemany"):  # SQLite: one statement run for every row
+        original = getattr(CursorWrapper, method)
+        monkeypatch.setattr(
+            CursorWrapper, method, lambda self, sql, params=None, original=original:
+            statements.append(sql) or original(self, sql, params)
+        )  # fmt: skip
     update_many(database, meta.db_table, meta.pk.column, columns, rows)
     assert len(statements) == 1
     stored = {c.pk: [getattr(c, n) for n in names] for c in checks.all()}
     assert stored[made[0].pk] == [at, 1.5, "refused", 2]
     assert stored[made[1].pk] == [None, None, "", 0]
     assert stored[made[2].pk] == [None, None, "kept", 5]  # not in the list: untouched
-
-
-def test_a_long_list_is_cut_into_statements_within_the_parameter_limit(sqlite_alias, monkeypatch):
-    database = sqlite_alias()
-    monkeypatch.setattr("connections_app.db.bulk_update.MAX_PARAMETERS", 4)
-    checks = HealthCheck.objects.db_manager(database.alias)
-    made = [checks.create(name=f"c{n}", kind="tcp", target="127.0.0.1:9") for n in range(5)]
-    meta = HealthCheck._meta
-    field = meta.get_field("failures_in_a_row")
-    rows = [[n, check.pk] for n, check in enumerate(made)]
-    update_many(database, meta.db_table, meta.pk.column, [(field.column, "integer")], rows)
-    assert [c.failures_in_a_row for c in checks.order_by("pk")] == [0, 1, 2, 3, 4]
 
 
 def test_text_longer_than_its_column_is_refused_not_cut_on_postgresql(pg_alias):

@@ -174,6 +174,7 @@ def test_a_syntax_error_is_raised_after_exactly_one_attempt(pg):
     with pg.execute_wrapper(count), pytest.raises(ProgrammingError):
         with pg.cursor() as cursor:
             cursor.execute("SELEC 1")
+
     @retry_transaction(using=PG_ALIAS)
     def typo() -> None:
         with pg.execute_wrapper(count), pg.cursor() as cursor:

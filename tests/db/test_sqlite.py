@@ -165,6 +165,7 @@ def test_an_integrity_error_is_not_retried(sqlite_alias):
     before = counters.counts(SQLITE_ALIAS)
     with pytest.raises(IntegrityError):
         results.create(health_check=check, checked_at=at, ok=False)
+
     @retry_transaction(using=SQLITE_ALIAS)
     def not_a_database_failure() -> None:
         raise ProgrammingError("not a database failure")
