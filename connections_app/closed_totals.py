@@ -95,14 +95,6 @@ class Sums:
         return cls(counts, values[counted], values[counted + 1], buckets)
 
 
-def read(hour: datetime, check_ids: list[int] | None) -> dict[int, Sums]:
-    """The stored totals made for ``hour``, by check."""
-    rows = ClosedTotals.objects.filter(hour=hour)
-    if check_ids is not None:
-        rows = rows.filter(health_check_id__in=check_ids)
-    return {row[0]: Sums.of_row(row[1:]) for row in rows.values_list("pk", *SUM_COLUMNS)}
-
-
 def whole(hour: datetime, check_ids: list[int] | None) -> dict[int, Sums]:
     """Each window's whole sums at ``hour``: the stored totals with the periods still open
     added (this hour's rollup to the 24 h part, today's to the days), in one query, the

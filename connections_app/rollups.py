@@ -27,8 +27,8 @@ from django.db.models import Count, Max, Min, Q, Sum
 from django.db.models.functions import Trunc
 from django.utils import timezone
 
-from connections_app.db.array_literals import array_literal
-from connections_app.db.bound_cursor import array_of, server_bound_cursor
+from connections_app.db.array_literals import column_arrays, unnest_arrays
+from connections_app.db.bound_cursor import server_bound_cursor
 from connections_app.db.transactions import retry_transaction
 
 HOUR = "hour"
@@ -205,11 +205,8 @@ def add(rows: Iterable) -> int:
             # rows, where a VALUES list of 36 parameters a row cost most of its time planning;
             # each array as its text (``array_literals``), bound by the server.
             types = _column_types()
-            columns = [
-                array_literal(column, db_type)
-                for column, db_type in zip(zip(*rows, strict=True), types, strict=True)
-            ]
-            cursor.execute(_upsert_sql(source=_unnest_source()), columns)
+            source = f"SELECT * FROM {unnest_arrays(types)}"
+            cursor.execute(_upsert_sql(source=source), column_arrays(rows, types))
             return len(deltas)
         # SQLite, in-process: one row's upsert prepared once and run for every row; a VALUES
         # list of 36 parameters a row cost more to build and translate than to run.
@@ -221,12 +218,6 @@ def _column_types() -> list[str]:
     """The database type of each of ``_COLUMNS``."""
     fields = {f.column: f for f in ResultRollup._meta.concrete_fields}
     return [fields[c].cast_db_type(connection) for c in _COLUMNS]
-
-
-def _unnest_source() -> str:
-    """``SELECT * FROM unnest(%s::type[], ...)``: the rows as one array per column."""
-    arrays = ", ".join(f"%s::{array_of(db_type)}" for db_type in _column_types())
-    return f"SELECT * FROM unnest({arrays})"
 
 
 def _values(key: tuple[int, str, datetime], delta: _Delta, adapt) -> list:

@@ -10,12 +10,37 @@ would parse psycopg's own text. Sent as a string, the parameter's type is the ca
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
 #: Database types whose values are written bare: numbers (``str`` of an int or a float is a
 #: literal PostgreSQL reads, ``inf`` and ``nan`` included).
 _NUMBERS = ("bigint", "integer", "smallint", "double precision", "real", "numeric")
+
+
+#: A length-limited character type: ``varchar(200)``, ``character varying(4)``, ``char(2)``.
+_SIZED_TEXT = re.compile(r"(?:var)?char(?:acter)?(?: varying)?\(\d+\)")
+
+
+def unnest_arrays(db_types: Sequence[str]) -> str:
+    """``unnest(%s::type[], ...)``: a batch's rows as one array per column of ``db_types``,
+    the parameters ``column_arrays`` makes."""
+    return f"unnest({', '.join(f'%s::{array_of(db_type)}' for db_type in db_types)})"
+
+
+def column_arrays(rows: Sequence[Sequence], db_types: Sequence[str]) -> list[str]:
+    """``rows`` (values prepared for the database, in the order of ``db_types``) as one array
+    literal per column."""
+    columns = zip(*rows, strict=True)
+    return [array_literal(c, db_type) for c, db_type in zip(columns, db_types, strict=True)]
+
+
+def array_of(db_type: str) -> str:
+    """The array type a column's values travel as: the column's own, except text of limited
+    length, sent as ``text[]``. An explicit cast to ``varchar(n)`` cuts a longer value
+    silently; storing text into the column raises instead, as the ORM does."""
+    return "text[]" if _SIZED_TEXT.fullmatch(db_type) else f"{db_type}[]"
 
 
 def array_literal(values: Sequence, db_type: str) -> str:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from connections_app.db.array_literals import array_literal
-from connections_app.db.bound_cursor import array_of, server_bound_cursor
+from connections_app.db.array_literals import column_arrays, unnest_arrays
+from connections_app.db.bound_cursor import server_bound_cursor
 
 
 def insert_many(
@@ -37,12 +37,9 @@ def insert_many(
     head = f"INSERT INTO {quote(table)} ({names}) "
     with server_bound_cursor(connection) as cursor:
         if connection.vendor == "postgresql":
-            arrays = ", ".join(f"%s::{array_of(db_type)}" for _name, db_type in columns)
-            values = [
-                array_literal(column, db_type)
-                for column, (_name, db_type) in zip(zip(*rows, strict=True), columns, strict=True)
-            ]
-            cursor.execute(f"{head}SELECT * FROM unnest({arrays}) ON CONFLICT DO NOTHING", values)
+            types = [db_type for _name, db_type in columns]
+            source = f"SELECT * FROM {unnest_arrays(types)}"
+            cursor.execute(f"{head}{source} ON CONFLICT DO NOTHING", column_arrays(rows, types))
             return
         one_row = "(" + ", ".join(["%s"] * len(columns)) + ")"
         cursor.executemany(f"{head}VALUES {one_row} ON CONFLICT DO NOTHING", rows)

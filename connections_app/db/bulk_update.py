@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from connections_app.db.array_literals import array_literal
-from connections_app.db.bound_cursor import array_of, server_bound_cursor
+from connections_app.db.array_literals import column_arrays, unnest_arrays
+from connections_app.db.bound_cursor import server_bound_cursor
 
 
 def update_many(
@@ -48,19 +48,12 @@ def _update_from_arrays(connection, table: str, key: str, columns, rows) -> None
     text and plan are the same for any batch)."""
     quote = connection.ops.quote_name
     names = [quote(name) for name, _type in columns]
-    arrays = ", ".join(
-        [f"%s::{array_of(db_type)}" for _name, db_type in columns] + ["%s::bigint[]"]
-    )
+    types = [db_type for _name, db_type in columns] + ["bigint"]
     assignments = ", ".join(f"{name} = v.{name}" for name in names)
     sql = (
         f"UPDATE {quote(table)} SET {assignments} "
-        f"FROM unnest({arrays}) AS v ({', '.join([*names, quote(key)])}) "
+        f"FROM {unnest_arrays(types)} AS v ({', '.join([*names, quote(key)])}) "
         f"WHERE {quote(table)}.{quote(key)} = v.{quote(key)}"
     )
     with server_bound_cursor(connection) as cursor:
-        types = [db_type for _name, db_type in columns] + ["bigint"]
-        values = [
-            array_literal(column, db_type)
-            for column, db_type in zip(zip(*rows, strict=True), types, strict=True)
-        ]
-        cursor.execute(sql, values)
+        cursor.execute(sql, column_arrays(rows, types))
