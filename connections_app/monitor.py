@@ -25,6 +25,7 @@ from connections_app import closed_totals, rollups
 from connections_app.cli import counted
 from connections_app.connection_manager import ConnectionManager
 from connections_app.db.fail_fast import fail_fast
+from connections_app.db.loop_connection import close_stale_connection
 from connections_app.db.transactions import retry_transaction
 from connections_app.error_handler import get_global_error_handler, report
 from connections_app.error_stats import flush_error_stats
@@ -45,7 +46,6 @@ from connections_app.redaction import CLEAN, bare_urls
 from connections_app.results import (
     Outcome,
     Stored,
-    close_stale_connection,
     save_fields,
     store_outcomes,
 )

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 
-from django.db import close_old_connections, connection, connections
+from django.db import connection, connections
 from django.db.models import (
     BooleanField,
     CharField,
@@ -31,6 +31,7 @@ from django.utils import timezone
 from connections_app import closed_totals, result_rows, rollups
 from connections_app.alerts.enqueue import enqueue_for_changes
 from connections_app.db.bulk_update import update_many
+from connections_app.db.loop_connection import close_stale_connection
 from connections_app.db.transactions import retry_transaction
 from connections_app.maintenance import checks_in_maintenance
 from connections_app.models import CheckResult, HealthCheck, StateChange
@@ -87,13 +88,6 @@ class Stored:
 
     checks: dict[int, HealthCheck]
     changes: list[StateChange]
-
-
-def close_stale_connection() -> None:
-    """Close a connection past ``CONN_MAX_AGE`` or found broken, before a unit of work (Django
-    does this around web requests only; a runner must do it itself)."""
-    if not connection.in_atomic_block:
-        close_old_connections()
 
 
 def store_outcomes(outcomes: list[Outcome], rule: FlapRule | None = None) -> Stored:

@@ -45,9 +45,9 @@ from django.conf import settings
 
 from connections_app import retry
 from connections_app.alerts.sender import run_alert_sender
+from connections_app.db.loop_connection import close_stale_connection
 from connections_app.error_handler import get_global_error_handler, report
 from connections_app.error_stats import flush_error_stats
-from connections_app.results import close_stale_connection
 
 logger = logging.getLogger(__name__)
 

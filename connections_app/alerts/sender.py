@@ -46,10 +46,10 @@ from connections_app.alerts.delivery import Outcome, deliver
 from connections_app.alerts.enqueue import enqueue_reminders
 from connections_app.alerts.models import FAILED, PENDING, SENDING, SENT, Alert
 from connections_app.connection_manager import ConnectionConfig, ConnectionManager
+from connections_app.db.loop_connection import close_stale_connection
 from connections_app.db.transactions import retry_transaction
 from connections_app.error_handler import report
 from connections_app.http_retry import HttpRetry
-from connections_app.results import close_stale_connection
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -30,4 +30,3 @@ def server_bound_cursor(connection) -> Iterator:
                 wrapper.cursor = psycopg.Cursor(client.connection)
             client.close()
         yield wrapper
-
