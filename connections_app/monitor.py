@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -649,8 +650,8 @@ def next_due(check: HealthCheck, now: datetime) -> datetime:
     """When a check claimed at ``now`` is due next.
 
     Its last due time plus the interval: no drift, so a 1 s check runs 60 times a minute. A
-    new check (run now), or one more than an interval behind (the runners were stopped), gets
-    a phase of its own from its id, so checks made together do not run in lock-step.
+    new check (run now), or one more than an interval behind (the runners were stopped), is
+    due at its own phase of the interval (``_in_own_slot``), at least half an interval on.
     """
     # A push check is looked at when its silence would begin to matter, not an interval on.
     if check.kind == KIND_PUSH:
@@ -661,8 +662,21 @@ def next_due(check: HealthCheck, now: datetime) -> datetime:
     last = getattr(check, "due_at", check.next_due_at)
     if last is not None and now - last <= interval:
         return last + interval
-    phase = (check.pk * _SPREAD) % 1.0
-    return now + interval * (0.5 + phase / 2)
+    return _in_own_slot(check, now + interval / 2)
+
+
+def _in_own_slot(check: HealthCheck, after: datetime) -> datetime:
+    """The first time from ``after`` on at the check's own phase of its interval on the clock.
+
+    Phases are spread by id over the whole interval and fixed to the clock, not to the claim:
+    checks made (or restarted) together run evenly spread, whenever each was claimed. A phase
+    counted from the claim would put every check of a burst in the half interval after it,
+    leaving the other half idle: the runner would work at twice the rate half the time.
+    """
+    seconds = check.interval
+    phase = (check.pk * _SPREAD) % 1.0 * seconds
+    turns = math.ceil((after.timestamp() - phase) / seconds)
+    return datetime.fromtimestamp(turns * seconds + phase, UTC)
 
 
 def seconds_until_next_due(now: datetime, tags: Iterable[str] = (), ahead: float = 0.0) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections import Counter
 from datetime import timedelta
 
 import pytest
@@ -196,9 +197,35 @@ def test_new_and_long_stopped_checks_get_phases_of_their_own():
         check = HealthCheck(pk=pk, kind="http", interval=60)
         check.due_at = None if pk % 2 else now - timedelta(hours=1)
         wait = (next_due(check, now) - now).total_seconds()
-        assert 30 <= wait < 60
+        assert 30 <= wait < 90
         phases.add(round(wait))
     assert len(phases) >= 15  # spread, not in lock-step
+
+
+def test_checks_claimed_together_spread_over_their_whole_interval():
+    now = timezone.now()
+    seconds_past = Counter()
+    for pk in range(1, 1001):
+        check = HealthCheck(pk=pk, kind="http", interval=10)
+        check.due_at = None  # new: run at the claim, then in its own phase
+        due = next_due(check, now)
+        assert now + timedelta(seconds=5) <= due < now + timedelta(seconds=15)
+        seconds_past[int(due.timestamp()) % 10] += 1
+    # Every second of the interval gets its tenth of the checks, give or take a few: none is
+    # left idle while another runs at twice the rate.
+    assert sorted(seconds_past) == list(range(10))
+    assert max(seconds_past.values()) - min(seconds_past.values()) <= 10
+
+
+def test_a_check_keeps_its_phase_whenever_it_is_claimed_anew():
+    check = HealthCheck(pk=42, kind="http", interval=60)
+    check.due_at = None
+    start = timezone.now()
+    phases = {
+        round(next_due(check, start + timedelta(seconds=s)).timestamp() % 60, 3)
+        for s in (0, 7, 31, 3600)
+    }
+    assert len(phases) == 1
 
 
 async def test_claimed_checks_carry_when_they_were_due(only, http_target):
