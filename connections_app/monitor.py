@@ -55,6 +55,7 @@ from connections_app.runners import REPORT_INTERVAL, RunnerStats
 from connections_app.runners import report as report_runner
 from connections_app.state import STATE_FIELDS, apply_maintenance
 from connections_app.summary import HistoryFigures, check_summary, history_figures
+from connections_app.ticks import sleep_to_tick
 
 logger = logging.getLogger(__name__)
 
@@ -65,8 +66,12 @@ MAX_IDLE = 1.0
 #: too, and their probes wait for their own due times: claims come every ``MIN_IDLE`` at most
 #: and add no lag (claiming only what was due, every 0.1 s, cost both: ten claims and ten
 #: next-due queries a second whatever the number of checks, and up to 0.1 s of lag).
-MIN_IDLE = 0.25
-CLAIM_AHEAD = 0.5
+MIN_IDLE = 0.5
+CLAIM_AHEAD = 1.0
+#: Probes claimed ahead of their due times start on ticks this far apart (seconds,
+#: ``ticks.sleep_to_tick``): at most this much lag, for one turn of the event loop per tick
+#: instead of one per probe.
+START_TICK = 0.1
 #: Results are written every FLUSH_INTERVAL seconds, all that are waiting in one transaction.
 FLUSH_INTERVAL = 1.0
 #: Results kept in memory while the database is away; beyond, the oldest are dropped.
@@ -307,7 +312,7 @@ class Monitor:
         if due is not None:
             wait = (due - timezone.now()).total_seconds()
             if wait > 0:  # claimed ahead of its due time (``CLAIM_AHEAD``), holding no slot
-                await asyncio.sleep(wait)
+                await sleep_to_tick(wait, START_TICK)
         async with self.slots.hold(target_key(check.kind, check.target)):
             if stop is not None and stop.is_set():
                 return None, None
