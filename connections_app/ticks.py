@@ -12,6 +12,10 @@ from __future__ import annotations
 import asyncio
 import math
 
+#: The runner's probes claimed ahead of their due times start on ticks this far apart
+#: (seconds): at most this much lag, for one turn of the event loop per tick.
+START_TICK = 0.1
+
 
 async def sleep_to_tick(seconds: float, tick: float) -> None:
     """Sleep until the first multiple of ``tick`` on the loop's clock at least ``seconds`` away.
