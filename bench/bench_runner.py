@@ -21,7 +21,9 @@ the saturated loop (the issue's target), ``cpu_vs_raw_same_rate`` against the lo
 same demand (a loop at 100 requests/s spends more per request than one at 1,700: more turns
 of the event loop per request).
 
-Other scenarios: ``--blackhole``: 100 healthy checks at 2 s, alone and beside 25 checks of a
+Other scenarios: ``--raw-rates 100 500``: only the bare loop, at each rate started one by one
+and on ticks of 0.05, 0.1 and 0.25 s, and saturated (what starting on ticks is worth).
+``--blackhole``: 100 healthy checks at 2 s, alone and beside 25 checks of a
 target that accepts and never answers (timeout 300 s): the healthy checks' lag in both runs.
 ``--baseline DIR``: every worker run also with the code of another checkout (``DIR``, e.g.
 a worktree of main), the two runs of each configuration back to back in the same minutes, and
@@ -34,6 +36,7 @@ Prints a table, writes its scenario's keys into bench/results/runner.json.
 
 Run:  .venv/bin/python bench/bench_runner.py --db sqlite --db postgres --checks 1000 --checks 5000
       .venv/bin/python bench/bench_runner.py --db sqlite --checks 10000 --baseline ../before-cpu
+      .venv/bin/python bench/bench_runner.py --raw-rates 100 500 1000
       .venv/bin/python bench/bench_runner.py --blackhole
       .venv/bin/python bench/bench_runner.py --workers 2 --db postgres --checks 5000
 """
@@ -344,11 +347,12 @@ def side_by_side(runs: list[dict]) -> list[dict]:
 # -- the raw loop ----------------------------------------------------------------------------
 
 
-def raw_loop(hosts: int, window: float, rate: float | None = None) -> dict:
+def raw_loop(hosts: int, window: float, rate: float | None = None,
+             tick: float | None = START_TICK) -> dict:  # fmt: skip
     """The bare HTTP work: one aiohttp session, at most 20 requests at once, for ``window``
     seconds. Saturated (``rate`` None): each of 20 workers asks again at once. At ``rate``
-    requests/s, evenly spaced, started on the runner's ticks (``monitor.START_TICK``): the same
-    demand as a worker run, with the least event-loop work a bare loop needs for it."""
+    requests/s, evenly spaced, started on ``tick``s (default the runner's, ``START_TICK``; None:
+    each at its own time): the same demand as a worker run."""
     import aiohttp
 
     async def saturated(session: aiohttp.ClientSession, bases: list[str]) -> int:
@@ -369,7 +373,9 @@ def raw_loop(hosts: int, window: float, rate: float | None = None) -> dict:
         start, count = loop.time(), int(rate * window)
         requests = []
         for n in range(count):
-            when = math.ceil((start + n / rate) / START_TICK) * START_TICK
+            when = start + n / rate
+            if tick:
+                when = math.ceil(when / tick) * tick
             await asyncio.sleep(max(0.0, when - loop.time()))
             requests.append(asyncio.ensure_future(fetch(session, f"{bases[n % len(bases)]}/ok")))
         await asyncio.gather(*requests)
@@ -470,6 +476,20 @@ def _kill_and_time_takeover(connect, victim: subprocess.Popen, checks: int) -> f
 # -- main ------------------------------------------------------------------------------------
 
 
+def raw_rates(hosts: int, rates: list[float]) -> list[dict]:
+    """The bare loop's CPU per request at fixed rates, started one by one and on ticks."""
+    rows = []
+    for rate in rates:
+        row: dict = {"requests_per_s": rate}
+        for tick in (None, 0.05, 0.1, 0.25):
+            row[f"tick_{tick or 'none'}_ms"] = raw_loop(hosts, RAW_WINDOW, rate, tick)[
+                "cpu_ms_per_request"
+            ]
+        row["saturated_ms"] = raw_loop(hosts, RAW_WINDOW)["cpu_ms_per_request"]
+        rows.append(row)
+    return rows
+
+
 def vs_raw(run: dict, raw: dict) -> dict:
     """CPU per stored result over the raw loop's per request: saturated, and at the same rate."""
     ms = run["cpu_ms_per_result"]
@@ -496,6 +516,8 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=25.0)
     parser.add_argument("--window", type=float, default=30.0)
     parser.add_argument("--blackhole", action="store_true")
+    parser.add_argument("--raw-rates", nargs="+", type=float, metavar="RATE",
+                        help="only the bare loop at these rates, by tick")  # fmt: skip
     parser.add_argument("--workers", type=int, choices=[1, 2], default=1)
     parser.add_argument("--history", type=int, default=0, metavar="RESULTS",
                         help="start from RESULTS results of history over 7 days, their state, "
@@ -508,7 +530,10 @@ def main() -> int:
         return 0
     report: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
                     "window_s": args.window, "warmup_s": args.warmup}  # fmt: skip
-    if args.blackhole:
+    if args.raw_rates:
+        report["raw_rates"] = raw_rates(args.hosts, args.raw_rates)
+        print(table("the bare loop's CPU ms per request, by rate and tick", report["raw_rates"]))
+    elif args.blackhole:
         report["blackhole"] = [blackhole_run(b, args.warmup, args.window) for b in (False, True)]
         print(table("healthy checks alone and beside 25 blackholed", report["blackhole"]))
     elif args.workers == 2:

@@ -3,8 +3,9 @@ event loop.
 
 Each turn of an asyncio loop has a fixed cost (a poll of the selector, its timers), whatever it
 runs. A runner whose probes each sleep until their own due time pays it once per probe: a bare
-aiohttp loop making 100 requests a second, started one by one, spent 0.50 ms of CPU per request,
-and 0.31 ms when started on 0.1 s ticks (bench: docs/BENCHMARKS.md, "Starting on ticks").
+aiohttp loop making 100 requests a second, started one by one, spent 0.68 ms of CPU per request,
+and 0.31 ms when started on 0.1 s ticks (``bench_runner.py --raw-rates``; docs/BENCHMARKS.md,
+"Starting on ticks").
 """
 
 from __future__ import annotations
