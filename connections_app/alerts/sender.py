@@ -169,8 +169,7 @@ class AlertSender:
         return len(finished)
 
     async def remind(self) -> int:
-        """Enqueue the reminders due now; how many. Recycles the sender's connection first
-        (``CONN_MAX_AGE``, a connection found broken): the hot path keeps it."""
+        """Enqueue the reminders due now; how many."""
         try:
             return len(await self._in_db(_fresh_reminders, self.now()))
         except Exception as exc:
@@ -256,9 +255,10 @@ def record_and_claim(
     per_channel: int,
 ) -> tuple[list[Alert], bool]:
     """``record_outcomes`` then ``claim_due`` in one transaction: a flood of alerts costs one
-    transaction per round. The hot path keeps its connection (``run_forever`` recycles it
-    every ``REMIND_INTERVAL``): reconnecting each round (CONN_MAX_AGE=0, SQLite's default)
-    cost a third of the sender's time in bench_alerts."""
+    transaction per round. The connection is a loop's (``close_stale_connection``): kept
+    between rounds, where reconnecting each round (CONN_MAX_AGE=0, SQLite's default) cost a
+    third of the sender's time in bench_alerts."""
+    close_stale_connection()
     return _record_and_claim(finished, now, limit, lease, policy, busy, per_channel)
 
 
