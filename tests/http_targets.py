@@ -325,6 +325,7 @@ class HttpTarget:
 
     async def _redirect_loop(self, request: web.Request) -> web.Response:
         raise web.HTTPFound("/loop")
+
     async def _redirect(self, request: web.Request) -> web.Response:
         return web.Response(status=302, headers={"Location": request.query["to"]})
 

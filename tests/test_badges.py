@@ -136,11 +136,23 @@ def test_the_admin_form_refuses_a_public_check_without_a_public_name(admin_clien
     response = admin_client.post(
         "/admin/connections_app/healthcheck/add/",
         {
-            "name": "x", "kind": "tcp", "target": "127.0.0.1:1", "interval": 30, "timeout": 5,
-            "failures_before_down": 3, "successes_before_up": 1, "expected_status_min": 200,
-            "expected_status_max": 399, "http_method": "GET", "max_redirects": 10,
-            "grace": 60, "dns_record_type": "A", "tls_warn_days": 14, "enabled": "on",
-            "public": "on", "public_name": "",
+            "name": "x",
+            "kind": "tcp",
+            "target": "127.0.0.1:1",
+            "interval": 30,
+            "timeout": 5,
+            "failures_before_down": 3,
+            "successes_before_up": 1,
+            "expected_status_min": 200,
+            "expected_status_max": 399,
+            "http_method": "GET",
+            "max_redirects": 10,
+            "grace": 60,
+            "dns_record_type": "A",
+            "tls_warn_days": 14,
+            "enabled": "on",
+            "public": "on",
+            "public_name": "",
         },
     )
     assert response.status_code == 200

@@ -134,7 +134,6 @@ async def test_the_runners_housekeeping_makes_them_on_its_period():
     await chores.close()
 
 
-
 def test_rebuilding_the_rollups_drops_every_total():
     # Results loaded in bulk and rolled up again (a benchmark, a test): totals made before
     # would hide them.

@@ -35,9 +35,7 @@ def _daphne(env: dict, port: int, soft: int | None = None) -> subprocess.Popen:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, limits))
-        if limits
-        else None,
+        preexec_fn=(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, limits)) if limits else None,
     )
 
 

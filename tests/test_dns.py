@@ -100,9 +100,7 @@ async def test_a_resolver_that_does_not_answer_is_a_timeout():
 async def test_a_resolver_the_guard_refuses_is_never_asked(resolver):
     result = await probe(make("api.test", dns_resolver="169.254.169.253"))
     assert (result.ok, result.error_category) == (False, "blocked")
-    result = await probe(
-        make("api.test", dns_resolver=resolver), AddressGuard(deny_loopback=True)
-    )
+    result = await probe(make("api.test", dns_resolver=resolver), AddressGuard(deny_loopback=True))
     assert (result.ok, result.error_category) == (False, "blocked")
 
 

@@ -22,9 +22,7 @@ def test_existing_checks_each_get_their_own_badge_token():
     try:
         executor = MigrationExecutor(connection)
         executor.migrate(AFTER)
-        new = executor.loader.project_state(AFTER).apps.get_model(
-            "connections_app", "HealthCheck"
-        )
+        new = executor.loader.project_state(AFTER).apps.get_model("connections_app", "HealthCheck")
         tokens = list(new.objects.values_list("badge_token", flat=True))
         assert len(tokens) == 3 and len(set(tokens)) == 3
         assert all(len(token) >= 32 for token in tokens)

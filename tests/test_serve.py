@@ -99,7 +99,12 @@ def test_sigterm_stops_it_cleanly(server):
 def test_the_banner_asks_for_a_staff_user_only_while_there_is_none(sqlite_file_env):
     made = manage(
         sqlite_file_env | {"DJANGO_SUPERUSER_PASSWORD": "pw-for-a-test"},
-        "createsuperuser", "--noinput", "--username", "admin", "--email", "a@example.com",
+        "createsuperuser",
+        "--noinput",
+        "--username",
+        "admin",
+        "--email",
+        "a@example.com",
     )
     assert made.returncode == 0, made.stderr
     port = free_port()

@@ -101,8 +101,9 @@ def badges_render(browser, status_site) -> None:  # noqa: F811
         f'<body style="margin:8px"><img id="s" src="{base}/status.svg"> '
         f'<img id="u" src="{base}/uptime.svg"></body>'
     )
-    page.wait_for_function("document.getElementById('s').complete && "
-                           "document.getElementById('u').complete")
+    page.wait_for_function(
+        "document.getElementById('s').complete && document.getElementById('u').complete"
+    )
     sizes = page.evaluate("[...document.images].map(i => [i.naturalWidth, i.naturalHeight])")
     assert all(width > 40 and height == 20 for width, height in sizes), sizes
     shot(page, "status-badges")
