@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import socket
 from urllib.parse import urlsplit
@@ -85,9 +86,25 @@ def redis_url() -> str:
 
 
 def free_port() -> int:
+    """A loopback port free now, for a server started later (another process may take it
+    first: for a port that must refuse, ``refusing_port``)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+#: The sockets holding ``refusing_port``'s ports, closed when the test process ends.
+_REFUSING: list[socket.socket] = []
+atexit.register(lambda: [s.close() for s in _REFUSING])
+
+
+def refusing_port() -> int:
+    """A loopback port that refuses every connection until the test process ends: bound and
+    never listening, so no other test or process can start listening on it meanwhile."""
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    _REFUSING.append(held)
+    return held.getsockname()[1]
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -181,7 +198,7 @@ class FakeClock:
 def refused() -> ConnectionRefusedError:
     """A real refusal from a loopback port nobody listens on."""
     try:
-        socket.create_connection(("127.0.0.1", free_port()), timeout=1).close()
+        socket.create_connection(("127.0.0.1", refusing_port()), timeout=1).close()
     except ConnectionRefusedError as exc:
         return exc
     pytest.fail("the free port accepted a connection")

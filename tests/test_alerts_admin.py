@@ -21,7 +21,7 @@ from connections_app.alerts.sender import AlertSender, connection_config
 from connections_app.connection_manager import ConnectionManager
 from connections_app.models import HealthCheck
 from tests.alerting import Clock, channel
-from tests.conftest import free_port
+from tests.conftest import refusing_port
 
 pytestmark = pytest.mark.django_db
 
@@ -114,7 +114,7 @@ def test_alerts_are_read_only_and_filter_by_status_kind_and_channel(admin_client
 
 @pytest.mark.django_db(transaction=True)
 def test_no_secret_in_a_stored_error_a_log_line_or_an_admin_page(admin_client, caplog):
-    port = free_port()  # refused: the error names the address it tried
+    port = refusing_port()  # refused: the error names the address it tried
     target = f"http://hook:pa55word@127.0.0.1:{port}/services/{TOKEN}?sig={TOKEN}"
     made = channel("ops", target)
     alert = Alert.objects.create(channel=made, kind=ALERT_TEST)

@@ -37,7 +37,7 @@ from connections_app.results import Outcome as ProbeOutcome
 from connections_app.results import store_outcomes
 from connections_app.retry import TASK
 from tests.alerting import Clock, channel, smtp  # noqa: F401 - smtp is a fixture
-from tests.conftest import free_port
+from tests.conftest import free_port, refusing_port
 from tests.http_targets import HttpTarget
 from tests.realtime.helpers import wait_until
 
@@ -145,7 +145,7 @@ async def test_a_4xx_or_a_redirect_fails_at_once(http_target, manager, status):
 async def test_a_receiver_down_for_every_try_fails_and_send_again_delivers_once(
     manager, admin_client
 ):
-    port = free_port()  # nothing listens: every try is refused
+    port = free_port()  # nothing listens until the receiver below: every try is refused
     alert = await sync_to_async(down_alert)(f"http://127.0.0.1:{port}/hook/ops?key=k3y")
     clock = Clock(alert.next_attempt_at)
     sender = AlertSender(manager, now=clock)
@@ -243,7 +243,7 @@ async def test_a_refused_recipient_fails_the_email_at_once(smtp, manager):  # no
 
 async def test_an_smtp_server_that_is_down_is_retried(manager, settings):
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", free_port()
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", refusing_port()
     alert = await sync_to_async(down_alert)("ops@example.com", kind=EMAIL)
     await run_round(AlertSender(manager, now=Clock(alert.next_attempt_at)))
     await alert.arefresh_from_db()

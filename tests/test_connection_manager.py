@@ -18,13 +18,16 @@ from connections_app.connection_manager import ConnectionConfig, ConnectionManag
 from connections_app.errors import ErrorCategory, classify
 from connections_app.http_retry import HttpRetry
 from connections_app.retry import RetryPolicy
-from tests.conftest import free_port
+from tests.conftest import refusing_port
 from tests.http_targets import BODY, HttpTarget
 
 # Retries without waiting, so retry tests count tries instead of sleeping through backoff.
 QUICK = RetryPolicy(attempts=2, base_delay=0.0, factor=1.0, cap=0.0)
 QUICK_CONFIG = ConnectionConfig(retry=QUICK)
-NO_RETRY = ConnectionConfig(connect_timeout=1, read_timeout=0.3, total_timeout=2, retry=retry.NONE)
+NO_RETRY = ConnectionConfig(connect_timeout=1, read_timeout=2, total_timeout=5, retry=retry.NONE)
+#: For a server that stalls: a short read timeout ends the wait soon. Kept off the tests that
+#: expect an answer (a busy machine can stall a loopback reply for a few hundred ms).
+STALL = ConnectionConfig(connect_timeout=1, read_timeout=0.3, total_timeout=2, retry=retry.NONE)
 
 
 def open_fds() -> int:
@@ -145,7 +148,7 @@ def test_it_reuses_pooled_connections_on_the_sync_path(http_target: HttpTarget) 
 
 def test_it_gives_every_sync_request_a_timeout(http_target: HttpTarget) -> None:
     # No timeout passed: the config's read timeout must end the wait on a server that stalls.
-    with ConnectionManager(NO_RETRY) as conn:
+    with ConnectionManager(STALL) as conn:
         session = conn.get_sync_connection()
         # With a urllib3 Retry mounted, requests wraps an exhausted read timeout in
         # ConnectionError: the classifier still finds the timeout inside.
@@ -412,7 +415,7 @@ async def test_it_can_skip_certificate_checks(https_target: HttpTarget) -> None:
 
 def error_url(category: str, target: HttpTarget) -> str:
     return {
-        "refused": f"http://127.0.0.1:{free_port()}/",
+        "refused": f"http://127.0.0.1:{refusing_port()}/",
         "timeout": target.url("/stall"),
         "reset": target.url("/reset"),
         "dns": "http://connection-health-test.invalid/",
@@ -424,9 +427,13 @@ def error_url(category: str, target: HttpTarget) -> str:
 CATEGORIES = ["refused", "timeout", "reset", "dns", "tls", "http_5xx"]
 
 
+def config_for(category: str) -> ConnectionConfig:
+    return STALL if category == "timeout" else NO_RETRY
+
+
 @pytest.mark.parametrize("category", CATEGORIES)
 def test_sync_errors_are_classified(category: str, http_target: HttpTarget) -> None:
-    with ConnectionManager(NO_RETRY) as conn:
+    with ConnectionManager(config_for(category)) as conn:
         session = conn.get_sync_connection()
         with pytest.raises(requests.RequestException) as caught:
             session.get(error_url(category, http_target)).raise_for_status()
@@ -436,7 +443,7 @@ def test_sync_errors_are_classified(category: str, http_target: HttpTarget) -> N
 
 @pytest.mark.parametrize("category", CATEGORIES)
 async def test_async_errors_are_classified(category: str, http_target: HttpTarget) -> None:
-    async with ConnectionManager(NO_RETRY) as conn:
+    async with ConnectionManager(config_for(category)) as conn:
         with pytest.raises((aiohttp.ClientError, asyncio.TimeoutError)) as caught:
             await conn.request("GET", error_url(category, http_target), raise_for_status=True)
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.conftest import free_port, manage
+from tests.conftest import manage, refusing_port
 
 
 def test_it_prints_the_statistics_as_a_table(sqlite_file_env):
@@ -29,7 +29,7 @@ def test_it_prints_the_statistics_as_json(sqlite_file_env):
 
 
 def test_a_database_that_is_down_is_one_line_and_exit_3_at_once(sqlite_file_env):
-    url = f"postgres://app:hunter2@127.0.0.1:{free_port()}/health"
+    url = f"postgres://app:hunter2@127.0.0.1:{refusing_port()}/health"
     run = dbstats_on(sqlite_file_env, url)
     assert "Connection refused" in run.stderr
     assert "hunter2" not in run.stderr

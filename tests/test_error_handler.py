@@ -27,7 +27,7 @@ from connections_app.error_handler import (
     reset_global_error_handler,
 )
 from connections_app.errors import ErrorCategory, Severity
-from tests.conftest import FakeClock, free_port
+from tests.conftest import FakeClock, refusing_port
 
 
 class Records(logging.Handler):
@@ -348,7 +348,7 @@ def test_the_global_handler_is_shared_and_resettable(fresh_global, refused, capl
 
 
 def test_the_decorator_reports_and_reraises_sync_errors(fresh_global):
-    port = free_port()
+    port = refusing_port()
 
     @handle_connection_errors
     def connect() -> None:
@@ -363,7 +363,7 @@ def test_the_decorator_reports_and_reraises_sync_errors(fresh_global):
 
 
 async def test_the_decorator_reports_and_reraises_async_errors(fresh_global):
-    port = free_port()
+    port = refusing_port()
 
     @handle_connection_errors
     async def api_call() -> None:
@@ -377,7 +377,7 @@ async def test_the_decorator_reports_and_reraises_async_errors(fresh_global):
 
 
 async def test_the_decorator_with_options_can_swallow_and_return_a_default(fresh_global):
-    port = free_port()
+    port = refusing_port()
 
     @handle_connection_errors(operation="probe.tcp", endpoint=f"127.0.0.1:{port}", reraise=False)
     async def probe() -> str:

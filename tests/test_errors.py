@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from connections_app.errors import DATABASE_TRANSIENT, ErrorCategory, Severity, classify
-from tests.conftest import free_port
+from tests.conftest import refusing_port
 
 
 def raised(func) -> BaseException:
@@ -49,7 +49,7 @@ def silent_server():
 
 
 def test_refused_port():
-    port = free_port()
+    port = refusing_port()
     exc = raised(lambda: socket.create_connection(("127.0.0.1", port), timeout=2))
     assert classify(exc) is ErrorCategory.REFUSED
     wrapped = raised(lambda: requests.get(f"http://127.0.0.1:{port}/", timeout=2))
@@ -122,7 +122,7 @@ def test_syntax_error_is_not_a_connection_problem(tmp_path):
 def test_postgres_unreachable_and_terminated(postgres_url):
     import psycopg
 
-    port = free_port()
+    port = refusing_port()
     exc = raised(lambda: psycopg.connect(f"host=127.0.0.1 port={port} connect_timeout=2"))
     assert classify(exc) is ErrorCategory.DB_DISCONNECTED
     with (

@@ -12,7 +12,7 @@ from django.test import Client
 from django.utils import timezone
 
 from connections_app.models import HealthCheck
-from tests.conftest import REPO, free_port, wait_until
+from tests.conftest import REPO, free_port, refusing_port, wait_until
 from tests.test_models import add_results
 
 
@@ -170,7 +170,7 @@ def test_it_answers_get_and_head_only(client, only_our_checks):
 
 
 def test_with_the_database_down_it_answers_503_within_one_connect_timeout():
-    nobody_listens = free_port()
+    nobody_listens = refusing_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env |= {
         "DATABASE_URL": f"postgres://app:hunter2@127.0.0.1:{nobody_listens}/health",

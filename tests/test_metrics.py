@@ -23,7 +23,7 @@ from connections_app.runners import RunnerStats
 from connections_app.runners import report as report_runner
 from realtime.models import ConnectedClient
 from tests.alerting import channel
-from tests.conftest import REPO, free_port, manage
+from tests.conftest import REPO, manage, refusing_port
 from tests.test_models import add_results
 
 TOKEN = "a-metrics-token-of-32-characters"
@@ -189,8 +189,14 @@ def test_errors_by_category_and_database_retries_are_read_from_the_stored_counts
 
     def stat(fingerprint, category, operation, endpoint, count):
         ErrorStat.objects.create(
-            fingerprint=fingerprint, category=category, operation=operation,
-            endpoint=endpoint, count=count, first_seen=now, last_seen=now, severity="error",
+            fingerprint=fingerprint,
+            category=category,
+            operation=operation,
+            endpoint=endpoint,
+            count=count,
+            first_seen=now,
+            last_seen=now,
+            severity="error",
         )
 
     stat("a", "timeout", "probe.http", "api", 3)
@@ -227,9 +233,7 @@ def test_dashboard_clients_of_every_live_server_are_counted(prometheus, only_our
 def test_scheduling_lag_is_how_long_the_most_overdue_check_has_waited(only_our_checks):
     now = timezone.now()
     for name, due in (("late", -30), ("later", -90), ("ahead", 60)):
-        HealthCheck.objects.create(
-            name=name, kind="tcp", target="127.0.0.1:1"
-        )
+        HealthCheck.objects.create(name=name, kind="tcp", target="127.0.0.1:1")
         HealthCheck.objects.filter(name=name).update(next_due_at=now + timedelta(seconds=due))
     HealthCheck.objects.create(name="off", kind="tcp", target="127.0.0.1:1", enabled=False)
     HealthCheck.objects.filter(name="off").update(next_due_at=now - timedelta(hours=1))
@@ -247,13 +251,15 @@ def test_scheduling_lag_is_how_long_the_most_overdue_check_has_waited(only_our_c
 
 def test_no_target_nor_secret_in_it(prometheus, only_our_checks):
     pg = HealthCheck.objects.create(
-        name="orders", kind="postgres",
+        name="orders",
+        kind="postgres",
         target=f"postgres://app:{SECRET}@db.internal.example:5432/orders",
         failures_before_down=1,
     )
     add_results(pg, [False])
     api = HealthCheck.objects.create(
-        name="partner", kind="http",
+        name="partner",
+        kind="http",
         target=f"https://partner.example/v1/health?token={SECRET}",
         request_headers=f"Authorization: Bearer {SECRET}",
     )
@@ -273,7 +279,7 @@ def test_what_a_runner_process_stored_is_reported_by_another_process(sqlite_file
     """A runner stores a failure in one process; a second process, which ran no check,
     serves /metrics with it: nothing is read from the runner's memory."""
     env = sqlite_file_env | {"METRICS_TOKEN": TOKEN}
-    port = free_port()  # nobody listens: refused
+    port = refusing_port()  # nobody listens: refused
     made = (
         "from connections_app.models import HealthCheck; "
         f"HealthCheck.objects.create(name='edge', kind='tcp', target='127.0.0.1:{port}', "
@@ -289,7 +295,11 @@ def test_what_a_runner_process_stored_is_reported_by_another_process(sqlite_file
     )
     served = subprocess.run(
         [sys.executable, "manage.py", "shell", "--no-imports", "-c", read],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert served.returncode == 0, served.stderr
     found = samples(served.stdout)

@@ -15,7 +15,7 @@ from connections_app.guard import AddressGuard
 from connections_app.masking import masked
 from connections_app.models import HealthCheck
 from connections_app.probes import run_probe
-from tests.conftest import free_port
+from tests.conftest import refusing_port
 from tests.test_guard import StaticResolver
 
 
@@ -61,7 +61,7 @@ async def test_a_database_that_does_not_exist_fails(database):
 
 
 async def test_nothing_listening_fails_and_the_password_stays_secret():
-    result = await probe(make(f"postgres://app:hunter2@127.0.0.1:{free_port()}/app"))
+    result = await probe(make(f"postgres://app:hunter2@127.0.0.1:{refusing_port()}/app"))
     assert (result.ok, result.error_category) == (False, "db_disconnected"), result
     assert "hunter2" not in result.error_message
 

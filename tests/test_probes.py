@@ -12,7 +12,7 @@ from connections_app.connection_manager import ConnectionManager
 from connections_app.error_handler import get_global_error_handler, reset_global_error_handler
 from connections_app.models import HealthCheck
 from connections_app.probes import run_probe
-from tests.conftest import free_port
+from tests.conftest import refusing_port
 
 
 @pytest.fixture(autouse=True)
@@ -63,7 +63,7 @@ async def test_a_redirect_loop_is_its_own_category_in_one_log_line(http_target, 
 
 
 async def test_plain_http_refused_names_the_address_without_ssl_words(caplog):
-    port = free_port()
+    port = refusing_port()
     result = await probe(make("http", f"http://127.0.0.1:{port}/"))
     assert result.error_category == "refused"
     assert f"cannot connect to 127.0.0.1:{port}" in result.error_message
@@ -92,12 +92,12 @@ async def test_redis_up(redis_url):
 
 
 async def test_redis_refused():
-    result = await probe(make("redis", f"redis://127.0.0.1:{free_port()}/0"))
+    result = await probe(make("redis", f"redis://127.0.0.1:{refusing_port()}/0"))
     assert (result.ok, result.error_category) == (False, "refused")
 
 
 async def test_redis_password_never_reaches_the_message():
-    result = await probe(make("redis", f"redis://:hunter2@127.0.0.1:{free_port()}/0"))
+    result = await probe(make("redis", f"redis://:hunter2@127.0.0.1:{refusing_port()}/0"))
     assert "hunter2" not in result.error_message
 
 
@@ -118,7 +118,7 @@ async def test_redis_wrong_credentials_are_not_a_reset(redis_url):
 
 
 async def test_tcp_refused():
-    assert (await probe(make("tcp", f"127.0.0.1:{free_port()}"))).error_category == "refused"
+    assert (await probe(make("tcp", f"127.0.0.1:{refusing_port()}"))).error_category == "refused"
 
 
 @pytest.mark.django_db(transaction=True)

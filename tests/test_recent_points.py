@@ -8,7 +8,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connections_app import recent_points
@@ -77,6 +77,7 @@ points = st.lists(
 )
 
 
+@settings(deadline=None)  # a busy machine's pause is not a slow function
 @given(points, points, st.integers(1, 40))
 def test_adding_keeps_the_newest_as_a_json_list_would(old, new, keep):
     text = "[" + ",".join(old) + "]"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, free_port, manage, start_manage, wait_until
+from tests.conftest import REPO, manage, refusing_port, start_manage, wait_until
 from tests.http_targets import HttpTarget
 
 
@@ -76,7 +76,7 @@ def test_exit_1_when_a_check_is_degraded(sqlite_file_env, target):
 
 def test_exit_2_when_a_check_is_down(sqlite_file_env, target):
     env = sqlite_file_env
-    closed = free_port()
+    closed = refusing_port()
     checks = [
         check("api", target.url("/ok")),
         check("refused", f"127.0.0.1:{closed}", kind="tcp", failures_before_down=1),
@@ -148,7 +148,7 @@ def test_a_database_never_migrated_is_one_line_with_exit_3(sqlite_file_env, tmp_
 
 def test_a_paused_check_named_with_check_runs_and_is_judged_as_if_enabled(sqlite_file_env, target):
     env = sqlite_file_env
-    closed = f"http://127.0.0.1:{free_port()}/"
+    closed = f"http://127.0.0.1:{refusing_port()}/"
     checks = [
         check("fresh fail", closed, enabled=False, failures_before_down=1),
         check("paused flaky", closed, enabled=False, failures_before_down=3),
@@ -190,7 +190,7 @@ def test_a_long_detail_is_cut_between_words_and_json_keeps_it_whole(sqlite_file_
     wordy = "the service answered with " + " ".join(f"word{i}" for i in range(20))
     checks = [
         # The walkthrough's case: a refusal message that ran past the cut by a few characters.
-        check("refused", f"http://127.0.0.1:{free_port()}/"),
+        check("refused", f"http://127.0.0.1:{refusing_port()}/"),
         check("wordy", target.url("/ok"), expected_body=wordy),
     ]
     import_checks(env, checks)
@@ -268,14 +268,14 @@ def test_a_signal_during_once_lets_running_checks_finish_and_loses_no_result(
 ):
     env = sqlite_file_env
     checks = [check(f"fast {i}", target.url("/ok")) for i in range(3)]
-    checks.append(check("slow", target.url("/slow/1"), timeout=5))
+    checks.append(check("slow", target.url("/slow/3"), timeout=5))  # seconds for the signal
     checks.append(check("waiting", target.url("/ok")))  # after "slow" in name order
     import_checks(env, checks)
     names = [arg for c in checks for arg in ("--check", c["name"])]
     # One at a time, in name order: the fast ones have finished when the slow one starts.
     child = start_manage(env, "runchecks", "--once", "--concurrency", "1", *names)
     try:
-        wait_until(lambda: target.hits.get("/slow/1", 0) >= 1, child)
+        wait_until(lambda: target.hits.get("/slow/3", 0) >= 1, child)
         child.send_signal(sig)
         out, err = child.communicate(timeout=30)
     finally:
@@ -325,12 +325,12 @@ def test_a_second_signal_abandons_running_checks_and_stores_what_finished(
 def test_results_that_cannot_be_stored_outrank_a_signal(sqlite_file_env, target):
     # Stopped by a signal, but the result was lost: exit 3, never the 0 a script reads as "up".
     env = sqlite_file_env | {"SQLITE_BUSY_TIMEOUT": "0.2"}
-    import_checks(env, [check("slow", target.url("/slow/1"), timeout=5)])
+    import_checks(env, [check("slow", target.url("/slow/3"), timeout=5)])
     path = env["DATABASE_URL"].removeprefix("sqlite:///")
     child = start_manage(env, "runchecks", "--once", "--check", "slow")
     holder = sqlite3.connect(path, isolation_level=None, timeout=5)
     try:
-        wait_until(lambda: target.hits.get("/slow/1", 0) >= 1, child)
+        wait_until(lambda: target.hits.get("/slow/3", 0) >= 1, child)
         holder.execute("begin immediate")  # every writer is locked out until the child ends
         child.send_signal(signal.SIGINT)
         _out, err = child.communicate(timeout=60)

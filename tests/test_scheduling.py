@@ -259,20 +259,19 @@ async def test_a_claimed_check_is_run_and_stored_without_reading_its_stored_stat
     assert sorted(o.status for o in stored) == ["degraded", "down", "up"]
 
 
-async def test_a_claim_ahead_takes_checks_due_soon_and_their_probes_wait_for_it(
-    only, http_target
-):
+async def test_a_claim_ahead_takes_checks_due_soon_and_their_probes_wait_for_it(only, http_target):
     soon = await add("soon", http_target.url("/ok"))
     later = await add("later", http_target.url("/ok"))
     job = await add("job", "", kind="push")
     now = timezone.now()
-    due = now + timedelta(seconds=0.3)
+    # Far enough ahead that the push job is not due yet when the claim runs, on a busy machine.
+    due = now + timedelta(seconds=1.5)
     await HealthCheck.objects.filter(pk__in=[soon.pk, job.pk]).aupdate(next_due_at=due)
-    await HealthCheck.objects.filter(pk=later.pk).aupdate(next_due_at=now + timedelta(seconds=5))
+    await HealthCheck.objects.filter(pk=later.pk).aupdate(next_due_at=now + timedelta(seconds=10))
     async with ConnectionManager() as manager:
         monitor = Monitor(manager)
         # A push check is claimed when its silence is due, never ahead.
-        assert await monitor.start_due(ahead=0.5) == 1
+        assert await monitor.start_due(ahead=2) == 1
         await monitor.drain()
         (stored,) = await monitor.writer.flush()
     assert stored.check.pk == soon.pk and stored.check.missed_runs == 0
@@ -363,9 +362,7 @@ async def test_runs_an_overdue_check_never_made_up_for_are_counted(only, http_ta
     not settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"),
     reason="holds the write lock of the SQLite test database (the suite's default)",
 )
-async def test_a_check_run_while_claims_failed_is_not_run_again_when_they_work(
-    only, http_target
-):
+async def test_a_check_run_while_claims_failed_is_not_run_again_when_they_work(only, http_target):
     check = await add("api", http_target.url("/ok"), interval=60)
     async with ConnectionManager() as manager:
         monitor = Monitor(manager)

@@ -32,7 +32,6 @@ from connections_app.monitor import Monitor
 from connections_app.probes import ProbeResult
 from connections_app.results import Outcome, store_outcomes
 from connections_app.state import FlapRule, apply_maintenance, rebuild_from_results, switch
-from tests.conftest import free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -311,7 +310,10 @@ async def test_real_targets_move_the_state_up_down_and_back(http_target):
 
 @pytest.mark.django_db(transaction=True)
 async def test_an_upside_down_check_passes_while_its_port_stays_closed():
-    port = free_port()
+    # Bound and not listening: refused, and no other process can take the port meanwhile.
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    port = held.getsockname()[1]
     check = await HealthCheck.objects.acreate(
         name="closed", kind="tcp", target=f"127.0.0.1:{port}", upside_down=True,
         failures_before_down=1, timeout=2,
@@ -322,8 +324,9 @@ async def test_an_upside_down_check_passes_while_its_port_stays_closed():
             (outcome,) = await Monitor(manager).run_once([check], asyncio.Event())
         return outcome
 
-    assert (await run()).status == UP
-    with socket.create_server(("127.0.0.1", port)):
+    with held:
+        assert (await run()).status == UP
+        held.listen()
         opened = await run()
     assert opened.status == DOWN
     assert opened.result.error_category == "answered"

@@ -11,8 +11,9 @@ from connections_app.ticks import sleep_to_tick
 
 async def test_sleepers_of_one_tick_wake_together_and_none_before_its_time():
     loop = asyncio.get_running_loop()
-    tick = 0.2
-    # Start just after a tick, so waits of 10 to 50 ms all end before the next one.
+    tick = 0.5
+    # Start just after a tick, so waits of 10 to 50 ms all end before the next one (with 450 ms
+    # to spare for a busy machine).
     await sleep_to_tick(0, tick)
     woke: list[tuple[float, float]] = []
     turn_after_first: list[int] = []

@@ -17,7 +17,7 @@ from connections_app.db.exceptions import ConnectionRejected, RetriesExhausted
 from connections_app.errors import ErrorCategory, classify
 from connections_app.models import HealthCheck
 from project.config import database_config
-from tests.conftest import free_port
+from tests.conftest import refusing_port
 from tests.db.conftest import FAST_RETRY, PG_ALIAS, REPO, delta, temporary_alias
 from tests.db.fake_postgres import PASSWORD_REQUEST, FakePostgres, fatal
 
@@ -87,7 +87,7 @@ def test_a_server_that_says_come_back_later_is_retried(alias_on_port, reply):
 
 
 def test_a_port_nobody_listens_on_is_retried(alias_on_port):
-    connection = alias_on_port(free_port(), **FAST_RETRY)
+    connection = alias_on_port(refusing_port(), **FAST_RETRY)
     before = counters.counts(PG_ALIAS)
     with pytest.raises(RetriesExhausted, match="Connection refused"):
         checks.count()

@@ -15,7 +15,7 @@ from connections_app.db.exceptions import RetriesExhausted
 from connections_app.db.fail_fast import fail_fast, fail_fast_middleware, policy_here
 from connections_app.db.transactions import retry_transaction
 from connections_app.models import HealthCheck
-from tests.conftest import free_port
+from tests.conftest import refusing_port
 from tests.db.conftest import PG_ALIAS, SQLITE_ALIAS, TIMEOUT, delta
 
 NO_COUNTS = {"retries": 0, "reconnects": 0}
@@ -27,7 +27,7 @@ SLOW_RETRY = {"retry_attempts": 3, "retry_base_delay": 5.0}
 def test_a_down_server_costs_one_connect_attempt(pg_alias):
     connection = pg_alias(**SLOW_RETRY)
     connection.close()
-    connection.settings_dict["PORT"] = free_port()
+    connection.settings_dict["PORT"] = refusing_port()
     before = counters.counts(PG_ALIAS)
     with fail_fast(), pytest.raises(OperationalError, match="Connection refused") as info:
         HealthCheck.objects.using(PG_ALIAS).count()

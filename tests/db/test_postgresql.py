@@ -21,7 +21,7 @@ from connections_app.db.retrying_cursor import retrying_execute
 from connections_app.db.transactions import retry_transaction
 from connections_app.error_handler import get_global_error_handler
 from connections_app.models import HealthCheck
-from tests.conftest import free_port
+from tests.conftest import refusing_port
 from tests.db.conftest import PG_ALIAS, TIMEOUT, backend_pid, delta, terminate, wait_until
 
 pytestmark = pytest.mark.postgres
@@ -201,7 +201,7 @@ def test_an_unreachable_server_fails_after_the_policys_attempts(pg_alias):
     connect_timeout = 2
     connection = pg_alias()
     connection.close()
-    connection.settings_dict["PORT"] = free_port()  # nothing listens there
+    connection.settings_dict["PORT"] = refusing_port()  # nothing listens there
     connection.settings_dict["OPTIONS"]["connect_timeout"] = connect_timeout
     policy = connection.retry_policy
     before = counters.counts(PG_ALIAS)
@@ -216,7 +216,7 @@ def test_an_unreachable_server_fails_after_the_policys_attempts(pg_alias):
 def test_the_probe_does_not_back_off(pg_alias):
     connection = pg_alias()
     connection.close()
-    connection.settings_dict["PORT"] = free_port()
+    connection.settings_dict["PORT"] = refusing_port()
     before = counters.counts(PG_ALIAS)
     with pytest.raises(OperationalError):
         check_database(PG_ALIAS)
@@ -232,7 +232,7 @@ def test_the_health_check_closes_a_dead_connection_and_leaves_connecting_to_the_
     terminate(pg_admin, backend_pid(pg))
     with pytest.raises(psycopg.OperationalError):
         pg.connection.execute("SELECT 1")  # the driver learns that its connection is dead
-    port, pg.settings_dict["PORT"] = pg.settings_dict["PORT"], free_port()
+    port, pg.settings_dict["PORT"] = pg.settings_dict["PORT"], refusing_port()
     before = counters.counts(PG_ALIAS)
     pg.close_if_health_check_failed()  # Django's check before a request's first query
     assert pg.connection is None

@@ -10,15 +10,16 @@ from asgiref.sync import sync_to_async
 from project.config import channel_layers
 from realtime import publish
 from realtime.publish import publish_event, publish_event_sync
+from tests.conftest import refusing_port
 from tests.realtime.conftest import connected, receive
 from tests.realtime.helpers import events_of
-from tests.realtime.servers import HOST, free_port
+from tests.realtime.servers import HOST
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("clean_hub")]
 
 
 async def test_it_never_raises_when_redis_refuses(settings, caplog):
-    settings.CHANNEL_LAYERS = channel_layers(f"redis://{HOST}:{free_port()}/0", "pubsub")
+    settings.CHANNEL_LAYERS = channel_layers(f"redis://{HOST}:{refusing_port()}/0", "pubsub")
     with caplog.at_level(logging.INFO, logger="connections_app.error_handler"):
         await publish_event("check.status", {"name": "db"})
         await publish_event("check.status", {"name": "db"})

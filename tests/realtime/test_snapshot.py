@@ -1,4 +1,5 @@
 import asyncio
+import calendar
 import json
 from datetime import timedelta
 
@@ -50,7 +51,9 @@ def test_a_result_older_than_a_day_is_in_the_sparkline_but_not_the_uptime():
     CheckResult.objects.create(health_check=check, checked_at=at, ok=False, latency_ms=2.5)
     recent_points.fill(HealthCheck, CheckResult)
     row = next(c for c in checks_of(build_snapshot(EVERY, Limits())) if c["name"] == "old")
-    assert row["recent"] == [[int(at.timestamp() * 1000), 0, 2.5]]
+    # Milliseconds since the epoch in integers (a float product can land 1 ms short).
+    millis = calendar.timegm(at.utctimetuple()) * 1000 + at.microsecond // 1000
+    assert row["recent"] == [[millis, 0, 2.5]]
     assert row["uptime_24h"] is None
 
 
