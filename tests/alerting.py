@@ -3,6 +3,7 @@ processes a runner started (Linux /proc)."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from datetime import datetime, timedelta
 from email import message_from_bytes, policy
@@ -14,6 +15,10 @@ from django.utils import timezone
 
 from connections_app.alerts.models import WEBHOOK, NotificationChannel
 from tests.conftest import free_port
+
+#: aiosmtpd logs each session's end at INFO from its own thread, sometimes after the test's
+#: output capture ended: lines in the middle of the progress dots.
+logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 
 class Clock:
