@@ -51,6 +51,8 @@ def page_data(check: HealthCheck, span: str = DEFAULT_RANGE, now: datetime | Non
         "bars": history.daily_bars(ids, BAR_DAYS, now).get(check.pk) or _empty_bars(now),
         "range": span,
         "series": series(check, span, now),
+        # The chart's time axis is the whole range, however few hours have points.
+        "series_span": [int((now - RANGES[span]).timestamp()), int(now.timestamp())],
         "changes": [_change(c) for c in check.state_changes.all()[:CHANGES_SHOWN]],
         "results": [_result(r) for r in recent_results(check)],
     }

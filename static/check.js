@@ -57,7 +57,7 @@
     $("chart-empty").hidden = !empty;
     el.hidden = empty;
     if (plot) { plot.destroy(); plot = null; }
-    if (!empty) plot = window.CHChart.draw(el, data.series);
+    if (!empty) plot = window.CHChart.draw(el, data.series, data.series_span);
   }
 
   // Light and dark follow the system: colours are read when the chart is made.

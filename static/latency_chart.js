@@ -33,7 +33,7 @@ window.CHChart = (function () {
 
   function height(width) { return width < 500 ? 200 : 260; }
 
-  function options(el, width) {
+  function options(el, width, span) {
     const text = colour(el, ["--muted", "--body-quiet-color"], "#59636e");
     const grid = colour(el, ["--line", "--hairline-color"], "#d1d9e0");
     const accent = colour(el, ["--focus", "--link-fg"], "#0969da");
@@ -43,7 +43,11 @@ window.CHChart = (function () {
     return {
       width, height: height(width),
       cursor: { drag: { x: false, y: false } },
-      scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
+      scales: {
+        // The whole range asked for: uPlot would stretch a single point's axis over years.
+        x: span ? { time: true, range: () => [span[0], span[1]] } : { time: true },
+        y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] },
+      },
       series: [
         {},
         { label: "p50", stroke: accent, width: 2, value },
@@ -56,10 +60,11 @@ window.CHChart = (function () {
     };
   }
 
-  // Draws into el (emptied first); follows el's width from then on. Returns the uPlot.
-  function draw(el, points) {
+  // Draws into el (emptied first) over span, [from, to] in Unix seconds; follows el's width
+  // from then on. Returns the uPlot.
+  function draw(el, points, span) {
     el.replaceChildren();
-    const plot = new window.uPlot(options(el, el.clientWidth || 600), rows(points), el);
+    const plot = new window.uPlot(options(el, el.clientWidth || 600, span), rows(points), el);
     const observer = new ResizeObserver(() => {
       const width = el.clientWidth;
       if (width && Math.abs(plot.width - width) > 2) plot.setSize({ width, height: height(width) });

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -53,6 +54,9 @@ def test_the_data_follows_the_range_asked_for(admin_client, check):
     body = admin_client.get(url(check, data=True), {"range": "30d"}).json()
     assert body["range"] == "30d" and body["latency"]["30d"]["p50"] == 12.0
     assert len(body["series"]) >= 1 and SECRET not in str(body)
+    # The chart's time axis: the whole 30 days up to now, however few hours have points.
+    start, end = body["series_span"]
+    assert end - start == 30 * 86400 and abs(end - time.time()) < 60
 
 
 def test_an_unknown_range_is_refused_by_name(admin_client, check):

@@ -80,6 +80,22 @@ def test_the_check_page_shows_history_and_follows_the_check_live(browser, site):
     assert page.locator('[data-latency="p95"] .value').inner_text().endswith("ms")
     shot(page, "check-page")
 
+    # A single hour of points still spans the whole range asked for on the time axis (uPlot
+    # alone stretched one point's axis over years).
+    got = page.evaluate("""async () => {
+        const el = document.createElement("div");
+        document.body.append(el);
+        const now = Math.floor(Date.now() / 1000), hour = now - (now % 3600);
+        const span = [now - 86400, now];
+        const plot = window.CHChart.draw(el, [{t: hour, p50: 2, p95: 4, avg: 3}], span);
+        await new Promise((drawn) => requestAnimationFrame(drawn));  // uPlot sets its scales
+        const got = [[plot.scales.x.min, plot.scales.x.max], span];
+        plot.destroy();
+        el.remove();
+        return got;
+    }""")
+    assert got[0] == got[1]
+
     page.click('.ranges button[data-range="30d"]')
     page.wait_for_selector('.ranges button[data-range="30d"][aria-pressed="true"]')
     page.wait_for_function("document.querySelector('[data-latency=\"p95\"] .label')"
