@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, parse_qs, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import environ
@@ -187,8 +187,9 @@ def channel_layers(url: str | None, kind: str = "pubsub") -> dict:
         )
     if parts.scheme != "unix" and not parts.hostname:
         raise ImproperlyConfigured(f"REDIS_URL: no host in {redact_url(url)!r}")
-    redis_database(url)
-    config: dict = {"hosts": [url]}
+    # Redis's pub/sub ignores the database number: without a prefix of their own, two
+    # installations on one Redis hear each other's dashboard events (the check names).
+    config: dict = {"hosts": [url], "prefix": f"asgi-db{redis_database(url)}"}
     if kind == "core":
         config |= {"capacity": CHANNEL_CAPACITY, "group_expiry": GROUP_EXPIRY}
     return {"default": {"BACKEND": LAYER_KINDS[kind], "CONFIG": config}}
@@ -312,16 +313,20 @@ def log_file(path: str) -> str:
     return path
 
 
-def redis_database(url: str) -> None:
-    """A Redis URL's path is empty or a database number: ``/notanumber`` is refused, not
-    silently read as database 0."""
+def redis_database(url: str) -> int:
+    """A Redis URL's database number: its path (``?db=`` for ``unix://``), 0 when it names
+    none. ``/notanumber`` is refused, not silently read as database 0."""
     parts = _parse_url("REDIS_URL", url)
-    number = parts.path.strip("/")
-    if parts.scheme != "unix" and number and not number.isdigit():
+    if parts.scheme == "unix":
+        number = parse_qs(parts.query).get("db", [""])[0]
+    else:
+        number = parts.path.strip("/")
+    if number and not number.isdigit():
         raise ImproperlyConfigured(
             f"REDIS_URL: the database must be a number (redis://host:6379/0), "
             f"got {number!r} in {redact_url(url)!r}"
         )
+    return int(number or 0)
 
 
 def proxy_ssl_header(value: str) -> tuple[str, str] | None:

@@ -1,12 +1,15 @@
 """Start-up configuration: embedded defaults, and one clear line for every bad variable."""
 
+import asyncio
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
 
 from project.config import alert_timing, channel_layers, database_config, email_config, site_url
 
@@ -41,6 +44,68 @@ def test_database_url_switches_to_postgresql():
 def test_redis_url_switches_to_channels_redis():
     layer = channel_layers("redis://127.0.0.1:6379/0")["default"]
     assert layer["BACKEND"].startswith("channels_redis.")
+
+
+@pytest.mark.parametrize(
+    ("url", "number"),
+    [("redis://cache:6379", 0), ("redis://cache:6379/7", 7), ("unix:///run/redis.sock?db=3", 3)],
+)
+def test_each_redis_database_gets_a_channel_prefix_of_its_own(url, number):
+    assert channel_layers(url)["default"]["CONFIG"]["prefix"] == f"asgi-db{number}"
+
+
+def test_a_unix_socket_redis_database_must_be_a_number():
+    with pytest.raises(ImproperlyConfigured, match="the database must be a number"):
+        channel_layers("unix:///run/redis.sock?db=two")
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("kind", ["pubsub", "core"])
+async def test_installations_on_two_redis_databases_hear_only_their_own(redis_url, kind):
+    # Redis's pub/sub ignores the database number: the layers' prefixes keep them apart.
+    base = redis_url.rsplit("/", 1)[0]
+    configs = [channel_layers(f"{base}/{n}", kind)["default"] for n in (13, 14)]
+    ours, theirs = (import_string(c["BACKEND"])(**c["CONFIG"]) for c in configs)
+    group = f"dashboard-{uuid.uuid4().hex[:8]}"
+    heard: dict = {ours: [], theirs: []}
+    listeners = []
+    try:
+        for layer in (ours, theirs):
+            channel = await layer.new_channel()
+            await layer.group_add(group, channel)
+            listeners.append(asyncio.create_task(listen(layer, channel, heard[layer])))
+            await until_heard(layer, group, heard[layer], "self")  # subscribed
+        await theirs.group_send(group, {"type": "checks.changed", "from": "theirs"})
+        await until_heard(theirs, group, heard[theirs], "theirs", send=False)
+        # Redis hands a published message to every subscriber as it publishes: "theirs" would
+        # be in our connection's stream before this last message of our own.
+        await until_heard(ours, group, heard[ours], "end", send=True)
+        assert "theirs" not in heard[ours]
+    finally:
+        for task in listeners:
+            task.cancel()
+        await asyncio.gather(*listeners, return_exceptions=True)
+        for layer in (ours, theirs):
+            await layer.flush()
+            if hasattr(layer, "close_pools"):
+                await layer.close_pools()
+
+
+async def listen(layer, channel: str, heard: list) -> None:
+    while True:  # until cancelled (a cancelled receive also unsubscribes the channel)
+        heard.append((await layer.receive(channel))["from"])
+
+
+async def until_heard(layer, group: str, heard: list, word: str, send: bool = True) -> None:
+    """Wait until ``heard`` holds ``word`` (5 s at most); with ``send``, sending ``word`` to
+    ``group`` every 0.1 s meanwhile (a pub/sub subscription takes effect a moment later)."""
+    for _ in range(50):
+        if word in heard:
+            return
+        if send:
+            await layer.group_send(group, {"type": "checks.changed", "from": word})
+        await asyncio.sleep(0.1)
+    pytest.fail(f"{word!r} never arrived")
 
 
 @pytest.mark.parametrize(
