@@ -9,11 +9,12 @@ grace is a failed result of category ``timeout``; a push check's failures make i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
 from connections_app.errors import ErrorCategory
-from connections_app.models import HealthCheck
+from connections_app.models import KIND_PUSH, CheckResult, HealthCheck
 from connections_app.probes.result import ProbeResult
 from connections_app.redaction import redact
 from connections_app.results import Outcome, store_outcomes
@@ -54,6 +55,42 @@ def silence(check: HealthCheck, now: datetime) -> ProbeResult | None:
         return None
     silent = (now - since).total_seconds()
     return ProbeResult.failure(ErrorCategory.TIMEOUT, f"no ping for {silent:.0f} s")
+
+
+def with_quiet_push_checks(checks: Sequence[HealthCheck], outcomes: list[Outcome]) -> list[Outcome]:
+    """``outcomes`` of one round of ``checks``, and for each push check the round left alone
+    (its job reported within its period: nothing new to store) its state as its last ping
+    left it; in the order of ``checks``. A report of one round (``runchecks --once``) that
+    left them out would say nothing of a job whose last ping said it failed."""
+    ran = {outcome.check.pk: outcome for outcome in outcomes}
+    quiet = [c.pk for c in checks if c.kind == KIND_PUSH and c.pk not in ran]
+    for check in HealthCheck.objects.filter(pk__in=quiet):
+        ran[check.pk] = _as_last_reported(check)
+    return [ran[check.pk] for check in checks if check.pk in ran]
+
+
+def _as_last_reported(check: HealthCheck) -> Outcome:
+    last = check.results.order_by("-checked_at").first()
+    if last is None:  # within its first period: nothing reported yet
+        result = ProbeResult(ok=False, latency_ms=None, error_message="no ping yet")
+        return Outcome(check, result, stored=True, status=check.status, health=check.health)
+    return Outcome(
+        check,
+        _stored(last),
+        checked_at=last.checked_at,
+        stored=True,
+        status=check.status,
+        health=check.health,
+    )
+
+
+def _stored(result: CheckResult) -> ProbeResult:
+    return ProbeResult(
+        ok=result.ok,
+        latency_ms=result.latency_ms,
+        error_category=result.error_category,
+        error_message=result.error_message,
+    )
 
 
 def _result(signal: str, latency: float | None, body: bytes) -> ProbeResult:

@@ -86,7 +86,8 @@ def render_table(outcomes: list) -> str:
 def _detail(result) -> str:
     if result.ok:
         return f"HTTP {result.http_status}" if result.http_status else "ok"
-    return shorten(f"{result.error_category}: {result.error_message}", DETAIL_WIDTH)
+    category = f"{result.error_category}: " if result.error_category else ""
+    return shorten(f"{category}{result.error_message}", DETAIL_WIDTH)
 
 
 def shorten(text: str, width: int) -> str:

@@ -88,6 +88,35 @@ def test_exit_2_when_a_check_is_down(sqlite_file_env, target):
     assert {c["name"]: c["error_category"] for c in report["checks"]}["refused"] == "refused"
 
 
+PING = """
+from django.utils import timezone
+from connections_app.models import HealthCheck
+from connections_app.push import record_ping
+record_ping(HealthCheck.objects.get(name="backup"), "fail", b"disk full", timezone.now())
+"""
+
+
+def test_push_checks_are_reported_as_their_last_ping_left_them(sqlite_file_env):
+    # Never probed: a job that reported within its period has nothing new to say, but the
+    # report of the round still says what it last said (a failure: exit 2).
+    env = sqlite_file_env
+    jobs = [check("backup", "cron on db1", kind="push", interval=3600)]
+    import_checks(env, jobs + [check("fresh", "cron on db2", kind="push", interval=3600)])
+    assert manage(env, "shell", "-c", PING).returncode == 0
+    code, report = run_once_json(env, "--check", "backup", "--check", "fresh")
+    assert code == 2 and report["status"] == "down"
+    rows = {row["name"]: row for row in report["checks"]}
+    assert (rows["backup"]["status"], rows["backup"]["error_category"]) == ("down", "reported")
+    assert (rows["fresh"]["status"], rows["fresh"]["error_message"]) == ("unknown", "no ping yet")
+    table = manage(env, "runchecks", "--once")
+    assert table.returncode == 2
+    assert "reported: the job reported a failure" in table.stdout
+    # The ping's result, nothing stored for the push checks by the rounds.
+    assert [r for r in results_in(env) if r[0] in ("backup", "fresh")] == [
+        ("backup", 0, "reported")
+    ]
+
+
 def test_exit_3_on_usage_errors(sqlite_file_env):
     run = manage(sqlite_file_env, "runchecks", "--once", "--check", "nosuch")
     assert run.returncode == 3

@@ -39,6 +39,7 @@ from connections_app.management.usage import UsageExitMixin, add_concurrency_arg
 from connections_app.models import PAUSED, HealthCheck
 from connections_app.monitor import Monitor, Outcome
 from connections_app.probe_slots import runner_manager
+from connections_app.push import with_quiet_push_checks
 from connections_app.redaction import redact
 from connections_app.runchecks_output import exit_code, render_json, render_table
 from connections_app.summary import history_figures
@@ -150,6 +151,7 @@ class Command(UsageExitMixin, BaseCommand):
             return EXIT_SIGINT if stop.signal == signal.SIGINT else EXIT_SIGTERM
         if stop.signal is not None:
             return 0  # as documented: the running checks finished and every result is stored
+        outcomes = await sync_to_async(with_quiet_push_checks)(checks, outcomes)
         judge_as_enabled(outcomes)
         if options["format"] == "json":
             figures = await sync_to_async(history_figures)([o.check.pk for o in outcomes])
