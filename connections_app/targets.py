@@ -45,14 +45,20 @@ def validate_target(kind: str, target: str) -> str | None:
     if control is not None:
         return f"The target contains a control character ({control!r})."
     if kind == KIND_HTTP:
+        if "://" not in target:
+            return f"The URL has no scheme: write http://{target} or https://{target}."
         parts, error = _split_url(target)
         if error:
             return error
         if parts.scheme not in ("http", "https"):
-            return f"The URL scheme must be http or https, not {parts.scheme or 'empty'!r}."
+            return f"The URL scheme must be http or https, not {parts.scheme!r}."
         if not parts.hostname:
             return "The URL has no host."
-        return _host_error(parts.hostname) or _port_error(parts)
+        if error := _host_error(parts.hostname) or _port_error(parts):
+            return error
+        if any(c.isspace() for c in target):
+            return "The URL's path contains a space: write it as %20."
+        return None
     if kind == KIND_REDIS:
         parts, error = _split_url(target)
         if error:

@@ -130,10 +130,10 @@ def _database_from_url(url: str | None, base_dir: Path) -> tuple[dict, str]:
             raise ImproperlyConfigured("DATABASE_URL: an SQLite URL needs a file path")
         return config, "sqlite"
     if scheme not in POSTGRES_SCHEMES:
-        raise ImproperlyConfigured(
-            f"DATABASE_URL: unsupported scheme {scheme or 'none'!r} in {redact_url(url)!r}; "
-            "use postgres://user@host:5432/name or sqlite:////path/to/file.sqlite3"
-        )
+        raise _unsupported(
+            "DATABASE_URL", scheme, url,
+            "use postgres://user@host:5432/name or sqlite:////path/to/file.sqlite3",
+        )  # fmt: skip
     config = environ.Env.db_url_config(url)
     if not config.get("NAME"):
         raise ImproperlyConfigured(f"DATABASE_URL: no database name in {redact_url(url)!r}")
@@ -168,6 +168,11 @@ GROUP_EXPIRY = 120
 def channel_layers(url: str | None, kind: str = "pubsub") -> dict:
     """CHANNEL_LAYERS for ``REDIS_URL`` (the in-memory layer when unset) and
     ``CHANNEL_LAYER_KIND`` (``pubsub`` or ``core``, for channels_redis)."""
+    # Checked without REDIS_URL too: a typo would otherwise wait for the day Redis is added.
+    if kind not in LAYER_KINDS:
+        raise ImproperlyConfigured(
+            f"CHANNEL_LAYER_KIND: {kind!r} is not one of {', '.join(sorted(LAYER_KINDS))}"
+        )
     if not url:
         return {
             "default": {
@@ -175,16 +180,9 @@ def channel_layers(url: str | None, kind: str = "pubsub") -> dict:
                 "CONFIG": {"capacity": CHANNEL_CAPACITY},
             }
         }
-    if kind not in LAYER_KINDS:
-        raise ImproperlyConfigured(
-            f"CHANNEL_LAYER_KIND: {kind!r} is not one of {', '.join(sorted(LAYER_KINDS))}"
-        )
     parts = _parse_url("REDIS_URL", url)
     if parts.scheme not in REDIS_SCHEMES:
-        raise ImproperlyConfigured(
-            f"REDIS_URL: unsupported scheme {parts.scheme or 'none'!r} in {redact_url(url)!r}; "
-            "use redis://host:6379/0"
-        )
+        raise _unsupported("REDIS_URL", parts.scheme, url, "use redis://host:6379/0")
     if parts.scheme != "unix" and not parts.hostname:
         raise ImproperlyConfigured(f"REDIS_URL: no host in {redact_url(url)!r}")
     # Redis's pub/sub ignores the database number: without a prefix of their own, two
@@ -220,10 +218,7 @@ def email_config(url: str | None) -> dict:
     parts = _parse_url("EMAIL_URL", url)
     if parts.scheme not in environ.Env.EMAIL_SCHEMES:
         schemes = ", ".join(sorted(environ.Env.EMAIL_SCHEMES))
-        raise ImproperlyConfigured(
-            f"EMAIL_URL: unsupported scheme {parts.scheme or 'none'!r} in {redact_url(url)!r}; "
-            f"use one of {schemes}"
-        )
+        raise _unsupported("EMAIL_URL", parts.scheme, url, f"use one of {schemes}")
     if parts.scheme.startswith("smtp") and not parts.hostname:
         raise ImproperlyConfigured(f"EMAIL_URL: no host in {redact_url(url)!r}")
     config = environ.Env.email_url_config(url)
@@ -311,6 +306,11 @@ def log_file(path: str) -> str:
         reason = exc.strerror or type(exc).__name__
         raise ImproperlyConfigured(f"LOG_FILE: {path!r} is not writable: {reason}") from None
     return path
+
+
+def _unsupported(name: str, scheme: str, url: str, hint: str) -> ImproperlyConfigured:
+    what = f"unsupported scheme {scheme!r}" if scheme else "no scheme"
+    return ImproperlyConfigured(f"{name}: {what} in {redact_url(url)!r}; {hint}")
 
 
 def redis_database(url: str) -> int:

@@ -39,6 +39,11 @@ def _read(name: str, cast, default):
     try:
         return env(name, cast=cast, default=default)
     except (ValueError, ImproperlyConfigured) as exc:
+        if cast in (int, float):  # not Python's "invalid literal for int() with base 10"
+            wanted = "a whole number" if cast is int else "a number"
+            raise ImproperlyConfigured(
+                f"{name}: expected {wanted}, got {env.str(name)!r}"
+            ) from None
         raise ImproperlyConfigured(f"{name}: {exc}") from None
 
 

@@ -120,7 +120,8 @@ async def until_heard(layer, group: str, heard: list, word: str, send: bool = Tr
         ("REDIS_URL", "redis://:hunter2@[bad", "Invalid IPv6 URL"),
         ("DEBUG", "maybe", "DEBUG"),
         ("LOG_LEVEL", "LOUD", "not one of DEBUG"),
-        ("STOP_TIMEOUT", "soon", "STOP_TIMEOUT"),
+        ("STOP_TIMEOUT", "soon", "STOP_TIMEOUT: expected a number, got 'soon'"),
+        ("CONN_MAX_AGE", "abc", "CONN_MAX_AGE: expected a whole number, got 'abc'"),
         ("STOP_TIMEOUT", "-1", "STOP_TIMEOUT: seconds from 0 to 3600, got -1"),
         ("LOG_THIRD_PARTY_LEVEL", "quiet", "not one of DEBUG"),
         ("IDLE_TIMEOUT", "soon", "IDLE_TIMEOUT"),
@@ -155,6 +156,18 @@ def test_secret_key_is_required_without_debug():
 def test_debug_allows_a_missing_secret_key():
     run = manage("check", DEBUG="true", SECRET_KEY="")
     assert run.returncode == 0, run.stderr
+
+
+def test_a_channel_layer_kind_is_checked_without_redis_too():
+    with pytest.raises(ImproperlyConfigured, match="^CHANNEL_LAYER_KIND: 'fast' is not one of"):
+        channel_layers(None, "fast")
+
+
+def test_a_url_without_a_scheme_is_said_to_have_none():
+    with pytest.raises(ImproperlyConfigured, match="^DATABASE_URL: no scheme in 'garbage'; use"):
+        database_config("garbage", Path("."))
+    with pytest.raises(ImproperlyConfigured, match="^REDIS_URL: no scheme in '127.0.0.1:6379'"):
+        channel_layers("127.0.0.1:6379")
 
 
 def test_config_errors_are_improperly_configured():

@@ -315,7 +315,7 @@ BAD_VALUES = [
     ({"timeout": 0}, "timeout", "above 0"),
     ({"timeout": 30.0}, "timeout", "shorter than the interval"),
     ({"kind": "ping"}, "kind", "the kinds are http, tcp"),
-    ({"endpoint": "127.0.0.1:80", "kind": "http"}, "endpoint", "URL scheme"),
+    ({"endpoint": "127.0.0.1:80", "kind": "http"}, "endpoint", "URL has no scheme"),
     ({"failures_before_down": 0}, "failures_before_down", "At least 1"),
     ({"failures_before_down": 101}, "failures_before_down", "At most 100"),
     ({"failures_before_down": 2.5}, "failures_before_down", "whole number"),

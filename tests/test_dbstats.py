@@ -41,6 +41,11 @@ def test_a_database_the_server_does_not_know_is_one_line_and_exit_3(sqlite_file_
     assert '"ch_no_such_database" does not exist' in run.stderr
 
 
+def test_a_database_never_migrated_says_to_migrate(sqlite_file_env, tmp_path):
+    run = dbstats_on(sqlite_file_env, f"sqlite:///{tmp_path}/empty.sqlite3")
+    assert "run `manage.py migrate`" in run.stderr
+
+
 def dbstats_on(env: dict, url: str):
     """``dbstats`` on ``url``, checked to fail with exit 3 and one line."""
     # Waits of 5, 10 and 20 s if it backed off: the child's timeout would stop it first.

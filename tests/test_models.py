@@ -54,6 +54,9 @@ def errors_of(**fields) -> dict:
     ("fields", "field", "words"),
     [
         ({"target": "ftp://files.example/x"}, "target", "scheme must be http or https"),
+        ({"target": "127.0.0.1:8765"}, "target", "no scheme: write http://127.0.0.1:8765"),
+        ({"target": "localhost:8765/health"}, "target", "no scheme: write http://localhost"),
+        ({"target": "http://127.0.0.1:8765/a b"}, "target", "contains a space"),
         ({"target": "http://"}, "target", "no host"),
         ({"target": "http://a.example:70000/"}, "target", "port"),
         ({"kind": "tcp", "target": "db.internal"}, "target", "host:port"),

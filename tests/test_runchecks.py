@@ -125,7 +125,10 @@ def test_exit_3_on_usage_errors(sqlite_file_env):
     run = manage(sqlite_file_env, "runchecks", "--once", "--tag", "nosuch")
     assert run.returncode == 3
     run = manage(sqlite_file_env, "runchecks", "--check", "x")
-    assert run.returncode == 3 and "go with --once" in run.stderr
+    assert run.returncode == 3 and "--check goes with --once" in run.stderr
+    run = manage(sqlite_file_env, "runchecks", "--format", "json")
+    assert run.returncode == 3 and "--format goes with --once" in run.stderr
+    assert "--check" not in run.stderr
 
 
 @pytest.mark.parametrize(

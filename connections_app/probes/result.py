@@ -67,7 +67,7 @@ class ProbeResult:
         category = classify(exc)
         if category is ErrorCategory.BLOCKED:
             blocked = next(c for c in causes(exc) if isinstance(c, BlockedAddress))
-            return cls.failure(category, f"blocked: {blocked.strerror}", latency_ms)
+            return cls.failure(category, blocked.strerror, latency_ms)
         # The words that matter sit at the end of a long chain (aiohttp's wrapper is an
         # ssl.CertificateError too, without them).
         verify = [getattr(c, "verify_message", None) for c in causes(exc)]

@@ -11,6 +11,7 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from connections_app.cli import EXIT_USAGE
 from connections_app.db.fail_fast import fail_fast
 from connections_app.db.health import get_database_stats
+from connections_app.errors import missing_tables_message
 from connections_app.management.usage import UsageExitMixin
 from connections_app.models import CheckResult, ErrorStat, HealthCheck
 from connections_app.redaction import redact
@@ -34,7 +35,8 @@ class Command(UsageExitMixin, BaseCommand):
             with fail_fast():
                 stats = get_database_stats(options["database"], OUR_TABLES)
         except DatabaseError as exc:
-            reason = " ".join(redact(str(exc)).split())  # one line, whatever the driver said
+            # One line, whatever the driver said; for a database never migrated, what to do.
+            reason = missing_tables_message(exc) or " ".join(redact(str(exc)).split())
             raise CommandError(
                 f"cannot read database {options['database']!r}: {reason}", returncode=EXIT_USAGE
             ) from None

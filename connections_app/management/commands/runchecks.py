@@ -121,8 +121,12 @@ class Command(UsageExitMixin, BaseCommand):
             if code:
                 sys.exit(code)
             return
-        if options["check"] or options["format"] != "table":
-            raise UsageError("--check and --format go with --once")
+        used = {"--check": options["check"], "--format": options["format"] != "table"}
+        given = [name for name, on in used.items() if on]
+        if given:
+            raise UsageError(
+                f"{' and '.join(given)} {'go' if len(given) > 1 else 'goes'} with --once"
+            )
         _refuse_missing_tables()
         settle_long_lived()
         asyncio.run(self._forever(options))
