@@ -51,6 +51,9 @@ class ErrorCategory(StrEnum):
     TLS_EXPIRING = "tls_expiring"
     #: A push check's job said it failed (``/fail``, a non-zero exit code).
     REPORTED = "reported"
+    #: A server answered our login with a "no" that no wait changes: a wrong user, password
+    #: or database name (PostgreSQL's FATAL, Redis's AUTH). Never retried.
+    AUTH = "auth"
     UNKNOWN = "unknown"
 
     @property
@@ -82,6 +85,7 @@ _SEVERITY = {
     ErrorCategory.BLOCKED: Severity.ERROR,
     ErrorCategory.TLS_EXPIRING: Severity.WARNING,
     ErrorCategory.REPORTED: Severity.ERROR,
+    ErrorCategory.AUTH: Severity.ERROR,
     ErrorCategory.UNKNOWN: Severity.ERROR,
 }
 
@@ -199,7 +203,7 @@ def _by_library(exc: BaseException) -> ErrorCategory | None:
     # A server that answered "no" (wrong user or password): redis-py files it under its
     # ConnectionError, but no wait and no reconnect will change the answer.
     if name & {"redis.exceptions.AuthenticationError", "redis.exceptions.AuthorizationError"}:
-        return ErrorCategory.UNKNOWN
+        return ErrorCategory.AUTH
     # aiohttp keeps a reset after the headers only as text inside ClientPayloadError. redis-py
     # raises its own ConnectionError, with no socket error inside, when the server hangs up.
     if name & {
@@ -297,7 +301,9 @@ def _by_psycopg(exc: BaseException) -> ErrorCategory | None:
     if sqlstate is None:
         # psycopg gives no SQLSTATE when the socket itself failed, the connection is closed,
         # or the server turned a connection attempt away.
-        return None if _pg_connect_refused_for_good(exc) else ErrorCategory.DB_DISCONNECTED
+        if _pg_connect_refused_for_good(exc):
+            return ErrorCategory.AUTH
+        return ErrorCategory.DB_DISCONNECTED
     if sqlstate in _PG_DISCONNECT_CODES:
         return ErrorCategory.DB_DISCONNECTED
     if sqlstate.startswith(_PG_DISCONNECT_CLASSES):

@@ -325,7 +325,7 @@
     redirects: "too many redirects", db_locked: "database busy",
     db_disconnected: "database connection lost", missing_tables: "database not migrated",
     channel_full: "a browser fell behind", client_gone: "a browser left",
-    answered: "answered, and must not", unknown: "unexpected error",
+    answered: "answered, and must not", auth: "login refused", unknown: "unexpected error",
   };
   const OPERATIONS = {
     "ws.publish": "sending live updates", "ws.listen": "receiving live updates",

@@ -57,7 +57,20 @@ async def test_select_1_answers(database):
 
 async def test_a_database_that_does_not_exist_fails(database):
     result = await probe(make(database.rsplit("/", 1)[0] + "/no_such_database_here"))
-    assert not result.ok and "does not exist" in result.error_message
+    assert (result.ok, result.error_category) == (False, "auth"), result
+    assert "does not exist" in result.error_message
+
+
+async def test_a_role_the_server_does_not_know_is_a_refused_login_without_a_traceback(
+    database, caplog
+):
+    parts = urlsplit(database)
+    stranger = parts._replace(netloc=f"ch_no_such_role@{parts.hostname}:{parts.port or 5432}")
+    result = await probe(make(stranger.geturl()))
+    assert (result.ok, result.error_category) == (False, "auth"), result
+    assert 'role "ch_no_such_role" does not exist' in result.error_message
+    # A login refused is a failure we can name: one line in the log, no traceback.
+    assert caplog.records and not [r for r in caplog.records if r.exc_info]
 
 
 async def test_nothing_listening_fails_and_the_password_stays_secret():

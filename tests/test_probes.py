@@ -107,12 +107,12 @@ async def test_redis_unknown_host_is_dns():
     assert (result.ok, result.error_category) == (False, "dns")
 
 
-async def test_redis_wrong_credentials_are_not_a_reset(redis_url):
+async def test_redis_wrong_credentials_are_a_refused_login(redis_url):
     parts = urlsplit(redis_url)
     result = await probe(
         make("redis", parts._replace(netloc=f"nobody:wrong@{parts.netloc}").geturl())
     )
-    assert (result.ok, result.error_category) == (False, "unknown")
+    assert (result.ok, result.error_category) == (False, "auth")
     assert "AuthenticationError" in result.error_message
     assert "wrong" not in result.error_message
 

@@ -54,7 +54,7 @@ def test_a_name_the_server_does_not_know_fails_at_once_and_says_so(pg_alias, set
     with pytest.raises(ConnectionRejected, match=f'not retried.*"{value}" does not exist') as info:
         checks.count()
     assert delta(PG_ALIAS, before) == NO_COUNTS
-    assert classify(info.value) is ErrorCategory.UNKNOWN  # no longer db_disconnected
+    assert classify(info.value) is ErrorCategory.AUTH  # not db_disconnected: never retried
 
 
 def test_a_server_that_asks_for_a_password_we_lack_fails_at_once(alias_on_port):
