@@ -14,7 +14,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from connections_app.errors import ErrorCategory
-from connections_app.models import KIND_PUSH, CheckResult, HealthCheck
+from connections_app.models import KIND_PUSH, HealthCheck
 from connections_app.probes.result import ProbeResult
 from connections_app.redaction import redact
 from connections_app.results import Outcome, store_outcomes
@@ -70,26 +70,24 @@ def with_quiet_push_checks(checks: Sequence[HealthCheck], outcomes: list[Outcome
 
 
 def _as_last_reported(check: HealthCheck) -> Outcome:
-    last = check.results.order_by("-checked_at").first()
-    if last is None:  # within its first period: nothing reported yet
+    """The check's last result as its row keeps it (``state.apply_result``): no query."""
+    if check.last_checked_at is None:  # within its first period: nothing reported yet
         result = ProbeResult(ok=False, latency_ms=None, error_message="no ping yet")
         return Outcome(check, result, stored=True, status=check.status, health=check.health)
+    result = ProbeResult(
+        # A push result has no warnings: one with a category is a failure.
+        ok=not check.last_error_category,
+        latency_ms=check.last_latency_ms,
+        error_category=check.last_error_category,
+        error_message=check.last_error_message,
+    )
     return Outcome(
         check,
-        _stored(last),
-        checked_at=last.checked_at,
+        result,
+        checked_at=check.last_checked_at,
         stored=True,
         status=check.status,
         health=check.health,
-    )
-
-
-def _stored(result: CheckResult) -> ProbeResult:
-    return ProbeResult(
-        ok=result.ok,
-        latency_ms=result.latency_ms,
-        error_category=result.error_category,
-        error_message=result.error_message,
     )
 
 
